@@ -1,0 +1,3 @@
+//! Host-side tooling for the NAP runtime.
+
+pub mod metrics;

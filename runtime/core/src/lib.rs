@@ -1,0 +1,16 @@
+//! The NAP runtime's core: everything that must compute the same on the host, the edge board and the
+//! sensor controller, with no operating system and no allocator.
+//!
+//! - [`reduce`]: one pass over the pre-pool activation giving per-channel max and sum.
+//! - [`activation`]: S_NAP and the pooled feature from those reductions (u8 or f32 activations).
+//! - [`score`]: the OOD scoring methods (MSP, Energy, ReAct, ASH, NAP and its fusions), by name.
+//! - [`protocol`]: the wire format between the runtime and the sensor controller.
+#![no_std]
+
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+pub mod activation;
+pub mod protocol;
+pub mod reduce;
+pub mod score;

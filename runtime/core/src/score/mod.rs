@@ -1,0 +1,29 @@
+//! Out-of-distribution scores. Higher always means more in-distribution.
+//!
+//! Every method is a recipe of three small named steps, so the runtime and the host tool pick
+//! methods by name and compute them with the same code:
+//!
+//! | method | shaping of the pooled feature | logit score      | fused with S_NAP |
+//! |--------|-------------------------------|------------------|------------------|
+//! | MSP    | none                          | max softmax      | no               |
+//! | Energy | none                          | negative energy  | no               |
+//! | ReAct  | clip at c                     | negative energy  | no               |
+//! | ASH-S/B/P | ASH at percentile p        | negative energy  | no               |
+//! | NAP    | -                             | - (S_NAP alone)  | -                |
+//! | NAP-E  | none                          | negative energy  | weight w         |
+//! | NAP-R  | clip at c                     | negative energy  | weight w         |
+//! | NAP-A  | ASH-S at percentile p         | negative energy  | weight w         |
+//! | NAP-M  | none                          | max softmax      | weight w         |
+
+pub mod fusion;
+pub mod head;
+pub mod logits;
+pub mod method;
+pub mod shaping;
+
+pub use fusion::{FUSION_FLOOR, Fused, fuse};
+pub use head::{Head, HeadError, LinearHead};
+pub use method::{
+    Evidence, FusionWeights, LogitScore, Method, Params, Recipe, Score, ScoreError, Shaping,
+    UnknownMethod, Workspace,
+};
