@@ -44,77 +44,64 @@ pub fn nap_u8(
 ) -> f32 {
     let inv_plane = 1.0 / plane as f32;
     let (scale, zero) = (quant.scale, f32::from(quant.zero_point));
-    accumulate(
-        max,
-        sum,
-        eps,
-        pooled,
-        |max: [u8; LANES], sum: [u32; LANES]| {
-            (
-                max.map(|m| scale * (f32::from(m) - zero)),
-                // i32 -> f32 vectorizes where u32 -> f32 does not; sums fit (`Shape::MAX_PLANE`).
-                sum.map(|s| scale * (s as i32 as f32 * inv_plane - zero)),
-            )
-        },
-    )
+    accumulate(max, sum, eps, pooled, |m, s| {
+        // i32 -> f32 vectorizes where u32 -> f32 does not; sums fit (`Shape::MAX_PLANE`).
+        (
+            scale * (f32::from(m) - zero),
+            scale * (s as i32 as f32 * inv_plane - zero),
+        )
+    })
 }
 
 /// S_NAP of an f32 activation from its reductions, writing the pooled feature; see [`nap_u8`].
 pub fn nap_f32(max: &[f32], sum: &[f32], plane: usize, eps: f32, pooled: &mut [f32]) -> f32 {
     let inv_plane = 1.0 / plane as f32;
-    accumulate(
-        max,
-        sum,
-        eps,
-        pooled,
-        |max: [f32; LANES], sum: [f32; LANES]| (max, sum.map(|s| s * inv_plane)),
-    )
+    accumulate(max, sum, eps, pooled, |m, s| (m, s * inv_plane))
 }
 
-/// Channels handled together: independent partial sums over fixed-size arrays let the compiler
+/// Channels handled together: independent partial sums over fixed-size blocks let the compiler
 /// vectorize the conversions, the division and the sum, which otherwise cost as much as the
 /// reduction itself.
 const LANES: usize = 8;
 
-/// Mean over channels of `(max / (mean + eps))^2`, writing each mean to `pooled`. `real` turns
-/// [`LANES`] channels of raw reductions into real `(max, mean)` values.
+/// Mean over channels of `(max / (mean + eps))^2`, writing each mean to `pooled`; `real` turns a
+/// channel's raw max and sum into its real max and mean.
+#[inline(always)]
 fn accumulate<M: Copy + Default, S: Copy + Default>(
     max: &[M],
     sum: &[S],
     eps: f32,
     pooled: &mut [f32],
-    real: impl Fn([M; LANES], [S; LANES]) -> ([f32; LANES], [f32; LANES]),
+    real: impl Fn(M, S) -> (f32, f32),
 ) -> f32 {
     let channels = max.len().min(sum.len()).min(pooled.len());
     if channels == 0 {
         return 0.0;
     }
     let mut lanes = [0.0f32; LANES];
-    let mut add = |max: [M; LANES], sum: [S; LANES], pooled: &mut [f32]| {
-        let (peak, mean) = real(max, sum);
-        for l in 0..LANES {
-            let ratio = peak[l] / (mean[l] + eps);
-            // Padding lanes of the last partial block add nothing.
-            lanes[l] += if l < pooled.len() { ratio * ratio } else { 0.0 };
-        }
-        pooled.copy_from_slice(&mean[..pooled.len()]);
-    };
     let full = channels / LANES * LANES;
     let blocks = max[..full]
         .chunks_exact(LANES)
         .zip(sum[..full].chunks_exact(LANES));
     for ((m, s), p) in blocks.zip(pooled[..full].chunks_exact_mut(LANES)) {
-        add(
-            m.try_into().unwrap_or_default(),
-            s.try_into().unwrap_or_default(),
-            p,
-        );
+        for l in 0..LANES {
+            let (peak, mean) = real(m[l], s[l]);
+            let ratio = peak / (mean + eps);
+            lanes[l] += ratio * ratio;
+            p[l] = mean;
+        }
     }
-    if full < channels {
-        let (mut m, mut s) = ([M::default(); LANES], [S::default(); LANES]);
-        m[..channels - full].copy_from_slice(&max[full..channels]);
-        s[..channels - full].copy_from_slice(&sum[full..channels]);
-        add(m, s, &mut pooled[full..channels]);
+    // The last partial block, one channel at a time.
+    for (l, ((&m, &s), p)) in max[full..channels]
+        .iter()
+        .zip(&sum[full..channels])
+        .zip(&mut pooled[full..channels])
+        .enumerate()
+    {
+        let (peak, mean) = real(m, s);
+        let ratio = peak / (mean + eps);
+        lanes[l] += ratio * ratio;
+        *p = mean;
     }
     let total: f64 = lanes.iter().map(|&x| f64::from(x)).sum();
     (total / channels as f64) as f32

@@ -115,24 +115,47 @@ pub fn f32_nchw(activation: &[f32], plane: usize, max: &mut [f32], sum: &mut [f3
     }
 }
 
+/// Independent accumulator vectors per row in the interleaved f32 path: a single max/sum chain
+/// per block of channels would wait out the add latency on every row.
+const CHAINS: usize = 4;
+
 #[target_feature(enable = "neon")]
 pub fn f32_nhwc(activation: &[f32], channels: usize, max: &mut [f32], sum: &mut [f32]) {
-    if channels < 4 {
-        return scalar::f32_nhwc(activation, channels, max, sum);
+    if channels >= 4 * CHAINS {
+        f32_nhwc_chains::<CHAINS>(activation, channels, max, sum);
+    } else if channels >= 4 {
+        f32_nhwc_chains::<1>(activation, channels, max, sum);
+    } else {
+        scalar::f32_nhwc(activation, channels, max, sum);
     }
+}
+
+/// Blocks of `4 * N` channels (`channels >= 4 * N`), `N` independent vectors each.
+#[target_feature(enable = "neon")]
+fn f32_nhwc_chains<const N: usize>(
+    activation: &[f32],
+    channels: usize,
+    max: &mut [f32],
+    sum: &mut [f32],
+) {
     let rows = activation.len() / channels;
-    for c in channel_blocks(channels, 4) {
-        let (mut vmax, mut vsum) = (vdupq_n_f32(f32::NEG_INFINITY), vdupq_n_f32(0.0));
+    for c in channel_blocks(channels, 4 * N) {
+        let (mut vmax, mut vsum) = ([vdupq_n_f32(f32::NEG_INFINITY); N], [vdupq_n_f32(0.0); N]);
         for row in 0..rows {
-            // SAFETY: row < rows and c + 4 <= channels.
-            let v = unsafe { vld1q_f32(activation.as_ptr().add(row * channels + c)) };
-            vmax = vmaxnmq_f32(vmax, v);
-            vsum = vaddq_f32(vsum, v);
+            for k in 0..N {
+                // SAFETY: row < rows and c + 4 * N <= channels.
+                let v = unsafe { vld1q_f32(activation.as_ptr().add(row * channels + c + 4 * k)) };
+                // fmaxnm ignores a NaN operand, as the scalar reference does.
+                vmax[k] = vmaxnmq_f32(vmax[k], v);
+                vsum[k] = vaddq_f32(vsum[k], v);
+            }
         }
-        // SAFETY: c + 4 <= channels = max.len() = sum.len().
-        unsafe {
-            vst1q_f32(max.as_mut_ptr().add(c), vmax);
-            vst1q_f32(sum.as_mut_ptr().add(c), vsum);
+        for k in 0..N {
+            // SAFETY: c + 4 * N <= channels = max.len() = sum.len().
+            unsafe {
+                vst1q_f32(max.as_mut_ptr().add(c + 4 * k), vmax[k]);
+                vst1q_f32(sum.as_mut_ptr().add(c + 4 * k), vsum[k]);
+            }
         }
     }
 }

@@ -356,46 +356,91 @@ pub fn f32_nchw_avx2(activation: &[f32], plane: usize, max: &mut [f32], sum: &mu
     }
 }
 
+/// Independent accumulator vectors per row in the interleaved f32 paths: a single max/sum chain
+/// per block of channels would wait out the add latency on every row.
+const CHAINS: usize = 4;
+
 #[target_feature(enable = "sse2")]
 pub fn f32_nhwc_sse2(activation: &[f32], channels: usize, max: &mut [f32], sum: &mut [f32]) {
-    if channels < 4 {
-        return scalar::f32_nhwc(activation, channels, max, sum);
+    if channels >= 4 * CHAINS {
+        f32_nhwc_sse2_chains::<CHAINS>(activation, channels, max, sum);
+    } else if channels >= 4 {
+        f32_nhwc_sse2_chains::<1>(activation, channels, max, sum);
+    } else {
+        scalar::f32_nhwc(activation, channels, max, sum);
     }
+}
+
+/// Blocks of `4 * N` channels (`channels >= 4 * N`), `N` independent vectors each.
+#[target_feature(enable = "sse2")]
+fn f32_nhwc_sse2_chains<const N: usize>(
+    activation: &[f32],
+    channels: usize,
+    max: &mut [f32],
+    sum: &mut [f32],
+) {
     let rows = activation.len() / channels;
-    for c in channel_blocks(channels, 4) {
-        let (mut vmax, mut vsum) = (_mm_set1_ps(f32::NEG_INFINITY), _mm_setzero_ps());
+    for c in channel_blocks(channels, 4 * N) {
+        let (mut vmax, mut vsum) = ([_mm_set1_ps(f32::NEG_INFINITY); N], [_mm_setzero_ps(); N]);
         for row in 0..rows {
-            // SAFETY: row < rows and c + 4 <= channels.
-            let v = unsafe { _mm_loadu_ps(activation.as_ptr().add(row * channels + c)) };
-            vmax = _mm_max_ps(v, vmax);
-            vsum = _mm_add_ps(vsum, v);
+            for k in 0..N {
+                // SAFETY: row < rows and c + 4 * N <= channels.
+                let v =
+                    unsafe { _mm_loadu_ps(activation.as_ptr().add(row * channels + c + 4 * k)) };
+                vmax[k] = _mm_max_ps(v, vmax[k]);
+                vsum[k] = _mm_add_ps(vsum[k], v);
+            }
         }
-        // SAFETY: c + 4 <= channels = max.len() = sum.len().
-        unsafe {
-            _mm_storeu_ps(max.as_mut_ptr().add(c), vmax);
-            _mm_storeu_ps(sum.as_mut_ptr().add(c), vsum);
+        for k in 0..N {
+            // SAFETY: c + 4 * N <= channels = max.len() = sum.len().
+            unsafe {
+                _mm_storeu_ps(max.as_mut_ptr().add(c + 4 * k), vmax[k]);
+                _mm_storeu_ps(sum.as_mut_ptr().add(c + 4 * k), vsum[k]);
+            }
         }
     }
 }
 
 #[target_feature(enable = "avx2")]
 pub fn f32_nhwc_avx2(activation: &[f32], channels: usize, max: &mut [f32], sum: &mut [f32]) {
-    if channels < 8 {
-        return f32_nhwc_sse2(activation, channels, max, sum);
+    if channels >= 8 * CHAINS {
+        f32_nhwc_avx2_chains::<CHAINS>(activation, channels, max, sum);
+    } else if channels >= 8 {
+        f32_nhwc_avx2_chains::<1>(activation, channels, max, sum);
+    } else {
+        f32_nhwc_sse2(activation, channels, max, sum);
     }
+}
+
+/// Blocks of `8 * N` channels (`channels >= 8 * N`), `N` independent vectors each.
+#[target_feature(enable = "avx2")]
+fn f32_nhwc_avx2_chains<const N: usize>(
+    activation: &[f32],
+    channels: usize,
+    max: &mut [f32],
+    sum: &mut [f32],
+) {
     let rows = activation.len() / channels;
-    for c in channel_blocks(channels, 8) {
-        let (mut vmax, mut vsum) = (_mm256_set1_ps(f32::NEG_INFINITY), _mm256_setzero_ps());
+    for c in channel_blocks(channels, 8 * N) {
+        let (mut vmax, mut vsum) = (
+            [_mm256_set1_ps(f32::NEG_INFINITY); N],
+            [_mm256_setzero_ps(); N],
+        );
         for row in 0..rows {
-            // SAFETY: row < rows and c + 8 <= channels.
-            let v = unsafe { _mm256_loadu_ps(activation.as_ptr().add(row * channels + c)) };
-            vmax = _mm256_max_ps(v, vmax);
-            vsum = _mm256_add_ps(vsum, v);
+            for k in 0..N {
+                // SAFETY: row < rows and c + 8 * N <= channels.
+                let v =
+                    unsafe { _mm256_loadu_ps(activation.as_ptr().add(row * channels + c + 8 * k)) };
+                vmax[k] = _mm256_max_ps(v, vmax[k]);
+                vsum[k] = _mm256_add_ps(vsum[k], v);
+            }
         }
-        // SAFETY: c + 8 <= channels = max.len() = sum.len().
-        unsafe {
-            _mm256_storeu_ps(max.as_mut_ptr().add(c), vmax);
-            _mm256_storeu_ps(sum.as_mut_ptr().add(c), vsum);
+        for k in 0..N {
+            // SAFETY: c + 8 * N <= channels = max.len() = sum.len().
+            unsafe {
+                _mm256_storeu_ps(max.as_mut_ptr().add(c + 8 * k), vmax[k]);
+                _mm256_storeu_ps(sum.as_mut_ptr().add(c + 8 * k), vsum[k]);
+            }
         }
     }
 }
