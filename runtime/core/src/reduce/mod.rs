@@ -16,7 +16,7 @@ mod neon;
 mod x86;
 
 /// Memory order of one frame's pre-pool activation (batch dimension already removed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Layout {
     /// Channel-major: each channel is a contiguous H*W plane (ONNX and PyTorch exports).
     Nchw,
@@ -119,6 +119,8 @@ pub enum ShapeError {
         got: usize,
     },
 }
+
+impl core::error::Error for ShapeError {}
 
 impl core::fmt::Display for ShapeError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {

@@ -37,6 +37,8 @@ pub enum HeadError {
     },
 }
 
+impl core::error::Error for HeadError {}
+
 impl core::fmt::Display for HeadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -87,7 +89,43 @@ impl Head for LinearHead<'_> {
             .zip(self.weights.chunks_exact(self.features))
             .zip(self.bias)
         {
-            *o = b + row.iter().zip(pooled).map(|(w, x)| w * x).sum::<f32>();
+            *o = b + dot(row, pooled);
         }
+    }
+}
+
+/// Independent partial sums of [`dot`]: one running sum would serialize every add on its
+/// latency (a 1000 x 1280 head took 1 ms); lanes let the compiler vectorize.
+const LANES: usize = 8;
+
+/// `sum(a[i] * b[i])` over the common length.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0.0f32; LANES];
+    for (ca, cb) in a.chunks_exact(LANES).zip(b.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            lanes[l] += ca[l] * cb[l];
+        }
+    }
+    let tail = n / LANES * LANES;
+    let rest: f32 = a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + rest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dense_head_by_hand() {
+        // 2 classes over 10 features (a full lane block and a tail).
+        let w: [f32; 20] = core::array::from_fn(|i| i as f32);
+        let x = [1.0f32; 10];
+        let head = LinearHead::new(&w, &[0.5, -1.0], 10).unwrap();
+        let mut out = [0.0; 2];
+        head.logits(&x, &mut out);
+        // Row 0: 0 + 1 + ... + 9 = 45; row 1: 10 + ... + 19 = 145.
+        assert_eq!(out, [45.5, 144.0]);
     }
 }

@@ -237,6 +237,8 @@ impl core::fmt::Display for Method {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnknownMethod;
 
+impl core::error::Error for UnknownMethod {}
+
 impl core::fmt::Display for UnknownMethod {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("unknown scoring method; expected one of")?;
@@ -409,6 +411,8 @@ pub enum ScoreError {
     /// A parameter outside its domain.
     InvalidParam(&'static str),
 }
+
+impl core::error::Error for ScoreError {}
 
 impl core::fmt::Display for ScoreError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
