@@ -1,3 +1,14 @@
-//! Host-side tooling for the NAP runtime.
+//! Host-side tooling for the NAP runtime: everything `napctl` does, as a library.
+//!
+//! - [`onnx`]: find the pre-pool tensor and head of a classifier ONNX, and cut it.
+//! - [`bundle_build`]: a cut model plus input and scorer settings become a bundle.
+//! - [`images`] and [`score`]: score image folders with a bundle, on all cores.
+//! - [`bench`]: per-stage timing of a bundle.
+//! - [`metrics`]: FPR95 in both conventions, AUROC, AUPR.
 
+pub mod bench;
+pub mod bundle_build;
+pub mod images;
 pub mod metrics;
+pub mod onnx;
+pub mod score;

@@ -1,0 +1,196 @@
+//! `napctl bench`: time each stage of scoring a frame, on one or several worker threads.
+
+use nap_runtime::bundle::Bundle;
+use nap_runtime::detector::{Detector, DetectorError};
+use nap_runtime::preprocess::{self, PreprocessError, Preprocessor};
+use serde::Serialize;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// The stages of one frame, in order.
+pub const STAGES: [&str; 6] = [
+    "decode",
+    "preprocess",
+    "backbone",
+    "reduce",
+    "head",
+    "scores",
+];
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The frame is not a usable image.
+    #[error("benchmark frame: {0}")]
+    Frame(#[from] PreprocessError),
+    /// The detector failed.
+    #[error(transparent)]
+    Detector(#[from] DetectorError),
+    /// Nothing to measure.
+    #[error("--threads and --frames must be at least 1")]
+    Empty,
+}
+
+/// Median and 99th percentile of one stage, over all timed frames.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageTiming {
+    /// The stage's name (one of [`STAGES`]).
+    pub stage: &'static str,
+    /// Median, microseconds.
+    pub median_us: f64,
+    /// 99th percentile, microseconds.
+    pub p99_us: f64,
+}
+
+/// What `napctl bench` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Worker threads.
+    pub threads: usize,
+    /// Timed frames, all threads together.
+    pub frames: usize,
+    /// The reduction kernels' implementation.
+    pub reduce_isa: &'static str,
+    /// Per-stage timings.
+    pub stages: Vec<StageTiming>,
+    /// Scored frames per second, all threads together, wall clock.
+    pub frames_per_second: f64,
+}
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} frames on {} thread(s), reduction path {}",
+            self.frames, self.threads, self.reduce_isa
+        )?;
+        writeln!(f, "{:<12}{:>12}{:>12}", "stage", "median us", "p99 us")?;
+        for s in &self.stages {
+            writeln!(f, "{:<12}{:>12.1}{:>12.1}", s.stage, s.median_us, s.p99_us)?;
+        }
+        writeln!(f, "{:.1} frames/s", self.frames_per_second)
+    }
+}
+
+/// A built-in 640x480 camera-like JPEG, so the benchmark needs no data.
+pub fn synthetic_jpeg() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(640, 480, |x, y| {
+        let n = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) % 32;
+        image::Rgb([(x / 3 + n) as u8, (y / 2 + n) as u8, ((x + y) / 5) as u8])
+    });
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Jpeg,
+        )
+        .expect("encoding an in-memory image cannot fail");
+    bytes
+}
+
+/// Scores `frames` copies of `frame` on `threads` workers, timing every stage of every frame.
+pub fn run(
+    bundle: &Bundle,
+    frame: &[u8],
+    threads: usize,
+    frames: usize,
+) -> Result<BenchReport, BenchError> {
+    if threads == 0 || frames == 0 {
+        return Err(BenchError::Empty);
+    }
+    let detector = Detector::new(bundle)?;
+    let preprocessor = Preprocessor::new(bundle.manifest.input)?;
+    preprocess::decode(frame)?;
+
+    let per_thread: Vec<usize> = (0..threads)
+        .map(|t| frames / threads + usize::from(t < frames % threads))
+        .collect();
+    let start = Instant::now();
+    let (detector, preprocessor) = (&detector, &preprocessor);
+    let timings: Vec<Vec<[Duration; 6]>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = per_thread
+            .iter()
+            .map(|&n| scope.spawn(move || time_frames(detector, preprocessor, frame, n)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("benchmark thread panicked"))
+            .collect::<Result<_, _>>()
+    })?;
+    let wall = start.elapsed();
+
+    let all: Vec<[Duration; 6]> = timings.into_iter().flatten().collect();
+    let stages = STAGES
+        .iter()
+        .enumerate()
+        .map(|(i, &stage)| {
+            let mut us: Vec<f64> = all.iter().map(|t| t[i].as_secs_f64() * 1e6).collect();
+            us.sort_by(f64::total_cmp);
+            StageTiming {
+                stage,
+                median_us: quantile(&us, 0.5),
+                p99_us: quantile(&us, 0.99),
+            }
+        })
+        .collect();
+    Ok(BenchReport {
+        threads,
+        frames,
+        reduce_isa: nap_core::reduce::Reducer::new().isa().name(),
+        stages,
+        frames_per_second: frames as f64 / wall.as_secs_f64(),
+    })
+}
+
+/// One worker: a warm-up frame, then `n` timed frames.
+fn time_frames(
+    detector: &Detector,
+    preprocessor: &Preprocessor,
+    frame: &[u8],
+    n: usize,
+) -> Result<Vec<[Duration; 6]>, BenchError> {
+    let mut worker = detector.worker()?;
+    let mut timings = Vec::with_capacity(n);
+    for i in 0..=n {
+        let mut lap = Lap::new();
+        let image = preprocess::decode(frame)?;
+        let decode = lap.next();
+        let mut input = vec![0.0; preprocessor.tensor_len()];
+        preprocessor.tensor_from_image(&image, &mut input)?;
+        let prep = lap.next();
+        let pre_pool = detector.backbone(&mut worker, input)?;
+        let backbone = lap.next();
+        let nap = detector.reduce(&mut worker, &pre_pool)?;
+        let reduce = lap.next();
+        detector.logits(&mut worker);
+        let head = lap.next();
+        detector.score(&mut worker, nap, detector.manifest().scorer.method)?;
+        let scores = lap.next();
+        if i > 0 {
+            timings.push([decode, prep, backbone, reduce, head, scores]);
+        }
+    }
+    Ok(timings)
+}
+
+/// Successive intervals of one frame's stages.
+struct Lap(Instant);
+
+impl Lap {
+    fn new() -> Self {
+        Lap(Instant::now())
+    }
+
+    fn next(&mut self) -> Duration {
+        let now = Instant::now();
+        let lap = now - self.0;
+        self.0 = now;
+        lap
+    }
+}
+
+/// Nearest-rank quantile of sorted values.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}

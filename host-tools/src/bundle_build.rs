@@ -1,0 +1,118 @@
+//! From a classifier ONNX to a bundle: the split, the pre-pool tensor's shape as tract sees it,
+//! and the manifest with the default scorer.
+
+use crate::onnx::{self, HeadForm as OnnxHeadForm, OnnxError};
+use nap_core::reduce::Layout;
+use nap_runtime::bundle::{
+    ActivationStorage, BackboneSpec, Bundle, BundleError, HeadForm, HeadSpec, InputSpec, Manifest,
+    ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+};
+use nap_runtime::detector::{DetectorError, probe_backbone_output};
+use tract_onnx::pb::ModelProto;
+use tract_onnx::prelude::{Datum, DatumType};
+
+/// Choices `napctl split` leaves to the user.
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    /// The pre-pool tensor or pooling node, when the model has several candidates.
+    pub layer: Option<String>,
+    /// How frames become the model's input.
+    pub input: InputSpec,
+}
+
+/// Why a model could not become a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The model could not be cut.
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    /// tract could not load the cut backbone.
+    #[error(transparent)]
+    Backbone(#[from] DetectorError),
+    /// The backbone's output is not a single NCHW f32 frame whose channels feed the head.
+    #[error(
+        "pre-pool tensor {tensor} is {shape:?} {datum:?} for a {size}x{size} input; expected [1, {channels}, H, W] f32"
+    )]
+    PrePool {
+        /// Its name.
+        tensor: String,
+        /// Its shape as tract infers it.
+        shape: Vec<usize>,
+        /// Its type.
+        datum: DatumType,
+        /// The input size used.
+        size: u32,
+        /// The head's feature count.
+        channels: usize,
+    },
+    /// The assembled bundle is inconsistent.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+}
+
+/// Cuts `model` and assembles a validated bundle with the default scorer (NAP-E, eps 1, w 0.6).
+pub fn build_bundle(
+    model: &ModelProto,
+    source: &str,
+    options: BuildOptions,
+) -> Result<Bundle, BuildError> {
+    let split = onnx::split(model, options.layer.as_deref())?;
+    let backbone = split.backbone_bytes();
+    let size = options.input.size;
+    let (shape, datum) = probe_backbone_output(&backbone, size)?;
+    let head = &split.head;
+    let [1, channels, height, width] = shape[..] else {
+        return Err(BuildError::PrePool {
+            tensor: split.pre_pool,
+            shape,
+            datum,
+            size,
+            channels: head.features,
+        });
+    };
+    if channels != head.features || datum != f32::datum_type() {
+        return Err(BuildError::PrePool {
+            tensor: split.pre_pool,
+            shape,
+            datum,
+            size,
+            channels: head.features,
+        });
+    }
+    let form = match head.form {
+        OnnxHeadForm::Conv1x1 => HeadForm::Conv1x1,
+        OnnxHeadForm::Gemm => HeadForm::Gemm,
+        OnnxHeadForm::MatMulAdd => HeadForm::MatMulAdd,
+    };
+    let manifest = Manifest {
+        source: source.to_owned(),
+        backbone: BackboneSpec {
+            format: ModelFormat::Onnx,
+            precision: Precision::F32,
+            input_name: split.input_name.clone(),
+            output_name: split.pre_pool.clone(),
+        },
+        input: options.input,
+        pre_pool: PrePoolSpec {
+            channels: channels as u32,
+            height: height as u32,
+            width: width as u32,
+            layout: Layout::Nchw,
+            storage: ActivationStorage::F32,
+        },
+        head: HeadSpec {
+            classes: head.classes as u32,
+            features: head.features as u32,
+            form,
+        },
+        scorer: ScorerConfig::default(),
+    };
+    let bundle = Bundle {
+        manifest,
+        backbone,
+        head_weights: head.weights.clone(),
+        head_bias: head.bias.clone(),
+    };
+    bundle.validate()?;
+    Ok(bundle)
+}

@@ -1,0 +1,290 @@
+//! `napctl`: the host tool. Cuts a classifier into a bundle, inspects models and bundles, scores
+//! image folders and benchmarks a bundle.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use nap_runtime::bundle::{Bundle, ChannelOrder, InputSpec, MAGIC};
+use nap_runtime::detector::Detector;
+use nap_runtime::preprocess::Preprocessor;
+use napctl::bundle_build::{BuildOptions, build_bundle};
+use napctl::{bench, images, onnx, score};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Out-of-distribution detection for edge cameras: host tool for NAP bundles.
+#[derive(Parser)]
+#[command(name = "napctl", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show an ONNX model's inputs, outputs, pooling layer and head, or a bundle's manifest.
+    Inspect {
+        /// An ONNX model or a .nap bundle.
+        path: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cut a classifier at its global pooling into a bundle: backbone + dense head + scorer.
+    Split {
+        /// The classifier, as ONNX.
+        model: PathBuf,
+        /// Where to write the bundle.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The pre-pool tensor (or pooling node) to cut at, when the model has several candidates.
+        #[arg(long)]
+        layer: Option<String>,
+        /// Side of the square input, in pixels.
+        #[arg(long, default_value_t = 224)]
+        input_size: u32,
+        /// Input normalization: tf = (p - 127.5) / 127.5; torch = ImageNet mean/std on p / 255.
+        #[arg(long, value_enum, default_value_t = Preset::Tf)]
+        preprocess: Preset,
+        /// Per-channel mean in pixel units (0..255), overriding the preset: R,G,B.
+        #[arg(long, value_delimiter = ',', num_args = 3)]
+        mean: Option<Vec<f32>>,
+        /// Per-channel std in pixel units, overriding the preset: R,G,B.
+        #[arg(long, value_delimiter = ',', num_args = 3)]
+        std: Option<Vec<f32>>,
+        /// Central crop as a fraction of the shorter side (1 = no crop).
+        #[arg(long, default_value_t = 0.875)]
+        crop: f32,
+        /// The model takes BGR input.
+        #[arg(long)]
+        bgr: bool,
+    },
+    /// Score every .jpg/.jpeg/.png below each folder; writes a TSV (set file top1 lse nap msp score ood).
+    Score {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Image folders; each folder's base name is its set name.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Write the table here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Time each stage of scoring a frame (decode, preprocess, backbone, reduce, head, scores).
+    Bench {
+        /// The bundle.
+        bundle: PathBuf,
+        /// Worker threads running frames in parallel.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Frames to score (after one warm-up frame per thread).
+        #[arg(long, default_value_t = 100)]
+        frames: usize,
+        /// A JPEG or PNG to use as the frame (default: a built-in synthetic 640x480 JPEG).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Preset {
+    Tf,
+    Torch,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("napctl: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Inspect { path, json } => inspect(&path, json),
+        Command::Split {
+            model,
+            output,
+            layer,
+            input_size,
+            preprocess,
+            mean,
+            std,
+            crop,
+            bgr,
+        } => {
+            let mut input = match preprocess {
+                Preset::Tf => InputSpec::TF,
+                Preset::Torch => InputSpec::TORCH,
+            };
+            input.size = input_size;
+            input.crop_fraction = crop;
+            if let Some(m) = mean {
+                input.mean = [m[0], m[1], m[2]];
+            }
+            if let Some(s) = std {
+                input.std = [s[0], s[1], s[2]];
+            }
+            if bgr {
+                input.channel_order = ChannelOrder::Bgr;
+                input.mean.reverse();
+                input.std.reverse();
+            }
+            split(&model, &output, BuildOptions { layer, input })
+        }
+        Command::Score {
+            bundle,
+            dirs,
+            output,
+            threads,
+        } => score_dirs(&bundle, &dirs, output, threads),
+        Command::Bench {
+            bundle,
+            threads,
+            frames,
+            image,
+            json,
+        } => {
+            let bundle = read_bundle(&bundle)?;
+            let frame = match image {
+                Some(path) => {
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+                }
+                None => bench::synthetic_jpeg(),
+            };
+            let report = bench::run(&bundle, &frame, threads, frames)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read_bundle(path: &PathBuf) -> Result<Bundle> {
+    Bundle::read(path).with_context(|| format!("loading bundle {}", path.display()))
+}
+
+fn inspect(path: &PathBuf, json: bool) -> Result<ExitCode> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.starts_with(&MAGIC) {
+        let bundle = Bundle::from_bytes(&bytes)
+            .with_context(|| format!("loading bundle {}", path.display()))?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&bundle.manifest)?);
+        } else {
+            println!(
+                "bundle {} ({} bytes, backbone {} bytes)",
+                path.display(),
+                bytes.len(),
+                bundle.backbone.len()
+            );
+            println!("{:#?}", bundle.manifest);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let model = onnx::decode(&bytes).with_context(|| format!("reading {}", path.display()))?;
+    let info = onnx::inspect(&model)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        print!("{info}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn split(model: &PathBuf, output: &PathBuf, options: BuildOptions) -> Result<ExitCode> {
+    let proto = onnx::read_model(model)?;
+    let source = model.file_name().map_or_else(
+        || model.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let bundle = build_bundle(&proto, &source, options)?;
+    bundle.write(output)?;
+    let m = &bundle.manifest;
+    println!(
+        "{}: cut at {} ({} x {} x {}), head {:?} {} -> {} classes; wrote {}",
+        model.display(),
+        m.backbone.output_name,
+        m.pre_pool.channels,
+        m.pre_pool.height,
+        m.pre_pool.width,
+        m.head.form,
+        m.head.features,
+        m.head.classes,
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn score_dirs(
+    bundle: &PathBuf,
+    dirs: &[PathBuf],
+    output: Option<PathBuf>,
+    threads: Option<usize>,
+) -> Result<ExitCode> {
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()?;
+    }
+    let bundle = read_bundle(bundle)?;
+    let detector = Detector::new(&bundle)?;
+    let preprocessor = Preprocessor::new(bundle.manifest.input)?;
+    let files = images::collect(dirs)?;
+
+    let bar = indicatif::ProgressBar::new(files.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} scoring {pos}/{len} [{elapsed_precise}] {bar:30} {per_sec} eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    let results = score::score_images(&detector, &preprocessor, &files, || bar.inc(1))?;
+    bar.finish_and_clear();
+
+    let failed: Vec<_> = files
+        .iter()
+        .zip(&results)
+        .filter_map(|(f, r)| r.as_ref().err().map(|e| (f, e)))
+        .collect();
+    for (file, error) in &failed {
+        eprintln!("napctl: {}: {error}", file.path.display());
+    }
+    match output {
+        Some(path) => {
+            let mut out = std::io::BufWriter::new(
+                std::fs::File::create(&path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            );
+            score::write_tsv(&mut out, &files, &results)?;
+            out.flush()?;
+            eprintln!(
+                "scored {} of {} images -> {}",
+                files.len() - failed.len(),
+                files.len(),
+                path.display()
+            );
+        }
+        None => score::write_tsv(&mut std::io::stdout().lock(), &files, &results)?,
+    }
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("napctl: {} image(s) could not be scored", failed.len());
+        Ok(ExitCode::FAILURE)
+    }
+}

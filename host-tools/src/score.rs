@@ -1,0 +1,76 @@
+//! Batch scoring of image folders with a bundle: what `napctl score` does, on all cores.
+
+use crate::images::ImageFile;
+use nap_runtime::detector::{Analysis, Detector, DetectorError};
+use nap_runtime::preprocess::{PreprocessError, Preprocessor};
+use rayon::prelude::*;
+use std::io::Write;
+
+/// Why one image could not be scored.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The file could not be read.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The file is not a usable image.
+    #[error("{0}")]
+    Preprocess(#[from] PreprocessError),
+    /// The detector failed on it.
+    #[error("{0}")]
+    Detector(#[from] DetectorError),
+}
+
+/// Scores every image, in parallel (one detector worker per thread), calling `progress` after
+/// each; results come back in the order of `files`.
+pub fn score_images(
+    detector: &Detector,
+    preprocessor: &Preprocessor,
+    files: &[ImageFile],
+    progress: impl Fn() + Sync,
+) -> Result<Vec<Result<Analysis, ImageError>>, DetectorError> {
+    // Fail early, once, if a worker cannot be made at all.
+    detector.worker()?;
+    Ok(files
+        .par_iter()
+        .map_init(
+            || detector.worker().expect("a worker was made above"),
+            |worker, file| {
+                let result = (|| {
+                    let bytes = std::fs::read(&file.path)?;
+                    let input = preprocessor.tensor_vec_from_encoded(&bytes)?;
+                    Ok(detector.analyze(worker, input)?)
+                })();
+                progress();
+                result
+            },
+        )
+        .collect())
+}
+
+/// Column names of the score table, tab separated.
+pub const TSV_HEADER: &str = "set\tfile\ttop1\tlse\tnap\tmsp\tscore\tood";
+
+/// Writes the score table: one row per scored image (failed images are left out; the caller
+/// reports them). `ood` is 1 or 0, or `-` while the bundle has no threshold.
+pub fn write_tsv(
+    out: &mut impl Write,
+    files: &[ImageFile],
+    results: &[Result<Analysis, ImageError>],
+) -> std::io::Result<()> {
+    writeln!(out, "{TSV_HEADER}")?;
+    for (file, result) in files.iter().zip(results) {
+        if let Ok(a) = result {
+            let ood = match a.ood {
+                Some(true) => "1",
+                Some(false) => "0",
+                None => "-",
+            };
+            writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{ood}",
+                file.set, file.name, a.top1, a.lse, a.nap, a.msp, a.score
+            )?;
+        }
+    }
+    Ok(())
+}

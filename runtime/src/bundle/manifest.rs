@@ -1,0 +1,165 @@
+//! What a bundle says about its model: everything the device needs besides the weights.
+
+use nap_core::activation::ActivationQuant;
+use nap_core::reduce::Layout;
+use nap_core::score::{Method, Params};
+use serde::{Deserialize, Serialize};
+
+/// The bundle's description of its backbone, input, pre-pool tensor, head and scorer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Where the model came from (the file name given to `napctl split`), for humans.
+    pub source: String,
+    /// The backbone graph: input -> pre-pool tensor.
+    pub backbone: BackboneSpec,
+    /// How a frame becomes the backbone's input tensor.
+    pub input: InputSpec,
+    /// The tensor the backbone ends with, where global pooling used to start.
+    pub pre_pool: PrePoolSpec,
+    /// The classifier head that follows global pooling.
+    pub head: HeadSpec,
+    /// Which score decides, with its parameters and threshold.
+    pub scorer: ScorerConfig,
+}
+
+/// The backbone model stored in the bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackboneSpec {
+    /// Encoding of the model bytes.
+    pub format: ModelFormat,
+    /// Numeric precision of the weights and arithmetic.
+    pub precision: Precision,
+    /// Name of the input tensor.
+    pub input_name: String,
+    /// Name of the output (pre-pool) tensor.
+    pub output_name: String,
+}
+
+/// Encoding of the backbone model bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ModelFormat {
+    /// An ONNX `ModelProto`.
+    Onnx,
+}
+
+/// Numeric precision of a backbone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Precision {
+    /// 32-bit float throughout.
+    F32,
+}
+
+/// Order of the colour channels the model expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChannelOrder {
+    /// Red, green, blue.
+    Rgb,
+    /// Blue, green, red (Caffe-style exports).
+    Bgr,
+}
+
+/// How a decoded frame becomes the backbone input: central square crop, antialiased bilinear
+/// resize, then `(pixel - mean) / std` per channel with pixels in 0..=255, laid out NCHW.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    /// Side of the square input, in pixels.
+    pub size: u32,
+    /// Side of the central crop as a fraction of the frame's shorter side (0.875 for the
+    /// Inception-style evaluation, 1.0 for none).
+    pub crop_fraction: f32,
+    /// Channel order of the input tensor.
+    pub channel_order: ChannelOrder,
+    /// Per-channel mean, in pixel units (0..=255), in `channel_order`.
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation, in pixel units, in `channel_order`.
+    pub std: [f32; 3],
+}
+
+impl InputSpec {
+    /// TensorFlow-slim models: `(pixel - 127.5) / 127.5`, RGB, 87.5% central crop.
+    pub const TF: InputSpec = InputSpec {
+        size: 224,
+        crop_fraction: 0.875,
+        channel_order: ChannelOrder::Rgb,
+        mean: [127.5; 3],
+        std: [127.5; 3],
+    };
+
+    /// torchvision models: ImageNet mean and std on `pixel / 255`, RGB, 87.5% central crop
+    /// (resize 256, crop 224).
+    pub const TORCH: InputSpec = InputSpec {
+        size: 224,
+        crop_fraction: 0.875,
+        channel_order: ChannelOrder::Rgb,
+        mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
+        std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
+    };
+}
+
+/// The pre-pool activation A the backbone produces for one frame.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PrePoolSpec {
+    /// Channels C.
+    pub channels: u32,
+    /// Height H.
+    pub height: u32,
+    /// Width W.
+    pub width: u32,
+    /// Memory order.
+    pub layout: Layout,
+    /// How values are stored.
+    pub storage: ActivationStorage,
+}
+
+/// How pre-pool values are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ActivationStorage {
+    /// 32-bit floats.
+    F32,
+    /// u8 codes with their real-value mapping.
+    U8(ActivationQuant),
+}
+
+/// The dense head `logits = W * pooled + b`, whatever form it had in the source model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadSpec {
+    /// Number of logits K.
+    pub classes: u32,
+    /// Length of the pooled feature, C.
+    pub features: u32,
+    /// The form it had in the source graph, for `napctl inspect`.
+    pub form: HeadForm,
+}
+
+/// Forms of the classifier head found after global pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeadForm {
+    /// GAP -> 1x1 Conv (-> Squeeze / Reshape / Flatten): TF-slim exports.
+    Conv1x1,
+    /// GAP -> Flatten / Reshape -> Gemm: torchvision exports.
+    Gemm,
+    /// GAP -> Flatten / Reshape -> MatMul + Add.
+    MatMulAdd,
+}
+
+/// Which method decides a frame's verdict, its parameters, and the threshold.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScorerConfig {
+    /// The deciding method.
+    pub method: Method,
+    /// Parameters of every method.
+    pub params: Params,
+    /// Frames scoring below it are out of distribution; `None` until calibrated.
+    pub threshold: Option<f32>,
+}
+
+impl Default for ScorerConfig {
+    /// NAP-E with the paper's defaults, uncalibrated.
+    fn default() -> Self {
+        ScorerConfig {
+            method: Method::NapE,
+            params: Params::default(),
+            threshold: None,
+        }
+    }
+}

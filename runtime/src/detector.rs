@@ -1,0 +1,282 @@
+//! The detector: a bundle's backbone run by tract, then the core's reduction, head and scores.
+//!
+//! One optimized plan is shared by all threads; each worker holds a [`Worker`] with its own tract
+//! state and scratch buffers, so scoring a frame allocates nothing but tract's own tensors.
+
+use crate::bundle::{ActivationStorage, Bundle, BundleError, Manifest};
+use nap_core::activation::{nap_f32, nap_u8};
+use nap_core::reduce::{Reducer, Shape, ShapeError};
+use nap_core::score::{Evidence, Head, LinearHead, Method, Score, ScoreError, Workspace};
+use std::sync::Arc;
+use tract_onnx::prelude::*;
+
+/// Why a bundle could not be turned into a detector, or a frame not scored.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    /// The bundle is not consistent.
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    /// tract could not load, optimize or run the backbone.
+    #[error("backbone: {0:#}")]
+    Backbone(#[from] TractError),
+    /// The backbone produced a tensor of another shape or type than the bundle declares.
+    #[error("backbone output {got} does not match the bundle's pre-pool tensor {expected}")]
+    PrePoolShape {
+        /// What the bundle declares.
+        expected: String,
+        /// What came out.
+        got: String,
+    },
+    /// The input tensor has the wrong number of values.
+    #[error("input has {got} values, the backbone takes {expected} (3 x {size} x {size})")]
+    InputLength {
+        /// 3 * size * size.
+        expected: usize,
+        /// The given length.
+        got: usize,
+        /// The bundle's input size.
+        size: u32,
+    },
+    /// The reduction refused the tensor.
+    #[error("pre-pool reduction: {0}")]
+    Reduce(#[from] ShapeError),
+    /// A scoring method failed.
+    #[error("scoring: {0}")]
+    Score(#[from] ScoreError),
+}
+
+/// Everything the detector says about one frame.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Analysis {
+    /// The classifier's top class.
+    pub top1: usize,
+    /// Negative energy, `logsumexp(logits)`.
+    pub lse: f32,
+    /// S_NAP.
+    pub nap: f32,
+    /// Maximum softmax probability.
+    pub msp: f32,
+    /// The bundle's deciding method's score.
+    pub score: f32,
+    /// Fusion floored a factor (a black frame, or non-positive energy).
+    pub clamped: bool,
+    /// The verdict: `score < threshold`; `None` while the bundle has no threshold.
+    pub ood: Option<bool>,
+}
+
+/// Shape and type of the backbone's output for a batch of one `size x size` frame: how
+/// `napctl split` learns the pre-pool tensor's C, H and W.
+pub fn probe_backbone_output(
+    model: &[u8],
+    size: u32,
+) -> Result<(Vec<usize>, DatumType), DetectorError> {
+    let size = size as usize;
+    let typed = tract_onnx::onnx()
+        .model_for_read(&mut &model[..])?
+        .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
+        .into_typed()?;
+    let fact = typed.output_fact(0)?;
+    let shape = fact
+        .shape
+        .as_concrete()
+        .map(<[usize]>::to_vec)
+        .ok_or_else(|| DetectorError::PrePoolShape {
+            expected: "a concrete shape".into(),
+            got: format!("{:?}", fact.shape),
+        })?;
+    Ok((shape, fact.datum_type))
+}
+
+/// A bundle made runnable: shared, immutable, `Send + Sync`.
+pub struct Detector {
+    manifest: Manifest,
+    plan: Arc<TypedSimplePlan>,
+    head_weights: Vec<f32>,
+    head_bias: Vec<f32>,
+    reducer: Reducer,
+}
+
+/// Per-thread state: a tract state and every scratch buffer scoring needs.
+pub struct Worker {
+    state: TypedSimpleState,
+    max: Vec<f32>,
+    sum: Vec<f32>,
+    max_u8: Vec<u8>,
+    sum_u8: Vec<u32>,
+    pooled: Vec<f32>,
+    logits: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl Detector {
+    /// Loads the backbone into tract and optimizes it for a batch of one frame.
+    pub fn new(bundle: &Bundle) -> Result<Self, DetectorError> {
+        bundle.validate()?;
+        let manifest = bundle.manifest.clone();
+        let size = manifest.input.size as usize;
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut bundle.backbone.as_slice())?
+            .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
+            .into_optimized()?;
+        let output = model.output_fact(0)?;
+        let p = manifest.pre_pool;
+        let expected = [1, p.channels as usize, p.height as usize, p.width as usize];
+        let got = output.shape.as_concrete().map(<[usize]>::to_vec);
+        if got.as_deref() != Some(&expected[..]) || output.datum_type != f32::datum_type() {
+            return Err(DetectorError::PrePoolShape {
+                expected: format!("{expected:?} f32"),
+                got: format!("{:?} {:?}", output.shape, output.datum_type),
+            });
+        }
+        Ok(Detector {
+            plan: model.into_runnable()?,
+            head_weights: bundle.head_weights.clone(),
+            head_bias: bundle.head_bias.clone(),
+            reducer: Reducer::new(),
+            manifest,
+        })
+    }
+
+    /// The bundle's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Scratch and tract state for one worker thread.
+    pub fn worker(&self) -> Result<Worker, DetectorError> {
+        let (c, k) = (
+            self.manifest.head.features as usize,
+            self.manifest.head.classes as usize,
+        );
+        Ok(Worker {
+            state: self.plan.spawn()?,
+            max: vec![0.0; c],
+            sum: vec![0.0; c],
+            max_u8: vec![0; c],
+            sum_u8: vec![0; c],
+            pooled: vec![0.0; c],
+            logits: vec![0.0; k],
+            scratch: vec![0.0; Workspace::required(c, k)],
+        })
+    }
+
+    fn head(&self) -> LinearHead<'_> {
+        LinearHead::new(
+            &self.head_weights,
+            &self.head_bias,
+            self.manifest.head.features as usize,
+        )
+        .expect("bundle validation checked the head's shape")
+    }
+
+    /// Runs the backbone on one preprocessed frame (NCHW, `3 * size * size` floats) and returns
+    /// the pre-pool tensor.
+    pub fn backbone(&self, worker: &mut Worker, input: Vec<f32>) -> Result<Tensor, DetectorError> {
+        let size = self.manifest.input.size as usize;
+        if input.len() != 3 * size * size {
+            return Err(DetectorError::InputLength {
+                expected: 3 * size * size,
+                got: input.len(),
+                size: self.manifest.input.size,
+            });
+        }
+        let input = Tensor::from_shape(&[1, 3, size, size], &input)?;
+        let mut outputs = worker.state.run(tvec!(input.into()))?;
+        Ok(outputs.remove(0).into_tensor())
+    }
+
+    /// One pass over the pre-pool tensor: S_NAP, and the pooled feature left in the worker.
+    pub fn reduce(&self, worker: &mut Worker, pre_pool: &Tensor) -> Result<f32, DetectorError> {
+        let p = self.manifest.pre_pool;
+        let plane = (p.height * p.width) as usize;
+        let shape = Shape {
+            channels: p.channels as usize,
+            plane,
+            layout: p.layout,
+        };
+        let eps = self.manifest.scorer.params.eps;
+        let nap = match p.storage {
+            ActivationStorage::F32 => {
+                let a = pre_pool.try_as_plain_ram()?.as_slice::<f32>()?;
+                self.reducer
+                    .reduce_f32(shape, a, &mut worker.max, &mut worker.sum)?;
+                nap_f32(&worker.max, &worker.sum, plane, eps, &mut worker.pooled)
+            }
+            ActivationStorage::U8(quant) => {
+                let a = pre_pool.try_as_plain_ram()?.as_slice::<u8>()?;
+                self.reducer
+                    .reduce_u8(shape, a, &mut worker.max_u8, &mut worker.sum_u8)?;
+                nap_u8(
+                    &worker.max_u8,
+                    &worker.sum_u8,
+                    plane,
+                    quant,
+                    eps,
+                    &mut worker.pooled,
+                )
+            }
+        };
+        Ok(nap)
+    }
+
+    /// The classifier head on the pooled feature the last [`Detector::reduce`] left.
+    pub fn logits(&self, worker: &mut Worker) {
+        self.head().logits(&worker.pooled, &mut worker.logits);
+    }
+
+    /// Scores under one method, from the worker's pooled feature and logits.
+    pub fn score(
+        &self,
+        worker: &mut Worker,
+        nap: f32,
+        method: Method,
+    ) -> Result<Score, DetectorError> {
+        let evidence = Evidence {
+            nap,
+            pooled: &worker.pooled,
+            logits: &worker.logits,
+        };
+        let params = &self.manifest.scorer.params;
+        Ok(method.score(
+            params,
+            &evidence,
+            &self.head(),
+            &mut Workspace::new(&mut worker.scratch),
+        )?)
+    }
+
+    /// Everything after the backbone: reduction, head, the reference scores and the verdict.
+    pub fn analyze_pre_pool(
+        &self,
+        worker: &mut Worker,
+        pre_pool: &Tensor,
+    ) -> Result<Analysis, DetectorError> {
+        let nap = self.reduce(worker, pre_pool)?;
+        self.logits(worker);
+        let top1 = worker
+            .logits
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        let lse = self.score(worker, nap, Method::Energy)?.value;
+        let msp = self.score(worker, nap, Method::Msp)?.value;
+        let scorer = self.manifest.scorer;
+        let decided = self.score(worker, nap, scorer.method)?;
+        Ok(Analysis {
+            top1,
+            lse,
+            nap,
+            msp,
+            score: decided.value,
+            clamped: decided.clamped,
+            ood: scorer.threshold.map(|t| decided.value < t),
+        })
+    }
+
+    /// A preprocessed frame from input tensor to verdict.
+    pub fn analyze(&self, worker: &mut Worker, input: Vec<f32>) -> Result<Analysis, DetectorError> {
+        let pre_pool = self.backbone(worker, input)?;
+        self.analyze_pre_pool(worker, &pre_pool)
+    }
+}

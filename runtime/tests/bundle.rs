@@ -1,0 +1,152 @@
+//! The bundle file format: a written bundle reads back identical, and every kind of damage is
+//! its own clear error, never a panic.
+
+use nap_core::reduce::Layout;
+use nap_runtime::bundle::{
+    ActivationStorage, BackboneSpec, Bundle, BundleError, FORMAT_VERSION, HeadForm, HeadSpec,
+    InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+};
+use proptest::prelude::*;
+
+fn bundle() -> Bundle {
+    let (classes, features) = (3, 4);
+    Bundle {
+        manifest: Manifest {
+            source: "tiny.onnx".into(),
+            backbone: BackboneSpec {
+                format: ModelFormat::Onnx,
+                precision: Precision::F32,
+                input_name: "input".into(),
+                output_name: "pre_pool".into(),
+            },
+            input: InputSpec::TF,
+            pre_pool: PrePoolSpec {
+                channels: features,
+                height: 7,
+                width: 7,
+                layout: Layout::Nchw,
+                storage: ActivationStorage::F32,
+            },
+            head: HeadSpec {
+                classes,
+                features,
+                form: HeadForm::Gemm,
+            },
+            scorer: ScorerConfig {
+                threshold: Some(1.25),
+                ..ScorerConfig::default()
+            },
+        },
+        backbone: (0..200u8).collect(),
+        head_weights: (0..classes * features)
+            .map(|i| i as f32 * 0.5 - 2.0)
+            .collect(),
+        head_bias: vec![0.1, -0.2, 0.3],
+    }
+}
+
+#[test]
+fn round_trip() {
+    let b = bundle();
+    let bytes = b.to_bytes().unwrap();
+    assert_eq!(&bytes[..8], &MAGIC);
+    assert_eq!(Bundle::from_bytes(&bytes).unwrap(), b);
+
+    let path = std::env::temp_dir().join(format!("nap-bundle-{}.nap", std::process::id()));
+    b.write(&path).unwrap();
+    assert_eq!(Bundle::read(&path).unwrap(), b);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn every_truncation_is_a_size_error() {
+    let bytes = bundle().to_bytes().unwrap();
+    for len in 8..bytes.len() {
+        let err = Bundle::from_bytes(&bytes[..len]).unwrap_err();
+        assert!(matches!(err, BundleError::Size { .. }), "{len}: {err}");
+        assert!(err.to_string().contains("truncated"), "{err}");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(matches!(
+        Bundle::from_bytes(&longer),
+        Err(BundleError::Size { .. })
+    ));
+}
+
+#[test]
+fn every_flipped_byte_is_caught() {
+    let bytes = bundle().to_bytes().unwrap();
+    for i in 0..bytes.len() {
+        let mut damaged = bytes.clone();
+        damaged[i] ^= 0x40;
+        let err = Bundle::from_bytes(&damaged).expect_err("damage must not load");
+        // Damage to the magic, the version or a length is reported as such; anything else as
+        // a checksum mismatch.
+        let expected = match i {
+            0..8 => matches!(err, BundleError::NotABundle),
+            8..10 => matches!(err, BundleError::Version { .. }),
+            12..32 => matches!(err, BundleError::Size { .. } | BundleError::Checksum { .. }),
+            _ => matches!(err, BundleError::Checksum { .. }),
+        };
+        assert!(expected, "byte {i}: {err}");
+    }
+}
+
+#[test]
+fn another_version_says_so() {
+    let mut bytes = bundle().to_bytes().unwrap();
+    bytes[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let err = Bundle::from_bytes(&bytes).unwrap_err();
+    assert!(matches!(err, BundleError::Version { found } if found == FORMAT_VERSION + 1));
+    assert!(
+        err.to_string()
+            .contains(&format!("version {}", FORMAT_VERSION + 1)),
+        "{err}"
+    );
+}
+
+#[test]
+fn not_a_bundle() {
+    for bytes in [&b""[..], b"NAPB", b"\x08\x07onnx-model-bytes-here-and-more"] {
+        assert!(matches!(
+            Bundle::from_bytes(bytes),
+            Err(BundleError::NotABundle)
+        ));
+    }
+}
+
+#[test]
+fn inconsistent_bundles_are_refused() {
+    let mut wrong_head = bundle();
+    wrong_head.head_weights.pop();
+    assert!(matches!(
+        wrong_head.to_bytes(),
+        Err(BundleError::Invalid(_))
+    ));
+
+    let mut wrong_channels = bundle();
+    wrong_channels.manifest.pre_pool.channels = 5;
+    assert!(
+        matches!(wrong_channels.validate(), Err(BundleError::Invalid(m)) if m.contains("channels"))
+    );
+
+    let mut bad_eps = bundle();
+    bad_eps.manifest.scorer.params.eps = 0.0;
+    assert!(matches!(bad_eps.validate(), Err(BundleError::Invalid(m)) if m.contains("eps")));
+
+    let mut nan_threshold = bundle();
+    nan_threshold.manifest.scorer.threshold = Some(f32::NAN);
+    assert!(nan_threshold.validate().is_err());
+}
+
+proptest! {
+    #[test]
+    fn random_bytes_never_panic(tail in proptest::collection::vec(any::<u8>(), 0..400), cut in 0usize..400) {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&tail);
+        let _ = Bundle::from_bytes(&bytes);
+        let good = bundle().to_bytes().unwrap();
+        let _ = Bundle::from_bytes(&good[..cut.min(good.len())]);
+    }
+}
