@@ -61,24 +61,18 @@ pub fn build_bundle(
     let size = options.input.size;
     let (shape, datum) = probe_backbone_output(&backbone, size)?;
     let head = &split.head;
-    let [1, channels, height, width] = shape[..] else {
-        return Err(BuildError::PrePool {
-            tensor: split.pre_pool,
-            shape,
-            datum,
-            size,
-            channels: head.features,
-        });
+    let (channels, height, width) = match shape[..] {
+        [1, c, h, w] if c == head.features && datum == f32::datum_type() => (c, h, w),
+        _ => {
+            return Err(BuildError::PrePool {
+                tensor: split.pre_pool,
+                shape,
+                datum,
+                size,
+                channels: head.features,
+            });
+        }
     };
-    if channels != head.features || datum != f32::datum_type() {
-        return Err(BuildError::PrePool {
-            tensor: split.pre_pool,
-            shape,
-            datum,
-            size,
-            channels: head.features,
-        });
-    }
     let form = match head.form {
         OnnxHeadForm::Conv1x1 => HeadForm::Conv1x1,
         OnnxHeadForm::Gemm => HeadForm::Gemm,

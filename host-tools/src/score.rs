@@ -1,7 +1,7 @@
 //! Batch scoring of image folders with a bundle: what `napctl score` does, on all cores.
 
 use crate::images::ImageFile;
-use nap_runtime::detector::{Analysis, Detector, DetectorError};
+use nap_runtime::detector::{Analysis, Detector, DetectorError, Worker};
 use nap_runtime::preprocess::{PreprocessError, Preprocessor};
 use rayon::prelude::*;
 use std::io::Write;
@@ -35,16 +35,24 @@ pub fn score_images(
         .map_init(
             || detector.worker().expect("a worker was made above"),
             |worker, file| {
-                let result = (|| {
-                    let bytes = std::fs::read(&file.path)?;
-                    let input = preprocessor.tensor_vec_from_encoded(&bytes)?;
-                    Ok(detector.analyze(worker, input)?)
-                })();
+                let result = score_one(detector, preprocessor, worker, file);
                 progress();
                 result
             },
         )
         .collect())
+}
+
+/// Reads, preprocesses and scores one image.
+fn score_one(
+    detector: &Detector,
+    preprocessor: &Preprocessor,
+    worker: &mut Worker,
+    file: &ImageFile,
+) -> Result<Analysis, ImageError> {
+    let bytes = std::fs::read(&file.path)?;
+    let input = preprocessor.tensor_vec_from_encoded(&bytes)?;
+    Ok(detector.analyze(worker, input)?)
 }
 
 /// Column names of the score table, tab separated.

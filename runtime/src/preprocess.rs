@@ -223,6 +223,19 @@ impl Preprocessor {
         Ok(dst.into_vec())
     }
 
+    /// `out` must hold exactly one tensor; checked before any decoding or resizing work.
+    fn check_output_len(&self, out: &[f32]) -> Result<(), PreprocessError> {
+        let expected = self.tensor_len();
+        if out.len() == expected {
+            Ok(())
+        } else {
+            Err(PreprocessError::OutputLength {
+                expected,
+                actual: out.len(),
+            })
+        }
+    }
+
     /// Fills `out` (`tensor_len()` floats, NCHW) with the tensor of a raw RGB8 frame
     /// (rows top to bottom, `R G B` per pixel, no padding), as delivered by cameras.
     pub fn tensor_from_rgb8(
@@ -232,13 +245,7 @@ impl Preprocessor {
         pixels: &[u8],
         out: &mut [f32],
     ) -> Result<(), PreprocessError> {
-        let expected = self.tensor_len();
-        if out.len() != expected {
-            return Err(PreprocessError::OutputLength {
-                expected,
-                actual: out.len(),
-            });
-        }
+        self.check_output_len(out)?;
         let resized = self.crop_resize_rgb8(width, height, pixels)?;
         self.normalize(&resized, out);
         Ok(())
@@ -272,13 +279,7 @@ impl Preprocessor {
         bytes: &[u8],
         out: &mut [f32],
     ) -> Result<(), PreprocessError> {
-        let expected = self.tensor_len();
-        if out.len() != expected {
-            return Err(PreprocessError::OutputLength {
-                expected,
-                actual: out.len(),
-            });
-        }
+        self.check_output_len(out)?;
         let image = decode(bytes)?;
         self.tensor_from_image(&image, out)
     }
