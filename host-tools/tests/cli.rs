@@ -1,0 +1,193 @@
+//! `napctl` as a user runs it: every kind of bad input gives its own clear message on stderr and
+//! a non-zero exit, never a panic; good input succeeds. Uses a tiny model the project builds
+//! itself, so it needs no shared data.
+
+use napctl::onnx::fixture::{self, TinyCnn};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn napctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_napctl"))
+        .args(args)
+        .output()
+        .expect("napctl runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Fails with a message naming the problem, not a panic.
+fn assert_fails_with(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "exit status; stderr: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr should mention {needle:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("napctl-cli-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+
+    fn write(&self, name: &str, bytes: &[u8]) -> String {
+        std::fs::write(self.0.join(name), bytes).unwrap();
+        self.path(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A bundle of the torchvision-style fixture (Conv -> Relu -> GAP -> Flatten -> Gemm).
+fn fixture_bundle(dir: &Scratch) -> String {
+    let model = prost::Message::encode_to_vec(&fixture::torchvision(&TinyCnn::default()));
+    let onnx = dir.write("tiny.onnx", &model);
+    let bundle = dir.path("tiny.nap");
+    let size = fixture::SIZE.to_string();
+    let out = napctl(&[
+        "split",
+        &onnx,
+        "-o",
+        &bundle,
+        "--input-size",
+        &size,
+        "--crop",
+        "1",
+    ]);
+    assert!(out.status.success(), "split: {}", stderr(&out));
+    bundle
+}
+
+fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([x as u8 * 20, y as u8 * 20, 90])
+    });
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
+}
+
+#[test]
+fn split_score_and_inspect_a_good_model() {
+    let dir = Scratch::new("good");
+    let bundle = fixture_bundle(&dir);
+    let images = Path::new(&dir.0).join("frames");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::write(images.join("a.png"), png(12, 10)).unwrap();
+    let out = napctl(&["score", &bundle, &images.to_string_lossy()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<_> = table.lines().collect();
+    assert_eq!(lines[0], "set\tfile\ttop1\tlse\tnap\tmsp\tscore\tood");
+    assert!(lines[1].starts_with("frames\ta.png\t"), "{table}");
+    assert_eq!(lines.len(), 2);
+
+    let out = napctl(&["inspect", &bundle, "--json"]);
+    assert!(out.status.success());
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(manifest["head"]["form"], "Gemm");
+    assert_eq!(manifest["scorer"]["method"], "NAP-E");
+}
+
+#[test]
+fn bad_models_are_named() {
+    let dir = Scratch::new("models");
+    let not_onnx = dir.write("notes.onnx", b"these are not protobuf bytes \xff\xff\xff");
+    assert_fails_with(
+        &napctl(&["split", &not_onnx, "-o", &dir.path("x.nap")]),
+        "not an ONNX model",
+    );
+    assert_fails_with(&napctl(&["inspect", &not_onnx]), "not an ONNX model");
+
+    let no_pool = prost::Message::encode_to_vec(&fixture::no_pooling(&TinyCnn::default()));
+    let no_pool = dir.write("no_pool.onnx", &no_pool);
+    assert_fails_with(
+        &napctl(&["split", &no_pool, "-o", &dir.path("x.nap")]),
+        "no global pooling layer",
+    );
+
+    assert_fails_with(
+        &napctl(&["split", &dir.path("missing.onnx"), "-o", &dir.path("x.nap")]),
+        "missing.onnx",
+    );
+}
+
+#[test]
+fn damaged_bundles_are_named() {
+    let dir = Scratch::new("bundles");
+    let bundle = fixture_bundle(&dir);
+    let bytes = std::fs::read(&bundle).unwrap();
+    let frames = dir.0.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    std::fs::write(frames.join("a.png"), png(8, 8)).unwrap();
+    let frames = frames.to_string_lossy().into_owned();
+
+    let truncated = dir.write("truncated.nap", &bytes[..bytes.len() / 2]);
+    assert_fails_with(&napctl(&["score", &truncated, &frames]), "truncated");
+
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    let flipped = dir.write("flipped.nap", &flipped);
+    assert_fails_with(&napctl(&["score", &flipped, &frames]), "checksum mismatch");
+
+    let mut other_version = bytes.clone();
+    other_version[8] = other_version[8].wrapping_add(1);
+    let other_version = dir.write("version.nap", &other_version);
+    assert_fails_with(
+        &napctl(&["bench", &other_version, "--frames", "1"]),
+        "format version",
+    );
+}
+
+#[test]
+fn bad_images_are_named_and_the_rest_still_scored() {
+    let dir = Scratch::new("images");
+    let bundle = fixture_bundle(&dir);
+    let frames = dir.0.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    std::fs::write(frames.join("good.png"), png(9, 9)).unwrap();
+    std::fs::write(frames.join("garbage.jpg"), b"not an image at all").unwrap();
+    std::fs::write(frames.join("empty.png"), b"").unwrap();
+    let out = napctl(&["score", &bundle, &frames.to_string_lossy()]);
+    assert_fails_with(&out, "2 image(s) could not be scored");
+    let err = stderr(&out);
+    assert!(
+        err.contains("garbage.jpg") && err.contains("empty.png"),
+        "{err}"
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        table.lines().count(),
+        2,
+        "header and the good image: {table}"
+    );
+    assert!(table.contains("good.png"));
+
+    let empty = dir.0.join("none");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_fails_with(
+        &napctl(&["score", &bundle, &empty.to_string_lossy()]),
+        "no .jpg, .jpeg or .png",
+    );
+}
