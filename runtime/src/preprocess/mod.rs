@@ -3,7 +3,8 @@
 //! The pipeline is fixed by the bundle's [`InputSpec`] and reproduces the reference
 //! implementation (PIL + numpy) that produced `reference/dev_scores.tsv`:
 //!
-//! 1. decode to 8-bit RGB (any JPEG/PNG colour type, like PIL's `.convert("RGB")`);
+//! 1. decode to 8-bit RGB (any JPEG/PNG colour type, like PIL's `.convert("RGB")`; JPEG with
+//!    libjpeg-turbo, PIL's own decoder, see [`decode`]);
 //! 2. central square crop, see [`CropBox`]: side `round_half_even(crop_fraction * min(w, h))`,
 //!    offsets `floor((w - side) / 2)`, `floor((h - side) / 2)`; pixels outside the crop never
 //!    enter the resize (PIL `img.crop(box).resize(...)`, not `resize(..., box=box)`);
@@ -14,13 +15,14 @@
 //! Untrusted bytes get a [`PreprocessError`], never a panic: every decode runs under
 //! [`image::Limits`] so an absurd declared size is refused before any allocation.
 
-use std::io::Cursor;
+mod decode;
 
 use fast_image_resize::images::{CroppedImage, Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::error::{ImageError, LimitErrorKind};
-use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
+use image::RgbImage;
 use thiserror::Error;
+
+pub use decode::{decode, decode_with_limits, default_limits};
 
 use crate::bundle::manifest::{ChannelOrder, InputSpec};
 
@@ -328,147 +330,3 @@ fn check_rgb8(width: u32, height: u32, pixels: &[u8]) -> Result<(), PreprocessEr
     Ok(())
 }
 
-/// The default decode limits: [`DEFAULT_MAX_SIDE`] per side, [`DEFAULT_MAX_ALLOC`] bytes.
-pub fn default_limits() -> Limits {
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(DEFAULT_MAX_SIDE);
-    limits.max_image_height = Some(DEFAULT_MAX_SIDE);
-    limits.max_alloc = Some(DEFAULT_MAX_ALLOC);
-    limits
-}
-
-/// Decodes a JPEG or PNG frame to 8-bit RGB under [`default_limits`].
-///
-/// Every colour type is converted like PIL's `.convert("RGB")`: grey is replicated, alpha is
-/// dropped (not composited), palettes are expanded, CMYK JPEGs are converted, 16-bit samples keep
-/// their high byte. EXIF orientation is not applied (PIL's `Image.open` does not either).
-pub fn decode(bytes: &[u8]) -> Result<RgbImage, PreprocessError> {
-    decode_with_limits(bytes, default_limits())
-}
-
-/// [`decode`] under the caller's limits.
-pub fn decode_with_limits(bytes: &[u8], limits: Limits) -> Result<RgbImage, PreprocessError> {
-    let format = match image::guess_format(bytes) {
-        Ok(ImageFormat::Jpeg) => ImageFormat::Jpeg,
-        Ok(ImageFormat::Png) => ImageFormat::Png,
-        Ok(other) => return Err(PreprocessError::UnsupportedFormat(format!("{other:?}"))),
-        Err(_) => return Err(PreprocessError::NotAnImage),
-    };
-    let name = if format == ImageFormat::Jpeg {
-        "JPEG"
-    } else {
-        "PNG"
-    };
-    let peek = peek(format, bytes);
-    // The decoders reject a zero dimension as a generic format error; name it.
-    if let Some((width, height)) = peek.size
-        && (width == 0 || height == 0)
-    {
-        return Err(PreprocessError::EmptyImage { width, height });
-    }
-    // The JPEG decoder fills a truncated scan with grey and reports success (libjpeg warns,
-    // PIL refuses the file): a frame cut in transit must not be scored as a grey one.
-    if peek.jpeg_complete == Some(false) {
-        return Err(PreprocessError::Corrupt {
-            format: name,
-            reason: "truncated: no end-of-image marker after the scan data".into(),
-        });
-    }
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
-    reader.limits(limits);
-    let image = reader.decode().map_err(|e| map_image_error(name, e))?;
-    let (width, height) = (image.width(), image.height());
-    if width == 0 || height == 0 {
-        return Err(PreprocessError::EmptyImage { width, height });
-    }
-    Ok(into_rgb8(image))
-}
-
-/// Any decoded colour type to 8-bit RGB as PIL's `.convert("RGB")` does for 8-bit and 16-bit RGB
-/// (16-bit samples keep their high byte). 16-bit grey also keeps its high byte, where PIL would
-/// clip the 16-bit value at 255.
-fn into_rgb8(image: DynamicImage) -> RgbImage {
-    match image {
-        DynamicImage::ImageRgb8(rgb) => rgb,
-        DynamicImage::ImageLuma16(_)
-        | DynamicImage::ImageLumaA16(_)
-        | DynamicImage::ImageRgb16(_)
-        | DynamicImage::ImageRgba16(_) => {
-            // Same-depth conversion: grey replicated, alpha dropped, samples unchanged.
-            let rgb16 = image.into_rgb16();
-            let (width, height) = rgb16.dimensions();
-            let high: Vec<u8> = rgb16
-                .into_raw()
-                .into_iter()
-                .map(|v| (v >> 8) as u8)
-                .collect();
-            RgbImage::from_raw(width, height, high).expect("same dimensions")
-        }
-        other => other.into_rgb8(),
-    }
-}
-
-/// What the headers of a JPEG or PNG say before decoding: the declared size, and for JPEG
-/// whether an end-of-image marker follows the first scan. `None` fields: not found.
-#[derive(Default)]
-struct Peek {
-    size: Option<(u32, u32)>,
-    jpeg_complete: Option<bool>,
-}
-
-/// Reads the PNG IHDR, or walks the JPEG marker segments to the first start-of-scan.
-fn peek(format: ImageFormat, bytes: &[u8]) -> Peek {
-    let be16 = |i: usize| Some(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]));
-    let be32 = |i: usize| Some(u32::from_be_bytes(bytes.get(i..i + 4)?.try_into().ok()?));
-    let mut peek = Peek::default();
-    if format == ImageFormat::Png {
-        // Signature (8), chunk length (4), "IHDR" (4), width, height.
-        if bytes.get(12..16) == Some(b"IHDR") {
-            peek.size = be32(16).zip(be32(20));
-        }
-        return peek;
-    }
-    let mut i = 2;
-    while let (Some(0xff), Some(&marker)) = (bytes.get(i), bytes.get(i + 1)) {
-        match marker {
-            0xff => i += 1, // fill byte
-            0x01 | 0xd0..=0xd9 => i += 2,
-            _ => {
-                let Some(len) = be16(i + 2) else { break };
-                if matches!(marker, 0xc0..=0xc3 | 0xc5..=0xc7 | 0xc9..=0xcb | 0xcd..=0xcf) {
-                    // Length (2), precision (1), height (2), width (2).
-                    let (h, w) = (be16(i + 5), be16(i + 7));
-                    peek.size = w.zip(h).map(|(w, h)| (u32::from(w), u32::from(h)));
-                }
-                if marker == 0xda {
-                    // Entropy-coded data escapes 0xff, so 0xff 0xd9 after here is a marker.
-                    let scan = bytes.get(i + 2 + usize::from(len)..).unwrap_or(&[]);
-                    peek.jpeg_complete = Some(scan.windows(2).any(|w| w == [0xff, 0xd9]));
-                    break;
-                }
-                i += 2 + usize::from(len);
-            }
-        }
-    }
-    peek
-}
-
-/// Sorts the decoder's errors into ours.
-fn map_image_error(format: &'static str, error: ImageError) -> PreprocessError {
-    match error {
-        ImageError::Limits(e) => match e.kind() {
-            LimitErrorKind::DimensionError | LimitErrorKind::InsufficientMemory => {
-                PreprocessError::TooLarge(format!("{format} frame: {e}"))
-            }
-            _ => PreprocessError::Corrupt {
-                format,
-                reason: e.to_string(),
-            },
-        },
-        ImageError::Unsupported(e) => PreprocessError::UnsupportedFormat(format!("{format}: {e}")),
-        other => PreprocessError::Corrupt {
-            format,
-            reason: other.to_string(),
-        },
-    }
-}
