@@ -28,9 +28,19 @@ pub fn exit(success: bool) -> ! {
 }
 
 static STDERR: Mutex<RefCell<Option<hio::HostStream>>> = Mutex::new(RefCell::new(None));
+static DEFMT_MUTED: AtomicBool = AtomicBool::new(false);
+
+/// Drops defmt output from now on. For the on-target tests: they check results directly, and
+/// binary defmt frames would only clutter the text a test runner shows.
+pub fn mute_defmt() {
+    DEFMT_MUTED.store(true, Ordering::Relaxed);
+}
 
 /// Writes raw bytes to the host's stderr (opened on first use; dropped silently without a host).
 fn write_stderr(bytes: &[u8]) {
+    if DEFMT_MUTED.load(Ordering::Relaxed) {
+        return;
+    }
     interrupt::free(|cs| {
         let mut stream = STDERR.borrow(cs).borrow_mut();
         if stream.is_none() {

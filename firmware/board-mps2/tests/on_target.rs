@@ -351,6 +351,7 @@ const TESTS: &[(&str, fn() -> TestResult)] = &[
 
 #[entry]
 fn main() -> ! {
+    semihost::mute_defmt();
     println!(
         "running {} tests on {}",
         TESTS.len(),
