@@ -370,6 +370,12 @@ fn main() -> ! {
             }
         }
     }
+    // For the size report in firmware/README.md: what the binary keeps on main's stack.
+    println!(
+        "size_of Controller<Led, Led> = {} bytes, Link<CmsdkUart> = {} bytes",
+        core::mem::size_of::<Controller<Led, Led>>(),
+        core::mem::size_of::<Link<nap_board_mps2::uart::CmsdkUart>>()
+    );
     println!("{} passed, {} failed", passed, failed);
     semihost::exit(failed == 0)
 }

@@ -202,7 +202,11 @@ fn firmware_in_qemu_acts_on_verdicts_and_fails_safe_on_silence() {
     let defmt_log = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nap-board-mps2.defmt");
     let child = Command::new(&qemu)
         .args(["-cpu", "cortex-m4", "-machine", "mps2-an386", "-nographic"])
-        .args(["-monitor", "none"])
+        // -icount: the guest clock advances with executed instructions, so SysTick interrupts
+        // land between main-loop rounds in order and a busy host cannot make the firmware skip
+        // ticks (which would blur the "timeout + 1 tick" check); shift=auto keeps it near real
+        // time for the host's sleeps.
+        .args(["-monitor", "none", "-icount", "shift=auto"])
         .args(["-semihosting-config", "enable=on,target=native"])
         .arg("-serial")
         .arg(format!("tcp:127.0.0.1:{port}"))
