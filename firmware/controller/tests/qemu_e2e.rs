@@ -176,6 +176,28 @@ fn wait_until(
     }
 }
 
+/// Decodes the run's defmt stream with `defmt-print` when it is installed (`cargo install
+/// defmt-print`) and checks that it tells the same story as the event log.
+fn check_defmt_log(elf: &Path, stream: &Path) {
+    let Some(defmt_print) = find_on_path("defmt-print") else {
+        say("qemu_e2e: defmt-print not installed: defmt stream saved, not decoded");
+        return;
+    };
+    let out = Command::new(defmt_print)
+        .arg("-e")
+        .arg(elf)
+        .stdin(std::fs::File::open(stream).expect("defmt stream"))
+        .output()
+        .expect("run defmt-print");
+    let text = String::from_utf8_lossy(&out.stdout);
+    say(&format!("qemu_e2e: defmt log:\n{text}"));
+    assert!(text.contains("armed"), "defmt log lacks the arming: {text}");
+    assert!(
+        text.contains("safe state"),
+        "defmt log lacks the heartbeat loss: {text}"
+    );
+}
+
 /// `key=value` from an event line.
 fn field(line: &str, key: &str) -> Option<u32> {
     line.split_whitespace()
@@ -358,6 +380,7 @@ fn firmware_in_qemu_acts_on_verdicts_and_fails_safe_on_silence() {
         status.success(),
         "firmware exit status {status}; log:\n{seen:#?}"
     );
+    check_defmt_log(&elf, &defmt_log);
 
     // One pulse per intact OOD verdict; the damaged one made none.
     let pulses = seen.iter().filter(|l| l.ends_with("reject=1")).count();
