@@ -5,10 +5,18 @@
 //! - [`images`] and [`score`]: score image folders with a bundle, on all cores.
 //! - [`bench`]: per-stage timing of a bundle.
 //! - [`metrics`]: FPR95 in both conventions, AUROC, AUPR.
+//! - [`cache`], [`extract`] and [`corrupt`]: per-image features, cached; pseudo-OOD copies.
+//! - [`eval`], [`calibrate`] and [`plots`]: the paper's tables, a calibrated bundle, figures.
 
 pub mod bench;
 pub mod bundle_build;
+pub mod cache;
+pub mod calibrate;
+pub mod corrupt;
+pub mod eval;
+pub mod extract;
 pub mod images;
 pub mod metrics;
 pub mod onnx;
+pub mod plots;
 pub mod score;

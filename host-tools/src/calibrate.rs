@@ -1,0 +1,249 @@
+//! Calibration of a bundle's scorer from cached features: ReAct's clip, ASH's percentile, the
+//! fusion weights `w` and the decision threshold, as `napctl calibrate` does it.
+
+use crate::cache::Features;
+use crate::eval::{Components, FUSED_METHODS, mean_fpr_auroc, scores};
+use crate::metrics::{MetricsError, percentile, threshold_at_tpr};
+use nap_core::score::{LinearHead, Method, Params, ScoreError};
+
+/// Percentile of the ID pooled activations ReAct clips at (Sun et al.; DESIGN.md section 1).
+pub const REACT_PERCENTILE: f64 = 90.0;
+
+/// Why calibration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CalibrateError {
+    /// A metric could not be computed (no frames, non-finite scores, bad TPR).
+    #[error("{0}")]
+    Metrics(#[from] MetricsError),
+    /// A method could not score.
+    #[error("{0}")]
+    Score(#[from] ScoreError),
+    /// Nothing to calibrate on.
+    #[error("{0}")]
+    Input(String),
+}
+
+/// ReAct's clip `c`: the 90th percentile of every pooled activation of the ID frames.
+pub fn react_clip(id: &[Features]) -> Result<f32, CalibrateError> {
+    let all: Vec<f64> = id
+        .iter()
+        .flat_map(|f| f.pooled.iter().map(|&x| f64::from(x)))
+        .collect();
+    Ok(percentile(&all, REACT_PERCENTILE)? as f32)
+}
+
+/// The outcome of one `w` search.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WChoice {
+    /// The chosen weight of the logit score, in [0, 1].
+    pub w: f32,
+    /// Mean FPR (ID-positive, at the target TPR) over the OOD sets at `w`, as a fraction.
+    pub fpr: f64,
+    /// Mean AUROC over the OOD sets at `w`, as a fraction.
+    pub auroc: f64,
+}
+
+/// Grid step of the coarse pass and of the refinement around its best point.
+const COARSE_STEP: f32 = 0.05;
+const FINE_STEP: f32 = 0.005;
+
+/// The `w` in [0, 1] minimizing `objective(w) = (fpr, auroc)`; ties go to the higher AUROC, then
+/// to the first `w` tried. A coarse grid (step 0.05) first, then a fine grid (step 0.005) over
+/// the coarse best's neighbourhood: FPR is a step function of `w`, so no gradient method applies.
+pub fn search_w(
+    objective: impl Fn(f32) -> Result<(f64, f64), MetricsError>,
+) -> Result<WChoice, MetricsError> {
+    let better = |a: &WChoice, b: &WChoice| {
+        a.fpr < b.fpr - 1e-12 || ((a.fpr - b.fpr).abs() <= 1e-12 && a.auroc > b.auroc + 1e-12)
+    };
+    let consider = |best: &mut Option<WChoice>, w: f32| -> Result<(), MetricsError> {
+        let (fpr, auroc) = objective(w)?;
+        let c = WChoice { w, fpr, auroc };
+        if best.as_ref().is_none_or(|b| better(&c, b)) {
+            *best = Some(c);
+        }
+        Ok(())
+    };
+    let mut best = None;
+    let coarse = (1.0 / COARSE_STEP).round() as i32;
+    for i in 0..=coarse {
+        consider(&mut best, i as f32 * COARSE_STEP)?;
+    }
+    let centre = best.expect("the grid is not empty").w;
+    let half = (COARSE_STEP / FINE_STEP).round() as i32;
+    for i in -half..=half {
+        let w = centre + i as f32 * FINE_STEP;
+        if (0.0..=1.0).contains(&w) {
+            consider(&mut best, w)?;
+        }
+    }
+    Ok(best.expect("the grid is not empty"))
+}
+
+/// What calibration chose.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Calibration {
+    /// The scorer parameters: clip, percentile and weights set.
+    pub params: Params,
+    /// The `w` search of each fused method, in [`FUSED_METHODS`] order.
+    pub searches: Vec<(Method, WChoice)>,
+    /// The deciding method.
+    pub method: Method,
+    /// Frames of the deciding method scoring below it are OOD.
+    pub threshold: f32,
+    /// Share of the ID frames rejected at `threshold` (about `1 - tpr`).
+    pub id_rejection: f64,
+}
+
+/// Calibrates on ID features against OOD (real or pseudo) feature sets: ReAct clip from ID, the
+/// given ASH percentile, each fused method's `w` by [`search_w`] on the mean FPR at `tpr` over
+/// the OOD sets, and the threshold at `tpr` on ID for `method`.
+pub fn calibrate(
+    head: &LinearHead<'_>,
+    base: Params,
+    id: &[Features],
+    oods: &[Vec<Features>],
+    method: Method,
+    tpr: f64,
+    ash_percentile: f32,
+) -> Result<Calibration, CalibrateError> {
+    if !(tpr > 0.0 && tpr < 1.0) {
+        return Err(MetricsError::InvalidTpr(tpr).into());
+    }
+    if oods.is_empty() || oods.iter().any(Vec::is_empty) {
+        return Err(CalibrateError::Input(
+            "no OOD frames to choose w against".into(),
+        ));
+    }
+    let mut params = base;
+    params.react_clip = Some(react_clip(id)?);
+    params.ash_percentile = ash_percentile;
+    params.validate()?;
+    let id_c = Components::of_all(id, head, &params)?;
+    let ood_c: Vec<Vec<Components>> = oods
+        .iter()
+        .map(|o| Components::of_all(o, head, &params))
+        .collect::<Result<_, _>>()?;
+    let sets: Vec<&[Components]> = ood_c.iter().map(Vec::as_slice).collect();
+    let mut searches = Vec::new();
+    for m in FUSED_METHODS {
+        let choice = search_w(|w| mean_fpr_auroc(&id_c, &sets, m, w, tpr))?;
+        let slot = match m {
+            Method::NapE => &mut params.weights.nap_e,
+            Method::NapR => &mut params.weights.nap_r,
+            Method::NapA => &mut params.weights.nap_a,
+            _ => &mut params.weights.nap_m,
+        };
+        *slot = choice.w;
+        searches.push((m, choice));
+    }
+    let id_scores = scores(&id_c, method, params.weights.of(method));
+    let threshold = threshold_at_tpr(&id_scores, tpr)? as f32;
+    let rejected = id_scores
+        .iter()
+        .filter(|&&s| (s as f32) < threshold)
+        .count();
+    Ok(Calibration {
+        params,
+        searches,
+        method,
+        threshold,
+        id_rejection: rejected as f64 / id_scores.len() as f64,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_finds_the_known_best_w_and_breaks_ties_by_auroc() {
+        // FPR is lowest (0.1) on [0.62, 0.68]; AUROC peaks at 0.65 inside it.
+        let choice = search_w(|w| {
+            let fpr = if (0.62..=0.68).contains(&w) { 0.1 } else { 0.5 };
+            Ok((fpr, 1.0 - (w as f64 - 0.65).abs()))
+        })
+        .unwrap();
+        assert!((choice.w - 0.65).abs() < 1e-4, "{choice:?}");
+        assert_eq!(choice.fpr, 0.1);
+        // A narrow optimum between coarse grid points is found by the refinement.
+        let choice = search_w(|w| Ok(((w as f64 - 0.437).abs(), 0.5))).unwrap();
+        assert!((choice.w - 0.435).abs() < 1e-4, "{choice:?}");
+        // Errors pass through.
+        assert!(search_w(|_| Err(MetricsError::InvalidTpr(2.0))).is_err());
+    }
+
+    /// ID frames have strong peaks and high energy; OOD frames of set A are told apart by the
+    /// logits, those of set B only by their flat activations: the best `w` is strictly inside.
+    #[test]
+    fn calibration_picks_an_interior_w_and_keeps_the_target_tpr() {
+        let c = 4;
+        let weights = [
+            4.0, 0.0, 0.0, 0.0, //
+            0.0, 4.0, 0.0, 0.0, //
+            0.0, 0.0, 4.0, 0.0,
+        ];
+        let bias = [0.0; 3];
+        let head = LinearHead::new(&weights, &bias, c).unwrap();
+        let frame = |pooled: [f32; 4], peak: f32| Features {
+            pooled: pooled.to_vec(),
+            max: pooled.iter().map(|p| p * peak).collect(),
+        };
+        let id: Vec<Features> = (0..40)
+            .map(|i| {
+                let x = 1.0 + (i % 10) as f32 * 0.1;
+                frame([x, 0.1, 0.1, 0.5], 4.0 + (i % 7) as f32 * 0.3)
+            })
+            .collect();
+        let ood_a: Vec<Features> = (0..20)
+            .map(|i| frame([0.2 + (i % 5) as f32 * 0.02, 0.1, 0.1, 0.5], 30.0))
+            .collect();
+        let ood_b: Vec<Features> = (0..20)
+            .map(|i| frame([1.2 + (i % 5) as f32 * 0.1, 0.1, 0.1, 0.5], 1.2))
+            .collect();
+        let cal = calibrate(
+            &head,
+            Params::default(),
+            &id,
+            &[ood_a, ood_b],
+            Method::NapE,
+            0.95,
+            90.0,
+        )
+        .unwrap();
+        let (_, e) = cal.searches[0];
+        assert_eq!(e.fpr, 0.0, "{e:?}");
+        assert!(e.w > 0.0 && e.w < 1.0, "{e:?}");
+        assert_eq!(cal.params.weights.nap_e, e.w);
+        // Energy alone (w = 1) or NAP alone (w = 0) each leave one set fully accepted.
+        let ids = Components::of_all(&id, &head, &cal.params).unwrap();
+        let ids_scores = scores(&ids, Method::NapE, e.w);
+        let kept = ids_scores
+            .iter()
+            .filter(|&&s| s as f32 >= cal.threshold)
+            .count();
+        assert_eq!(kept, 38, "95% of 40 ID frames kept");
+        assert!((cal.id_rejection - 0.05).abs() < 1e-9);
+        assert!(cal.params.react_clip.is_some());
+
+        assert!(matches!(
+            calibrate(&head, Params::default(), &id, &[], Method::NapE, 0.95, 90.0),
+            Err(CalibrateError::Input(_))
+        ));
+        for tpr in [0.0, 1.0, 1.5, f64::NAN] {
+            assert!(
+                calibrate(
+                    &head,
+                    Params::default(),
+                    &id,
+                    std::slice::from_ref(&id),
+                    Method::NapE,
+                    tpr,
+                    90.0
+                )
+                .is_err(),
+                "tpr {tpr}"
+            );
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! `napctl eval` and `napctl calibrate` as a user runs them, on a tiny model the project builds
+//! itself (no shared data): the JSON schema, the feature cache (hits, stale entries after a file
+//! changes, damaged entries ignored), calibrated bundles, and clear errors for bad input.
+
+use napctl::onnx::fixture::{self, TinyCnn};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn napctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_napctl"))
+        .args(args)
+        .output()
+        .expect("napctl runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Fails with a message naming the problem, not a panic.
+fn assert_fails_with(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_ne!(out.status.code(), Some(0), "exit status; stderr: {err}");
+    assert!(
+        err.contains(needle),
+        "stderr should mention {needle:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("napctl-eval-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_string_lossy().into_owned()
+    }
+
+    /// A folder of `n` PNGs drawn by `pixel(image index, x, y)`.
+    fn folder(&self, name: &str, n: u32, pixel: impl Fn(u32, u32, u32) -> [u8; 3]) -> String {
+        let dir = self.0.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..n {
+            std::fs::write(
+                dir.join(format!("{i:02}.png")),
+                png(16, 16, |x, y| pixel(i, x, y)),
+            )
+            .unwrap();
+        }
+        dir.to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn png(width: u32, height: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
+    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb(pixel(x, y)));
+    let mut bytes = Vec::new();
+    image
+        .write_to(
+            &mut std::io::Cursor::new(&mut bytes),
+            image::ImageFormat::Png,
+        )
+        .unwrap();
+    bytes
+}
+
+/// A bundle of the torchvision-style fixture (Conv -> Relu -> GAP -> Flatten -> Gemm).
+fn fixture_bundle(dir: &Scratch) -> String {
+    let model = prost::Message::encode_to_vec(&fixture::torchvision(&TinyCnn::default()));
+    let onnx = dir.path("tiny.onnx");
+    std::fs::write(&onnx, model).unwrap();
+    let bundle = dir.path("tiny.nap");
+    let size = fixture::SIZE.to_string();
+    let out = napctl(&[
+        "split",
+        &onnx,
+        "-o",
+        &bundle,
+        "--input-size",
+        &size,
+        "--crop",
+        "1",
+    ]);
+    assert_ok(&out);
+    bundle
+}
+
+/// Structured ID frames (a bright spot on a dark field) and flat or noisy OOD frames.
+fn id_pixel(i: u32, x: u32, y: u32) -> [u8; 3] {
+    let spot = (x as i32 - (3 + i % 9) as i32).abs() + (y as i32 - (4 + i % 7) as i32).abs() < 3;
+    if spot {
+        [250, 240, (i * 20) as u8]
+    } else {
+        [(x * 3) as u8, (y * 3) as u8, 20]
+    }
+}
+
+fn ood_pixel(i: u32, x: u32, y: u32) -> [u8; 3] {
+    let v = ((x * 7 + y * 13 + i * 31) % 50) as u8 + 100;
+    [v, v, v]
+}
+
+/// The "N hit(s), M computed" numbers of the cache line on stderr.
+fn cache_counts(out: &Output) -> (u64, u64) {
+    let err = stderr(out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("feature cache"))
+        .unwrap_or_else(|| panic!("no cache line: {err}"));
+    let numbers: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    let n = numbers.len();
+    (numbers[n - 2], numbers[n - 1])
+}
+
+#[test]
+fn eval_reports_every_method_in_the_json_schema_and_caches_features() {
+    let dir = Scratch::new("eval");
+    let bundle = fixture_bundle(&dir);
+    let id = dir.folder("id", 12, id_pixel);
+    let ood = dir.folder("ood", 8, ood_pixel);
+    let cache = dir.path("cache");
+    let json = dir.path("eval.json");
+    let plots = dir.path("plots");
+    let args = [
+        "eval",
+        &bundle,
+        "--id",
+        &id,
+        "--ood",
+        &ood,
+        "--json",
+        &json,
+        "--cache-dir",
+        &cache,
+    ];
+    let out = napctl(&args);
+    assert_ok(&out);
+    assert_eq!(cache_counts(&out), (0, 20));
+    let text = stdout(&out);
+    assert!(text.contains("has no ReAct clip"), "{text}");
+    for m in [
+        "MSP", "Energy", "ReAct", "ASH-S", "ASH-B", "NAP", "NAP-E", "NAP-R", "NAP-A", "NAP-M",
+    ] {
+        assert!(text.contains(&format!("\n  {m} ")), "{m} missing: {text}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["id"]["set"], "id");
+    assert_eq!(report["id"]["n"], 12);
+    assert_eq!(report["ood"][0]["set"], "ood");
+    assert_eq!(report["ood"][0]["n"], 8);
+    let methods = report["ood"][0]["methods"].as_object().unwrap();
+    assert_eq!(methods.len(), 10);
+    for (name, m) in methods {
+        for key in [
+            "fpr95",
+            "fpr95_ood_positive",
+            "auroc",
+            "aupr_in",
+            "aupr_out",
+        ] {
+            let v = m[key].as_f64().unwrap_or_else(|| panic!("{name}.{key}"));
+            assert!((0.0..=100.0).contains(&v), "{name}.{key} = {v} not percent");
+        }
+        assert_eq!(report["average"][name], *m, "one OOD set: average = it");
+    }
+
+    // Second run: every frame from the cache, same numbers; with plots and the w sweep.
+    let mut again = args.to_vec();
+    again.extend(["--plots", &plots, "--sweep-w"]);
+    let out = napctl(&again);
+    assert_ok(&out);
+    assert_eq!(cache_counts(&out), (20, 0));
+    let second: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(second, report);
+    assert!(stdout(&out).contains("NAP-E FPR95/AUROC"));
+    for f in ["hist-NAP-E.png", "hist-Energy.svg", "roc-ood.png"] {
+        assert!(Path::new(&plots).join(f).exists(), "{f}");
+    }
+
+    // A changed file is recomputed, never served stale.
+    std::fs::write(
+        Path::new(&id).join("00.png"),
+        png(16, 16, |x, y| ood_pixel(99, x, y)),
+    )
+    .unwrap();
+    let out = napctl(&args);
+    assert_ok(&out);
+    assert_eq!(cache_counts(&out), (19, 1));
+
+    // Damaged entries are ignored with a warning and rewritten.
+    let entries: Vec<PathBuf> = walk(Path::new(&cache));
+    assert_eq!(entries.len(), 21, "one entry per image content");
+    for e in entries.iter().take(3) {
+        let mut bytes = std::fs::read(e).unwrap();
+        let n = bytes.len();
+        bytes[n / 2] ^= 0xff;
+        std::fs::write(e, bytes).unwrap();
+    }
+    std::fs::write(&entries[3], b"garbage").unwrap();
+    let out = napctl(&args);
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("ignoring cache entry"),
+        "{}",
+        stderr(&out)
+    );
+    let (hits, computed) = cache_counts(&out);
+    assert_eq!(hits + computed, 20);
+    assert!(computed <= 4, "only damaged entries recomputed");
+
+    // --no-cache computes everything and prints no cache line.
+    let mut no_cache = args.to_vec();
+    no_cache.push("--no-cache");
+    let out = napctl(&no_cache);
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("feature cache"));
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn calibrate_writes_a_bundle_with_threshold_clip_and_weights() {
+    let dir = Scratch::new("calibrate");
+    let bundle = fixture_bundle(&dir);
+    let id = dir.folder("id", 20, id_pixel);
+    let ood = dir.folder("ood", 10, ood_pixel);
+    let cache = dir.path("cache");
+    for (label, extra) in [
+        ("with-ood", vec!["--ood", ood.as_str()]),
+        ("id-only", vec![]),
+    ] {
+        let output = dir.path(&format!("{label}.nap"));
+        let mut args = vec![
+            "calibrate",
+            &bundle,
+            "--id",
+            &id,
+            "--tpr",
+            "0.9",
+            "-o",
+            &output,
+            "--cache-dir",
+            &cache,
+        ];
+        args.extend(extra);
+        let out = napctl(&args);
+        assert_ok(&out);
+        let text = stdout(&out);
+        let way = if label == "id-only" {
+            "Calibrated on ID only"
+        } else {
+            "Calibrated with OOD folders"
+        };
+        assert!(text.contains(way), "{text}");
+        assert!(text.contains("expected ID rejection rate 10.00%"), "{text}");
+
+        let out = napctl(&["inspect", &output, "--json"]);
+        assert_ok(&out);
+        let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(m["scorer"]["method"], "NAP-E");
+        assert!(m["scorer"]["threshold"].is_number(), "{m}");
+        assert!(m["scorer"]["params"]["react_clip"].is_number(), "{m}");
+        let w = m["scorer"]["params"]["weights"]["nap_e"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&w));
+
+        // The calibrated bundle flags about 10% of the ID frames it was calibrated on.
+        let out = napctl(&["score", &output, &id]);
+        assert_ok(&out);
+        let flagged = stdout(&out)
+            .lines()
+            .skip(1)
+            .filter(|l| l.ends_with("\t1"))
+            .count();
+        assert_eq!(flagged, 2, "{}", stdout(&out));
+    }
+}
+
+#[test]
+fn bad_input_is_named() {
+    let dir = Scratch::new("bad");
+    let bundle = fixture_bundle(&dir);
+    let id = dir.folder("id", 4, id_pixel);
+    let ood = dir.folder("ood", 3, ood_pixel);
+    let cache = dir.path("cache");
+    let out_nap = dir.path("out.nap");
+    let calibrate = |extra: &[&str]| {
+        let mut args = vec![
+            "calibrate",
+            &bundle,
+            "--id",
+            &id,
+            "-o",
+            &out_nap,
+            "--cache-dir",
+            &cache,
+        ];
+        args.extend_from_slice(extra);
+        napctl(&args)
+    };
+    for tpr in ["0", "1", "1.5", "-0.2", "nan"] {
+        assert_fails_with(&calibrate(&[&format!("--tpr={tpr}")]), "outside (0, 1)");
+    }
+    assert_fails_with(&calibrate(&["--method", "NAP-X"]), "unknown scoring method");
+    assert_fails_with(&calibrate(&["--ash-percentile", "100"]), "outside [0, 100)");
+    assert!(
+        !Path::new(&out_nap).exists(),
+        "nothing written on bad input"
+    );
+
+    let eval = |id: &str, ood: &str| {
+        napctl(&[
+            "eval",
+            &bundle,
+            "--id",
+            id,
+            "--ood",
+            ood,
+            "--cache-dir",
+            &cache,
+        ])
+    };
+    assert_fails_with(&eval(&id, &dir.path("missing")), "missing");
+    let empty = dir.path("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_fails_with(&eval(&empty, &ood), "no .jpg, .jpeg or .png");
+    let junk = dir.path("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(Path::new(&junk).join("a.png"), b"not a png").unwrap();
+    std::fs::write(Path::new(&junk).join("b.jpg"), b"").unwrap();
+    assert_fails_with(&eval(&id, &junk), "none of its 2 image(s) could be read");
+    assert_fails_with(
+        &napctl(&[
+            "eval",
+            &bundle,
+            "--id",
+            &id,
+            "--ood",
+            &ood,
+            "--channel",
+            "999999",
+            "--plots",
+            &dir.path("p"),
+            "--cache-dir",
+            &cache,
+        ]),
+        "--channel 999999 is out of range",
+    );
+
+    let mut other_version = std::fs::read(&bundle).unwrap();
+    other_version[8] = other_version[8].wrapping_add(1);
+    let other = dir.path("version.nap");
+    std::fs::write(&other, other_version).unwrap();
+    assert_fails_with(
+        &napctl(&["eval", &other, "--id", &id, "--ood", &ood]),
+        "format version",
+    );
+    assert_fails_with(
+        &napctl(&["calibrate", &other, "--id", &id, "-o", &out_nap]),
+        "format version",
+    );
+}
