@@ -135,7 +135,7 @@ enum Command {
     ///
     /// w is chosen to minimize FPR at the target TPR (ties: higher AUROC) against the --ood
     /// folders, or, without them, against pseudo-OOD copies of the ID images (noise, blur, JPEG,
-    /// contrast, pixelation). The threshold keeps the target share of ID images.
+    /// contrast, pixelation, tile shuffling). The threshold keeps the target share of ID images.
     Calibrate {
         /// The bundle to calibrate (left unchanged).
         bundle: PathBuf,
