@@ -237,6 +237,17 @@ fn eval_reports_every_method_in_the_json_schema_and_caches_features() {
     assert_eq!(hits + computed, 20);
     assert!(computed <= 4, "only damaged entries recomputed");
 
+    // Pseudo-OOD sets (two ID images per corruption here) join the table as extra OOD sets.
+    let mut pseudo = args.to_vec();
+    pseudo.extend(["--pseudo-ood", "--corruptions", "blur,shuffle"]);
+    let out = napctl(&pseudo);
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(text.contains("pseudo-ood-blur (n = 2)"), "{text}");
+    assert!(text.contains("pseudo-ood-shuffle (n = 2)"), "{text}");
+    assert!(!text.contains("pseudo-ood-noise"), "{text}");
+    assert!(text.contains("Average over 3 OOD sets"), "{text}");
+
     // --no-cache computes everything and prints no cache line.
     let mut no_cache = args.to_vec();
     no_cache.push("--no-cache");
@@ -343,6 +354,10 @@ fn bad_input_is_named() {
     }
     assert_fails_with(&calibrate(&["--method", "NAP-X"]), "unknown scoring method");
     assert_fails_with(&calibrate(&["--ash-percentile", "100"]), "outside [0, 100)");
+    assert_fails_with(
+        &calibrate(&["--corruptions", "noise,fog"]),
+        "unknown corruption",
+    );
     assert!(
         !Path::new(&out_nap).exists(),
         "nothing written on bad input"
