@@ -1,0 +1,226 @@
+//! `napd`'s settings: command-line flags and the TOML config file are one set of options.
+//!
+//! [`Options`] is both the flag parser and the file's schema, so every flag has a config key of
+//! the same name (`--ood-gpio` is `ood-gpio = "..."`) and nothing exists in only one of them.
+//! Flags override the file. [`Options::resolve`] checks every value and gives [`Settings`].
+
+use super::log::LogTarget;
+use super::pipeline::PipelineOptions;
+use super::queue::Overflow;
+use crate::link::{LinkOptions, LinkSpec};
+use crate::ood_line::{GpioSpec, LineMode};
+use crate::source::raw::DEFAULT_MAX_FRAME_BYTES;
+use crate::source::{SourceOptions, SourceSpec};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Every setting, as given (flags or config keys); `None` means not given.
+#[derive(clap::Args, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Options {
+    /// The model bundle (made by `napctl split`, with a threshold from `napctl calibrate` or
+    /// --threshold).
+    #[arg(long, value_name = "MODEL.nap")]
+    pub bundle: Option<PathBuf>,
+    /// Where frames come from: dir:PATH (images of a folder, in name order), raw:PATH or raw:-
+    /// (raw frame stream from a file, FIFO or stdin; format in the README), v4l2:/dev/videoN
+    /// (camera; builds with the `v4l2` feature).
+    #[arg(long, value_name = "SRC")]
+    pub source: Option<String>,
+    /// The controller link: serial:/dev/ttyX@BAUD, tcp:HOST:PORT or none [default: none].
+    #[arg(long, value_name = "LINK")]
+    pub link: Option<String>,
+    /// A gpio-cdev output line raised for OOD frames, as CHIP:LINE (e.g. gpiochip0:17).
+    #[arg(long, value_name = "CHIP:LINE")]
+    pub ood_gpio: Option<String>,
+    /// How the OOD line shows a verdict: `level` (high while the latest frame is OOD) or
+    /// `pulse:MS` (high for MS milliseconds per OOD frame) [default: pulse:50].
+    #[arg(long, value_name = "MODE")]
+    pub ood_line: Option<String>,
+    /// The verdict log: jsonl:PATH (appended), - (stdout) or none [default: none].
+    #[arg(long, value_name = "jsonl:PATH|-")]
+    pub log: Option<String>,
+    /// Scoring threads [default: 1].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Frames waiting between the source and the workers; bounds the latency [default: 2].
+    #[arg(long, value_name = "N")]
+    pub queue: Option<usize>,
+    /// When the queue is full: drop-oldest (count the drop) or block (wait for the workers)
+    /// [default: drop-oldest for cameras, streams and paced replays; block for files].
+    #[arg(long, value_name = "POLICY")]
+    pub overflow: Option<String>,
+    /// Replay a dir: source at this many frames per second, like a camera [default: as fast as
+    /// scored].
+    #[arg(long, value_name = "FPS")]
+    pub fps: Option<f64>,
+    /// Decide OOD as score < THRESHOLD instead of the bundle's threshold.
+    #[arg(long, value_name = "THRESHOLD", allow_negative_numbers = true)]
+    pub threshold: Option<f32>,
+    /// Heartbeat period on the link, in milliseconds [default: 100].
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Wait between reconnection attempts after the link is lost, in milliseconds [default:
+    /// 500].
+    #[arg(long, value_name = "MS")]
+    pub reconnect_ms: Option<u64>,
+    /// Period of the stats lines and health updates, in milliseconds [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub stats_ms: Option<u64>,
+    /// Largest raw frame accepted, in bytes; larger declared sizes are rejected [default:
+    /// 33554432].
+    #[arg(long, value_name = "BYTES")]
+    pub max_frame_bytes: Option<usize>,
+}
+
+/// Checked settings, ready to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// The bundle's path.
+    pub bundle: PathBuf,
+    /// The frame source.
+    pub source: SourceSpec,
+    /// Source options.
+    pub source_options: SourceOptions,
+    /// The controller link.
+    pub link: LinkSpec,
+    /// Link timing.
+    pub link_options: LinkOptions,
+    /// The OOD line, if any.
+    pub ood_gpio: Option<GpioSpec>,
+    /// How the line shows verdicts.
+    pub ood_line: LineMode,
+    /// The verdict log.
+    pub log: LogTarget,
+    /// Workers, queue, overflow, stats period.
+    pub pipeline: PipelineOptions,
+    /// A threshold replacing the bundle's.
+    pub threshold: Option<f32>,
+}
+
+fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
+    name: &str,
+    value: Option<T>,
+    default: T,
+    lo: T,
+    hi: T,
+) -> Result<T, String> {
+    let v = value.unwrap_or(default);
+    if v < lo || v > hi {
+        return Err(format!("{name} = {v} is out of range {lo}..={hi}"));
+    }
+    Ok(v)
+}
+
+impl Options {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Options, String> {
+        let text =
+            std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
+        Options::from_toml(&text).map_err(|e| format!("config {}: {e}", path.display()))
+    }
+
+    /// Parses TOML text; unknown keys are errors (a typo must not be silently ignored).
+    pub fn from_toml(text: &str) -> Result<Options, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// These options, with `base` filling what is not given here.
+    pub fn over(self, base: Options) -> Options {
+        Options {
+            bundle: self.bundle.or(base.bundle),
+            source: self.source.or(base.source),
+            link: self.link.or(base.link),
+            ood_gpio: self.ood_gpio.or(base.ood_gpio),
+            ood_line: self.ood_line.or(base.ood_line),
+            log: self.log.or(base.log),
+            workers: self.workers.or(base.workers),
+            queue: self.queue.or(base.queue),
+            overflow: self.overflow.or(base.overflow),
+            fps: self.fps.or(base.fps),
+            threshold: self.threshold.or(base.threshold),
+            heartbeat_ms: self.heartbeat_ms.or(base.heartbeat_ms),
+            reconnect_ms: self.reconnect_ms.or(base.reconnect_ms),
+            stats_ms: self.stats_ms.or(base.stats_ms),
+            max_frame_bytes: self.max_frame_bytes.or(base.max_frame_bytes),
+        }
+    }
+
+    /// The link alone, for reporting a fault when the rest does not resolve.
+    pub fn link_spec(&self) -> Option<LinkSpec> {
+        self.link.as_deref().and_then(|l| l.parse().ok())
+    }
+
+    /// Checks every value and fills the defaults.
+    pub fn resolve(&self) -> Result<Settings, String> {
+        let bundle = self
+            .bundle
+            .clone()
+            .ok_or("no bundle: pass --bundle MODEL.nap or set `bundle` in the config")?;
+        let source: SourceSpec = self
+            .source
+            .as_deref()
+            .ok_or("no source: pass --source SRC or set `source` in the config")?
+            .parse()
+            .map_err(|e: crate::source::SourceSpecError| e.to_string())?;
+        let link: LinkSpec = self.link.as_deref().unwrap_or("none").parse()?;
+        let ood_gpio = self.ood_gpio.as_deref().map(str::parse).transpose()?;
+        let ood_line: LineMode = self.ood_line.as_deref().unwrap_or("pulse:50").parse()?;
+        let log: LogTarget = self.log.as_deref().unwrap_or("none").parse()?;
+        let overflow = self
+            .overflow
+            .as_deref()
+            .map(str::parse::<Overflow>)
+            .transpose()?;
+        if let Some(fps) = self.fps {
+            if !matches!(source, SourceSpec::Dir(_)) {
+                return Err("fps applies to dir: sources only".into());
+            }
+            if !(fps.is_finite() && fps > 0.0 && fps <= 10_000.0) {
+                return Err(format!("fps = {fps} must be a number in (0, 10000]"));
+            }
+        }
+        if let Some(t) = self.threshold
+            && !t.is_finite()
+        {
+            return Err(format!("threshold = {t} is not a finite number"));
+        }
+        let workers = in_range("workers", self.workers, 1, 1, 64)?;
+        let queue = in_range("queue", self.queue, 2, 1, 1024)?;
+        let heartbeat = in_range("heartbeat-ms", self.heartbeat_ms, 100, 10, 60_000)?;
+        let reconnect = in_range("reconnect-ms", self.reconnect_ms, 500, 10, 600_000)?;
+        let stats = in_range("stats-ms", self.stats_ms, 5000, 100, 3_600_000)?;
+        let max_frame_bytes = in_range(
+            "max-frame-bytes",
+            self.max_frame_bytes,
+            DEFAULT_MAX_FRAME_BYTES,
+            1,
+            1 << 30,
+        )?;
+        Ok(Settings {
+            bundle,
+            source,
+            source_options: SourceOptions {
+                fps: self.fps,
+                max_frame_bytes,
+            },
+            link,
+            link_options: LinkOptions {
+                heartbeat: Duration::from_millis(heartbeat),
+                reconnect: Duration::from_millis(reconnect),
+                ..LinkOptions::default()
+            },
+            ood_gpio,
+            ood_line,
+            log,
+            pipeline: PipelineOptions {
+                workers,
+                queue,
+                overflow,
+                stats_interval: Duration::from_millis(stats),
+            },
+            threshold: self.threshold,
+        })
+    }
+}
