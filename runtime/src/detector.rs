@@ -3,6 +3,7 @@
 //! One optimized plan is shared by all threads; each worker holds a [`Worker`] with its own tract
 //! state and scratch buffers, so scoring a frame allocates nothing but tract's own tensors.
 
+use crate::backbone::{self, BackboneOptions};
 use crate::bundle::{ActivationStorage, Bundle, BundleError, Manifest};
 use nap_core::activation::{nap_f32, nap_u8};
 use nap_core::reduce::{Reducer, Shape, ShapeError};
@@ -111,13 +112,15 @@ pub struct Worker {
 impl Detector {
     /// Loads the backbone into tract and optimizes it for a batch of one frame.
     pub fn new(bundle: &Bundle) -> Result<Self, DetectorError> {
+        Self::with_options(bundle, BackboneOptions::default())
+    }
+
+    /// [`Detector::new`] with the backbone prepared as `options` say.
+    pub fn with_options(bundle: &Bundle, options: BackboneOptions) -> Result<Self, DetectorError> {
         bundle.validate()?;
         let manifest = bundle.manifest.clone();
         let size = manifest.input.size as usize;
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut bundle.backbone.as_slice())?
-            .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
-            .into_optimized()?;
+        let model = backbone::optimized_model(&bundle.backbone, size, options)?;
         let output = model.output_fact(0)?;
         let p = manifest.pre_pool;
         let expected = [1, p.channels as usize, p.height as usize, p.width as usize];

@@ -1,6 +1,7 @@
 //! The NAP runtime's core: everything that must compute the same on the host, the edge board and the
 //! sensor controller, with no operating system and no allocator.
 //!
+//! - [`depthwise`]: the backbone's depthwise 3x3 convolutions, the part a generic engine runs slowest.
 //! - [`reduce`]: one pass over the pre-pool activation giving per-channel max and sum.
 //! - [`activation`]: S_NAP and the pooled feature from those reductions (u8 or f32 activations).
 //! - [`score`]: the OOD scoring methods (MSP, Energy, ReAct, ASH, NAP and its fusions), by name.
@@ -11,6 +12,8 @@
 extern crate std;
 
 pub mod activation;
+pub mod depthwise;
+pub mod isa;
 pub mod protocol;
 pub mod reduce;
 pub mod score;

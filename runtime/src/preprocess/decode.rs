@@ -138,7 +138,10 @@ fn decode_jpeg_unguarded(bytes: &[u8], limits: &Limits) -> Result<RgbImage, Prep
     if width == 0 || height == 0 {
         return Err(PreprocessError::EmptyImage { width, height });
     }
-    let cmyk = matches!(header.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK);
+    let cmyk = matches!(
+        header.color_space(),
+        ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK
+    );
     check_limits(JPEG, (width, height), if cmyk { 4 } else { 3 }, limits)?;
     // Grey, YCbCr and RGB convert to RGB inside libjpeg (grey is replicated); CMYK and YCCK
     // come out as CMYK and are converted as PIL converts them.
@@ -150,11 +153,7 @@ fn decode_jpeg_unguarded(bytes: &[u8], limits: &Limits) -> Result<RgbImage, Prep
     let mut started = header.to_colorspace(space).map_err(corrupt_jpeg)?;
     let samples = started.read_scanlines::<u8>().map_err(corrupt_jpeg)?;
     started.finish().map_err(corrupt_jpeg)?;
-    let pixels = if cmyk {
-        cmyk_to_rgb(&samples)
-    } else {
-        samples
-    };
+    let pixels = if cmyk { cmyk_to_rgb(&samples) } else { samples };
     RgbImage::from_raw(width, height, pixels)
         .ok_or_else(|| corrupt_jpeg("the decoder returned fewer rows than the header declares"))
 }

@@ -329,4 +329,3 @@ fn check_rgb8(width: u32, height: u32, pixels: &[u8]) -> Result<(), PreprocessEr
     }
     Ok(())
 }
-

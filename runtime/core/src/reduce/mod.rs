@@ -10,6 +10,8 @@
 
 pub mod scalar;
 
+pub use crate::isa::Isa;
+
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "x86_64")]
@@ -144,60 +146,6 @@ impl core::fmt::Display for ShapeError {
             }
         }
     }
-}
-
-/// An implementation of the reductions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Isa {
-    /// Plain Rust, the reference every other path is tested against.
-    Scalar,
-    /// x86_64 baseline (every x86_64 CPU has SSE2).
-    Sse2,
-    /// x86_64 with AVX2, chosen at run time when the `std` feature can detect it.
-    Avx2,
-    /// aarch64 Advanced SIMD (every aarch64 CPU has it).
-    Neon,
-}
-
-impl Isa {
-    /// Every implementation, fastest last.
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Sse2, Isa::Avx2, Isa::Neon];
-
-    /// Short lowercase name, as used in logs and benchmarks.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Isa::Scalar => "scalar",
-            Isa::Sse2 => "sse2",
-            Isa::Avx2 => "avx2",
-            Isa::Neon => "neon",
-        }
-    }
-
-    /// Whether this CPU can run the implementation.
-    pub fn is_supported(self) -> bool {
-        match self {
-            Isa::Scalar => true,
-            Isa::Sse2 => cfg!(target_arch = "x86_64"),
-            Isa::Avx2 => avx2_supported(),
-            Isa::Neon => cfg!(target_arch = "aarch64"),
-        }
-    }
-}
-
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-fn avx2_supported() -> bool {
-    std::is_x86_feature_detected!("avx2")
-}
-
-#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
-fn avx2_supported() -> bool {
-    // Without an OS to ask, only a build for an AVX2 target may use it.
-    cfg!(target_feature = "avx2")
-}
-
-#[cfg(not(target_arch = "x86_64"))]
-fn avx2_supported() -> bool {
-    false
 }
 
 /// Runs the per-channel reductions with one implementation this CPU supports.

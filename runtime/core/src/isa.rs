@@ -1,0 +1,59 @@
+//! Which SIMD instruction family a kernel runs with, and whether this CPU has it.
+//!
+//! Every kernel has a plain-Rust reference ([`Isa::Scalar`]) and fast paths that must agree with
+//! it; a kernel only ever runs a path the CPU supports.
+
+/// A family of SIMD instructions a kernel can be built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Isa {
+    /// Plain Rust, the reference every other path is tested against.
+    Scalar,
+    /// x86_64 baseline (every x86_64 CPU has SSE2).
+    Sse2,
+    /// x86_64 with AVX2 and FMA, chosen at run time when the `std` feature can detect them.
+    Avx2,
+    /// aarch64 Advanced SIMD (every aarch64 CPU has it).
+    Neon,
+}
+
+impl Isa {
+    /// Every implementation, fastest last.
+    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Sse2, Isa::Avx2, Isa::Neon];
+
+    /// Short lowercase name, as used in logs and benchmarks.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Sse2 => "sse2",
+            Isa::Avx2 => "avx2",
+            Isa::Neon => "neon",
+        }
+    }
+
+    /// Whether this CPU can run the implementation.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            Isa::Sse2 => cfg!(target_arch = "x86_64"),
+            Isa::Avx2 => avx2_supported(),
+            Isa::Neon => cfg!(target_arch = "aarch64"),
+        }
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+fn avx2_supported() -> bool {
+    // Every AVX2 CPU of the last decade also has FMA; asking for both lets kernels fuse.
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn avx2_supported() -> bool {
+    // Without an OS to ask, only a build for an AVX2 target may use it.
+    cfg!(all(target_feature = "avx2", target_feature = "fma"))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx2_supported() -> bool {
+    false
+}
