@@ -1,5 +1,7 @@
 //! `napctl bench`: time each stage of scoring a frame, on one or several worker threads.
 
+use nap_core::depthwise::Depthwise;
+use nap_runtime::backbone::BackboneOptions;
 use nap_runtime::bundle::Bundle;
 use nap_runtime::detector::{Detector, DetectorError};
 use nap_runtime::preprocess::{self, PreprocessError, Preprocessor};
@@ -51,6 +53,8 @@ pub struct BenchReport {
     pub frames: usize,
     /// The reduction kernels' implementation.
     pub reduce_isa: &'static str,
+    /// Who ran the backbone's depthwise convolutions: `nap-core (avx2)` or `tract`.
+    pub depthwise: String,
     /// Per-stage timings.
     pub stages: Vec<StageTiming>,
     /// Scored frames per second, all threads together, wall clock.
@@ -61,8 +65,8 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} frames on {} thread(s), reduction path {}",
-            self.frames, self.threads, self.reduce_isa
+            "{} frames on {} thread(s), reduction path {}, depthwise convolutions by {}",
+            self.frames, self.threads, self.reduce_isa, self.depthwise
         )?;
         writeln!(f, "{:<12}{:>12}{:>12}", "stage", "median us", "p99 us")?;
         for s in &self.stages {
@@ -88,17 +92,19 @@ pub fn synthetic_jpeg() -> Vec<u8> {
     bytes
 }
 
-/// Scores `frames` copies of `frame` on `threads` workers, timing every stage of every frame.
+/// Scores `frames` copies of `frame` on `threads` workers, timing every stage of every frame,
+/// with the backbone prepared as `backbone` says.
 pub fn run(
     bundle: &Bundle,
     frame: &[u8],
     threads: usize,
     frames: usize,
+    backbone: BackboneOptions,
 ) -> Result<BenchReport, BenchError> {
     if threads == 0 || frames == 0 {
         return Err(BenchError::Empty);
     }
-    let detector = Detector::new(bundle)?;
+    let detector = Detector::with_options(bundle, backbone)?;
     let preprocessor = Preprocessor::new(bundle.manifest.input)?;
     preprocess::decode(frame)?;
 
@@ -137,6 +143,11 @@ pub fn run(
         threads,
         frames,
         reduce_isa: nap_core::reduce::Reducer::new().isa().name(),
+        depthwise: if backbone.own_depthwise {
+            format!("nap-core ({})", Depthwise::new().isa().name())
+        } else {
+            "tract".into()
+        },
         stages,
         frames_per_second: frames as f64 / wall.as_secs_f64(),
     })

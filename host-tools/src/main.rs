@@ -4,6 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use nap_core::score::Method;
+use nap_runtime::backbone::BackboneOptions;
 use nap_runtime::bundle::{Bundle, ChannelOrder, InputSpec, MAGIC};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
@@ -93,6 +94,10 @@ enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Let tract run the depthwise convolutions itself instead of nap-core's kernel, to
+        /// compare the two.
+        #[arg(long)]
+        tract_depthwise: bool,
     },
     /// Evaluate every method (MSP, Energy, ReAct, ASH-S, ASH-B, NAP, NAP-E, NAP-R, NAP-A, NAP-M)
     /// on ID vs OOD folders: FPR95 in both conventions, AUROC, AUPR-In, AUPR-Out, in percent.
@@ -248,6 +253,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             frames,
             image,
             json,
+            tract_depthwise,
         } => {
             let bundle = read_bundle(&bundle)?;
             let frame = match image {
@@ -256,7 +262,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => bench::synthetic_jpeg(),
             };
-            let report = bench::run(&bundle, &frame, threads, frames)?;
+            let backbone = BackboneOptions {
+                own_depthwise: !tract_depthwise,
+            };
+            let report = bench::run(&bundle, &frame, threads, frames, backbone)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
