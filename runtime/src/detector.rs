@@ -109,6 +109,14 @@ pub struct Worker {
     scratch: Vec<f32>,
 }
 
+impl Worker {
+    /// The pooled feature (per-channel mean of the pre-pool tensor) the last
+    /// [`Detector::reduce`] left.
+    pub fn pooled(&self) -> &[f32] {
+        &self.pooled
+    }
+}
+
 impl Detector {
     /// Loads the backbone into tract and optimizes it for a batch of one frame.
     pub fn new(bundle: &Bundle) -> Result<Self, DetectorError> {
@@ -220,6 +228,23 @@ impl Detector {
             }
         };
         Ok(nap)
+    }
+
+    /// Per-channel max of the pre-pool tensor the last [`Detector::reduce`] read, in the
+    /// activation's real units (dequantized for u8 storage), as S_NAP sees it.
+    pub fn channel_max(&self, worker: &Worker) -> Vec<f32> {
+        match self.manifest.pre_pool.storage {
+            ActivationStorage::F32 => worker.max.clone(),
+            ActivationStorage::U8(q) => {
+                let zero = f32::from(q.zero_point);
+                // The same expression as `nap_core::activation::nap_u8`.
+                worker
+                    .max_u8
+                    .iter()
+                    .map(|&m| q.scale * (f32::from(m) - zero))
+                    .collect()
+            }
+        }
     }
 
     /// The classifier head on the pooled feature the last [`Detector::reduce`] left.
