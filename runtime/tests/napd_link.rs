@@ -165,6 +165,19 @@ fn the_link_reconnects_after_the_peer_vanishes_and_says_so() {
         }),
         "the first word after a reconnection says the link was restored"
     );
+    let second_back = got
+        .iter()
+        .filter(|m| m.connection == first_back.connection)
+        .nth(1)
+        .unwrap();
+    assert_eq!(
+        second_back.message,
+        Message::RuntimeStatus(RuntimeStatus {
+            health: Health::Ok,
+            code: code::OK
+        }),
+        "then the real state"
+    );
     let c = link.counters();
     assert!(c.reconnects.load(Ordering::Relaxed) >= 1);
     assert!(c.connected.load(Ordering::Relaxed));

@@ -530,3 +530,106 @@ fn line_modes_parse() {
         assert!(bad.parse::<LineMode>().is_err(), "{bad}");
     }
 }
+
+#[test]
+fn the_daemon_rides_out_a_controller_that_vanishes_and_returns() {
+    use nap_core::protocol::{Health, Message, RuntimeStatus};
+    use nap_runtime::link::peer::Peer;
+    use nap_runtime::link::{LinkOptions, code};
+
+    let peer = Peer::bind().unwrap();
+    let link_options = LinkOptions {
+        heartbeat: Duration::from_millis(20),
+        reconnect: Duration::from_millis(50),
+        ..LinkOptions::default()
+    };
+    let ok = RuntimeStatus {
+        health: Health::Ok,
+        code: code::OK,
+    };
+    let link = Link::open(&peer.link_spec().parse().unwrap(), link_options, ok);
+    let stop = Arc::new(AtomicBool::new(false));
+    let script = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(1500));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    let path = log_path("vanish");
+    let mut log = JsonLog::open(&LogTarget::File(path.clone())).unwrap();
+    let source = ListSource {
+        items: vec!["3".into(), "15".into()],
+        next: 0,
+        live: true,
+        endless: true,
+    };
+    let options = PipelineOptions {
+        workers: 2,
+        queue: 2,
+        overflow: None,
+        stats_interval: Duration::from_millis(100),
+    };
+    let summary = std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(peer.wait_until(Duration::from_secs(10), |r| {
+                r.iter().any(|m| matches!(m.message, Message::Verdict(_)))
+            }));
+            peer.vanish();
+            std::thread::sleep(Duration::from_millis(300));
+            peer.resume();
+        });
+        pipeline::run(
+            Arc::new(Script {
+                delay_ms: 5,
+                scored: AtomicUsize::new(0),
+            }),
+            Box::new(source),
+            Outputs {
+                link: &link,
+                line: None,
+                log: &mut log,
+            },
+            &options,
+            &stop,
+        )
+    });
+    script.join().unwrap();
+    drop(log);
+    assert_eq!(
+        summary.reason,
+        EndReason::Stopped,
+        "no crash: the run ends on the stop flag"
+    );
+    let log = read_log(&path);
+    assert_accounted(&log, summary.frames);
+    let link_events: Vec<&Value> = of_type(&log, "link");
+    assert!(
+        link_events.iter().any(|v| v["event"] == "down"),
+        "{link_events:?}"
+    );
+    assert!(
+        link_events
+            .iter()
+            .any(|v| v["event"] == "up" && v["reconnects"].as_u64() >= Some(1)),
+        "{link_events:?}"
+    );
+    let restored = Message::RuntimeStatus(RuntimeStatus {
+        health: Health::Degraded,
+        code: code::LINK_RESTORED,
+    });
+    let got = peer.received();
+    let back = got
+        .iter()
+        .find(|m| m.connection > 0)
+        .expect("the link came back");
+    assert_eq!(
+        back.message, restored,
+        "the first word after the outage says the link was restored"
+    );
+    assert!(
+        got.iter()
+            .any(|m| m.connection > 0 && matches!(m.message, Message::Verdict(_))),
+        "verdicts flow again after the outage"
+    );
+}

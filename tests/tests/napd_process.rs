@@ -1,6 +1,6 @@
 //! The `napd` process on real data: started on a paced replay with a TCP link, it gives its
 //! first verdict soon after start (measured and printed, not asserted: the machine may be
-//! loaded), and SIGTERM drains, sends a final status and exits 0.
+//! loaded), and SIGTERM or SIGINT drains, sends a final status and exits 0.
 //!
 //! The binary lives in another package, so this test builds it with cargo when it is missing.
 
@@ -40,6 +40,16 @@ fn tmp(name: &str) -> PathBuf {
 
 #[test]
 fn sigterm_sends_a_final_status_and_exits_0() {
+    stop_with("TERM");
+}
+
+#[test]
+fn sigint_sends_a_final_status_and_exits_0() {
+    stop_with("INT");
+}
+
+/// Runs napd on a paced replay, sends `signal` after three verdicts, checks the clean end.
+fn stop_with(signal: &str) {
     let Some(model) = shared_data_file(MODEL) else {
         return;
     };
@@ -57,9 +67,9 @@ fn sigterm_sends_a_final_status_and_exits_0() {
     )
     .unwrap();
     bundle.manifest.scorer.threshold = Some(0.0);
-    let bundle_path = tmp("napd_process.nap");
+    let bundle_path = tmp(&format!("napd_process_{signal}.nap"));
     bundle.write(&bundle_path).unwrap();
-    let log = tmp("napd_process.jsonl");
+    let log = tmp(&format!("napd_process_{signal}.jsonl"));
     let _ = std::fs::remove_file(&log);
     let bin = napd_binary();
 
@@ -103,12 +113,12 @@ fn sigterm_sends_a_final_status_and_exits_0() {
             >= 3
     }));
     let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "napd exits 0 on SIGTERM");
+    assert_eq!(status.code(), Some(0), "napd exits 0 on SIG{signal}");
 
     // The peer may still be reading napd's last bytes.
     let shutdown = Message::RuntimeStatus(RuntimeStatus {

@@ -11,7 +11,9 @@
 //! A lost connection (peer gone, write error, cable pulled) is retried every
 //! [`LinkOptions::reconnect`]; verdicts produced meanwhile are counted as unsent, never queued
 //! (they would be stale). After every (re)connection the latest runtime status goes out first,
-//! so a controller that restarted learns the runtime's health at once.
+//! so a controller that restarted learns the runtime's health at once; after a reconnection it is
+//! preceded by a `Degraded` status with [`code::LINK_RESTORED`], so the controller hears that
+//! verdicts were lost.
 
 pub mod peer;
 pub mod serial;
@@ -520,15 +522,14 @@ impl LinkThread {
                 self.reported_down = false;
                 self.counters.connected.store(true, Ordering::Relaxed);
                 let _ = self.events.send(LinkEvent::Up { reconnects });
-                let status = if reconnects > 0 && self.status.health == Health::Ok {
-                    RuntimeStatus {
+                if reconnects > 0 {
+                    // Say that verdicts were lost, then the real state, which is the last word.
+                    self.write(Message::RuntimeStatus(RuntimeStatus {
                         health: Health::Degraded,
                         code: code::LINK_RESTORED,
-                    }
-                } else {
-                    self.status
-                };
-                self.write(Message::RuntimeStatus(status));
+                    }));
+                }
+                self.write(Message::RuntimeStatus(self.status));
                 self.conn.is_some()
             }
             Err(e) => {
