@@ -47,6 +47,8 @@ pub struct StageTiming {
 /// What `napctl bench` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
+    /// The bundle's backbone precision (`f32`, `int8`, `int8-weights`).
+    pub precision: String,
     /// Worker threads.
     pub threads: usize,
     /// Timed frames, all threads together.
@@ -65,8 +67,8 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} frames on {} thread(s), reduction path {}, depthwise convolutions by {}",
-            self.frames, self.threads, self.reduce_isa, self.depthwise
+            "{} backbone: {} frames on {} thread(s), reduction path {}, depthwise convolutions by {}",
+            self.precision, self.frames, self.threads, self.reduce_isa, self.depthwise
         )?;
         writeln!(f, "{:<12}{:>12}{:>12}", "stage", "median us", "p99 us")?;
         for s in &self.stages {
@@ -101,18 +103,80 @@ pub fn run(
     frames: usize,
     backbone: BackboneOptions,
 ) -> Result<BenchReport, BenchError> {
-    if threads == 0 || frames == 0 {
+    let mut reports = compare(&[bundle], frame, threads, frames, 1, backbone)?;
+    Ok(reports.remove(0))
+}
+
+/// Benchmarks several bundles in one run: `rounds` rounds, each scoring `frames / rounds`
+/// frames with every bundle in turn, so that a machine whose speed drifts (other load, clock
+/// changes) affects all bundles alike. One report per bundle, in order.
+pub fn compare(
+    bundles: &[&Bundle],
+    frame: &[u8],
+    threads: usize,
+    frames: usize,
+    rounds: usize,
+    backbone: BackboneOptions,
+) -> Result<Vec<BenchReport>, BenchError> {
+    if threads == 0 || frames == 0 || rounds == 0 {
         return Err(BenchError::Empty);
     }
-    let detector = Detector::with_options(bundle, backbone)?;
-    let preprocessor = Preprocessor::new(bundle.manifest.input)?;
     preprocess::decode(frame)?;
+    let prepared = bundles
+        .iter()
+        .map(|b| {
+            Ok((
+                Detector::with_options(b, backbone)?,
+                Preprocessor::new(b.manifest.input)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, BenchError>>()?;
+    let mut laps: Vec<Vec<[Duration; 6]>> = vec![Vec::new(); bundles.len()];
+    let mut walls = vec![Duration::ZERO; bundles.len()];
+    for round in 0..rounds {
+        let n = frames / rounds + usize::from(round < frames % rounds);
+        if n == 0 {
+            continue;
+        }
+        for (i, (detector, preprocessor)) in prepared.iter().enumerate() {
+            let (timings, wall) = time_round(detector, preprocessor, frame, threads, n)?;
+            laps[i].extend(timings);
+            walls[i] += wall;
+        }
+    }
+    Ok(laps
+        .into_iter()
+        .zip(walls)
+        .zip(bundles)
+        .map(|((all, wall), bundle)| BenchReport {
+            precision: bundle.manifest.backbone.precision.to_string(),
+            threads,
+            frames,
+            reduce_isa: nap_core::reduce::Reducer::new().isa().name(),
+            depthwise: if backbone.own_depthwise {
+                format!("nap-core ({})", Depthwise::new().isa().name())
+            } else {
+                "tract".into()
+            },
+            stages: stage_timings(&all),
+            frames_per_second: frames as f64 / wall.as_secs_f64(),
+        })
+        .collect())
+}
 
+/// `frames` frames spread over `threads` workers: every frame's stage times, and the wall time.
+fn time_round(
+    detector: &Detector,
+    preprocessor: &Preprocessor,
+    frame: &[u8],
+    threads: usize,
+    frames: usize,
+) -> Result<(Vec<[Duration; 6]>, Duration), BenchError> {
     let per_thread: Vec<usize> = (0..threads)
         .map(|t| frames / threads + usize::from(t < frames % threads))
+        .filter(|&n| n > 0)
         .collect();
     let start = Instant::now();
-    let (detector, preprocessor) = (&detector, &preprocessor);
     let timings: Vec<Vec<[Duration; 6]>> = std::thread::scope(|scope| {
         let handles: Vec<_> = per_thread
             .iter()
@@ -123,10 +187,11 @@ pub fn run(
             .map(|h| h.join().expect("benchmark thread panicked"))
             .collect::<Result<_, _>>()
     })?;
-    let wall = start.elapsed();
+    Ok((timings.into_iter().flatten().collect(), start.elapsed()))
+}
 
-    let all: Vec<[Duration; 6]> = timings.into_iter().flatten().collect();
-    let stages = STAGES
+fn stage_timings(all: &[[Duration; 6]]) -> Vec<StageTiming> {
+    STAGES
         .iter()
         .enumerate()
         .map(|(i, &stage)| {
@@ -138,19 +203,7 @@ pub fn run(
                 p99_us: quantile(&us, 0.99),
             }
         })
-        .collect();
-    Ok(BenchReport {
-        threads,
-        frames,
-        reduce_isa: nap_core::reduce::Reducer::new().isa().name(),
-        depthwise: if backbone.own_depthwise {
-            format!("nap-core ({})", Depthwise::new().isa().name())
-        } else {
-            "tract".into()
-        },
-        stages,
-        frames_per_second: frames as f64 / wall.as_secs_f64(),
-    })
+        .collect()
 }
 
 /// One worker: a warm-up frame, then `n` timed frames.
@@ -204,4 +257,14 @@ impl Lap {
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
+}
+
+impl BenchReport {
+    /// Median microseconds of `stage`, if the report has it.
+    pub fn median_us(&self, stage: &str) -> Option<f64> {
+        self.stages
+            .iter()
+            .find(|s| s.stage == stage)
+            .map(|s| s.median_us)
+    }
 }

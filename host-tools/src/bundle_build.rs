@@ -4,8 +4,8 @@
 use crate::onnx::{self, HeadForm as OnnxHeadForm, OnnxError};
 use nap_core::reduce::Layout;
 use nap_runtime::bundle::{
-    ActivationStorage, BackboneSpec, Bundle, BundleError, HeadForm, HeadSpec, InputSpec, Manifest,
-    ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+    ActivationStorage, BackboneSpec, Bundle, BundleError, HeadForm, HeadSpec, HeadStorage,
+    InputSpec, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
 };
 use nap_runtime::detector::{DetectorError, probe_backbone_output};
 use tract_onnx::pb::ModelProto;
@@ -98,6 +98,7 @@ pub fn build_bundle(
             classes: head.classes as u32,
             features: head.features as u32,
             form,
+            storage: HeadStorage::F32,
         },
         scorer: ScorerConfig::default(),
     };
@@ -106,6 +107,7 @@ pub fn build_bundle(
         backbone,
         head_weights: head.weights.clone(),
         head_bias: head.bias.clone(),
+        head_scales: Vec::new(),
     };
     bundle.validate()?;
     Ok(bundle)

@@ -19,4 +19,5 @@ pub mod images;
 pub mod metrics;
 pub mod onnx;
 pub mod plots;
+pub mod quantize;
 pub mod score;

@@ -13,6 +13,7 @@ use napctl::corrupt::Corruption;
 use napctl::{bench, images, onnx, score};
 
 mod commands;
+mod quantize_command;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,6 +99,14 @@ enum Command {
         /// compare the two.
         #[arg(long)]
         tract_depthwise: bool,
+        /// Another bundle to measure in the same run (e.g. the int8 bundle against its float
+        /// original); repeat for several. Rounds alternate between the bundles, and the backbone
+        /// time of each is given as a ratio to the first.
+        #[arg(long)]
+        compare: Vec<PathBuf>,
+        /// Rounds the frames are split into when comparing bundles.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
     /// Evaluate every method (MSP, Energy, ReAct, ASH-S, ASH-B, NAP, NAP-E, NAP-R, NAP-A, NAP-M)
     /// on ID vs OOD folders: FPR95 in both conventions, AUROC, AUPR-In, AUPR-Out, in percent.
@@ -136,6 +145,16 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Quantize a float bundle from calibration images, and report how closely it follows the
+    /// float bundle (top-1 agreement, pre-pool cosine, NAP and lse correlation).
+    ///
+    /// int8 (the default): the pointwise convolutions run as int8 x u8 matrix products, the
+    /// depthwise convolutions and residual adds stay float, and the pre-pool tensor comes out as
+    /// u8 codes that the device reduces with integer kernels. int8-weights: int8 storage only,
+    /// dequantized when the bundle loads (a small file at float speed). Both store the head as
+    /// int8 rows. Calibrate the quantized bundle afterwards (`napctl calibrate`): its scores
+    /// differ a little from the float bundle's.
+    Quantize(quantize_command::QuantizeArgs),
     /// Calibrate a bundle: ReAct clip, ASH percentile, fusion weights w and the threshold.
     ///
     /// w is chosen to minimize FPR at the target TPR (ties: higher AUROC) against the --ood
@@ -254,8 +273,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             image,
             json,
             tract_depthwise,
+            compare,
+            rounds,
         } => {
-            let bundle = read_bundle(&bundle)?;
+            let bundles = std::iter::once(&bundle)
+                .chain(&compare)
+                .map(read_bundle)
+                .collect::<Result<Vec<_>>>()?;
             let frame = match image {
                 Some(path) => {
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
@@ -265,11 +289,27 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let backbone = BackboneOptions {
                 own_depthwise: !tract_depthwise,
             };
-            let report = bench::run(&bundle, &frame, threads, frames, backbone)?;
+            let bundles: Vec<&Bundle> = bundles.iter().collect();
+            let rounds = if compare.is_empty() { 1 } else { rounds };
+            let reports = bench::compare(&bundles, &frame, threads, frames, rounds, backbone)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                match &reports[..] {
+                    [one] => println!("{}", serde_json::to_string_pretty(one)?),
+                    all => println!("{}", serde_json::to_string_pretty(all)?),
+                }
             } else {
-                print!("{report}");
+                let paths = std::iter::once(&bundle).chain(&compare);
+                let base = reports[0].median_us("backbone");
+                for (report, path) in reports.iter().zip(paths) {
+                    println!("{}", path.display());
+                    print!("{report}");
+                    if let (Some(b), Some(t)) = (base, report.median_us("backbone"))
+                        && reports.len() > 1
+                    {
+                        println!("backbone median {:.2}x the first bundle's", t / b);
+                    }
+                    println!();
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -296,6 +336,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             corruptions,
             cache: cache.into(),
         }),
+        Command::Quantize(args) => quantize_command::run(args),
         Command::Calibrate {
             bundle,
             id,

@@ -191,3 +191,67 @@ fn bad_images_are_named_and_the_rest_still_scored() {
         "no .jpg, .jpeg or .png",
     );
 }
+
+#[test]
+fn quantize_makes_an_int8_bundle_and_names_bad_input() {
+    let dir = Scratch::new("quantize");
+    let bundle = fixture_bundle(&dir);
+    let frames = dir.0.join("calib");
+    std::fs::create_dir_all(&frames).unwrap();
+    for i in 0..4u32 {
+        std::fs::write(frames.join(format!("{i}.png")), png(9 + i, 10)).unwrap();
+    }
+    let calib = frames.to_string_lossy().into_owned();
+    let int8 = dir.path("tiny-int8.nap");
+    let args = |bundle: &str, calib: &str, out: &str| {
+        vec![
+            "quantize",
+            bundle,
+            "--calib",
+            calib,
+            "--calib-count",
+            "3",
+            "-o",
+            out,
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| napctl(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = run(args(&bundle, &calib, &int8));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = String::from_utf8(out.stdout).unwrap();
+    assert!(report.contains("top-1 agreement"), "{report}");
+    // Three images calibrated, the fourth compared.
+    assert!(report.contains("frames compared        1"), "{report}");
+    let out = napctl(&["inspect", &int8, "--json"]);
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(manifest["backbone"]["precision"], "Int8");
+    assert!(manifest["pre_pool"]["storage"]["U8"]["scale"].is_number());
+    assert_eq!(manifest["head"]["storage"], "I8");
+    // The int8 bundle scores frames.
+    let out = napctl(&["score", &int8, &calib]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 5);
+
+    let again = dir.path("again.nap");
+    assert_fails_with(&run(args(&int8, &calib, &again)), "already quantized");
+    let empty = dir.0.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    assert_fails_with(
+        &run(args(&bundle, &empty.to_string_lossy(), &again)),
+        "no .jpg, .jpeg or .png file",
+    );
+    let junk = dir.0.join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join("a.png"), b"not a png").unwrap();
+    assert_fails_with(
+        &run(args(&bundle, &junk.to_string_lossy(), &again)),
+        "could be decoded",
+    );
+    let mut zero = args(&bundle, &calib, &again);
+    zero[5] = "0".into();
+    assert_fails_with(&run(zero), "--calib-count must be at least 1");
+    assert!(!Path::new(&again).exists());
+}

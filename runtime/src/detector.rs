@@ -133,9 +133,13 @@ impl Detector {
         let p = manifest.pre_pool;
         let expected = [1, p.channels as usize, p.height as usize, p.width as usize];
         let got = output.shape.as_concrete().map(<[usize]>::to_vec);
-        if got.as_deref() != Some(&expected[..]) || output.datum_type != f32::datum_type() {
+        let datum = match p.storage {
+            ActivationStorage::F32 => f32::datum_type(),
+            ActivationStorage::U8(_) => u8::datum_type(),
+        };
+        if got.as_deref() != Some(&expected[..]) || output.datum_type != datum {
             return Err(DetectorError::PrePoolShape {
-                expected: format!("{expected:?} f32"),
+                expected: format!("{expected:?} {datum:?}"),
                 got: format!("{:?} {:?}", output.shape, output.datum_type),
             });
         }

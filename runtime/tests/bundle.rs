@@ -4,7 +4,7 @@
 use nap_core::reduce::Layout;
 use nap_runtime::bundle::{
     ActivationStorage, BackboneSpec, Bundle, BundleError, FORMAT_VERSION, HeadForm, HeadSpec,
-    InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+    HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
 };
 use proptest::prelude::*;
 
@@ -31,6 +31,7 @@ fn bundle() -> Bundle {
                 classes,
                 features,
                 form: HeadForm::Gemm,
+                storage: HeadStorage::F32,
             },
             scorer: ScorerConfig {
                 threshold: Some(1.25),
@@ -42,6 +43,7 @@ fn bundle() -> Bundle {
             .map(|i| i as f32 * 0.5 - 2.0)
             .collect(),
         head_bias: vec![0.1, -0.2, 0.3],
+        head_scales: Vec::new(),
     }
 }
 
@@ -149,4 +151,47 @@ proptest! {
         let good = bundle().to_bytes().unwrap();
         let _ = Bundle::from_bytes(&good[..cut.min(good.len())]);
     }
+}
+
+#[test]
+fn int8_head_round_trips_at_a_quarter_of_the_weight_bytes() {
+    let float = bundle();
+    let mut small = float.clone();
+    small.quantize_head();
+    assert_eq!(small.manifest.head.storage, HeadStorage::I8);
+    assert_eq!(small.head_scales.len(), 3);
+    // Each weight moved by at most half a code step of its row.
+    let features = small.manifest.head.features as usize;
+    for (i, (q, f)) in small
+        .head_weights
+        .iter()
+        .zip(&float.head_weights)
+        .enumerate()
+    {
+        assert!((q - f).abs() <= small.head_scales[i / features] / 2.0 + 1e-7);
+    }
+    let bytes = small.to_bytes().unwrap();
+    assert_eq!(Bundle::from_bytes(&bytes).unwrap(), small);
+    let weights = float.head_weights.len();
+    assert_eq!(
+        float.to_bytes().unwrap().len() - bytes.len(),
+        weights * 4 - (weights + 3 * 4)
+    );
+    // Quantizing again changes nothing.
+    let mut again = small.clone();
+    again.quantize_head();
+    assert_eq!(again, small);
+}
+
+#[test]
+fn int8_head_that_is_not_on_its_grid_is_refused() {
+    let mut b = bundle();
+    b.quantize_head();
+    b.head_weights[0] += b.head_scales[0] / 3.0;
+    let err = b.to_bytes().unwrap_err();
+    assert!(err.to_string().contains("not whole codes"), "{err}");
+    let mut b = bundle();
+    b.quantize_head();
+    b.head_scales.pop();
+    assert!(b.to_bytes().unwrap_err().to_string().contains("row scales"));
 }

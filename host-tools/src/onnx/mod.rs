@@ -11,11 +11,11 @@
 //! The graph is read with tract-onnx's prost types ([`tract_onnx::pb`]); tract's own shape
 //! inference only fills in tensor ranks and channel counts the file does not state.
 
-mod graph;
+pub(crate) mod graph;
 mod head;
 mod inspect;
 mod split;
-mod tensor;
+pub(crate) mod tensor;
 
 #[doc(hidden)]
 pub mod fixture;

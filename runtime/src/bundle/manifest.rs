@@ -47,6 +47,28 @@ pub enum ModelFormat {
 pub enum Precision {
     /// 32-bit float throughout.
     F32,
+    /// int8 weights, dequantized when the backbone loads: a small file at float speed.
+    Int8Weights,
+    /// int8 weights and u8 activations in the pointwise convolutions, which hold nearly all of
+    /// the multiply-adds; the pre-pool tensor comes out as u8 codes.
+    Int8,
+}
+
+impl Precision {
+    /// Whether `napctl quantize` already made this backbone smaller than float.
+    pub fn is_quantized(self) -> bool {
+        self != Precision::F32
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Int8Weights => "int8-weights",
+            Precision::Int8 => "int8",
+        })
+    }
 }
 
 /// Order of the colour channels the model expects.
@@ -129,6 +151,17 @@ pub struct HeadSpec {
     pub features: u32,
     /// The form it had in the source graph, for `napctl inspect`.
     pub form: HeadForm,
+    /// How the weights are stored in the file (the device always computes in f32).
+    pub storage: HeadStorage,
+}
+
+/// How the head's weight matrix is stored in the bundle file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HeadStorage {
+    /// f32 values.
+    F32,
+    /// Symmetric int8 codes with one f32 scale per class row: a quarter of the size.
+    I8,
 }
 
 /// Forms of the classifier head found after global pooling.

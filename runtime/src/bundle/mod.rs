@@ -7,12 +7,16 @@
 //! 10      2     reserved, zero
 //! 12      4     manifest length M, u32 LE
 //! 16      8     backbone length B, u64 LE
-//! 24      8     head length H, u64 LE: (classes * features + classes) * 4
+//! 24      8     head length H, u64 LE
 //! 32      M     manifest, postcard-encoded [`Manifest`]
 //! 32+M    B     backbone model bytes (format named in the manifest)
-//! 32+M+B  H     head weights, row-major [classes][features], then bias [classes]; f32 LE
+//! 32+M+B  H     head (below)
 //! end-4   4     CRC-32C of every byte before it, u32 LE
 //! ```
+//!
+//! The head is its weights, row-major `[classes][features]`, then its bias `[classes]` as f32 LE.
+//! The manifest's [`HeadStorage`] says how the weights are stored: f32 LE, or int8 codes followed
+//! by one f32 LE scale per class row.
 //!
 //! Everything is checked at load: magic, version, the declared lengths against the file size,
 //! the checksum, the manifest, and that the manifest, head and parameters agree with each other.
@@ -20,8 +24,8 @@
 pub mod manifest;
 
 pub use manifest::{
-    ActivationStorage, BackboneSpec, ChannelOrder, HeadForm, HeadSpec, InputSpec, Manifest,
-    ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+    ActivationStorage, BackboneSpec, ChannelOrder, HeadForm, HeadSpec, HeadStorage, InputSpec,
+    Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
 };
 
 use crc::{CRC_32_ISCSI, Crc};
@@ -32,7 +36,7 @@ pub const MAGIC: [u8; 8] = *b"NAPBNDL\0";
 
 /// The bundle format this runtime reads and writes. Bump it for any change to the layout or to
 /// the manifest's encoding.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 const HEADER_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 4;
@@ -45,10 +49,14 @@ pub struct Bundle {
     pub manifest: Manifest,
     /// The backbone model (input -> pre-pool tensor).
     pub backbone: Vec<u8>,
-    /// Head weights, row-major `[classes][features]`.
+    /// Head weights, row-major `[classes][features]`, as the device computes with them (for
+    /// int8 storage, each code times its row's scale).
     pub head_weights: Vec<f32>,
     /// Head bias, `[classes]`.
     pub head_bias: Vec<f32>,
+    /// One scale per class row when the head is stored as int8 ([`HeadStorage::I8`]); empty
+    /// for f32 storage.
+    pub head_scales: Vec<f32>,
 }
 
 /// Why a bundle could not be read, written or trusted.
@@ -110,7 +118,8 @@ impl Bundle {
         let manifest = postcard::to_stdvec(&self.manifest)?;
         let manifest_len = u32::try_from(manifest.len())
             .map_err(|_| BundleError::Invalid("manifest larger than 4 GiB".into()))?;
-        let head_len = (self.head_weights.len() + self.head_bias.len()) * 4;
+        let head = self.head_bytes();
+        let head_len = head.len();
         let mut out =
             Vec::with_capacity(HEADER_LEN + manifest.len() + self.backbone.len() + head_len + 4);
         out.extend_from_slice(&MAGIC);
@@ -121,9 +130,7 @@ impl Bundle {
         out.extend_from_slice(&(head_len as u64).to_le_bytes());
         out.extend_from_slice(&manifest);
         out.extend_from_slice(&self.backbone);
-        for x in self.head_weights.iter().chain(&self.head_bias) {
-            out.extend_from_slice(&x.to_le_bytes());
-        }
+        out.extend_from_slice(&head);
         let checksum = CHECKSUM.checksum(&out);
         out.extend_from_slice(&checksum.to_le_bytes());
         Ok(out)
@@ -173,23 +180,13 @@ impl Bundle {
         let (manifest, rest) = content[HEADER_LEN..].split_at(manifest_len as usize);
         let (backbone, head) = rest.split_at(backbone_len as usize);
         let manifest: Manifest = postcard::from_bytes(manifest)?;
-        let floats: Vec<f32> = head
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-            .collect();
-        if head.len() % 4 != 0 || floats.len() < manifest.head.classes as usize {
-            return Err(BundleError::Invalid(format!(
-                "head section of {} bytes is not whole floats",
-                head.len()
-            )));
-        }
-        let (head_weights, head_bias) =
-            floats.split_at(floats.len() - manifest.head.classes as usize);
+        let (head_weights, head_scales, head_bias) = parse_head(&manifest.head, head)?;
         let bundle = Bundle {
             manifest,
             backbone: backbone.to_vec(),
-            head_weights: head_weights.to_vec(),
-            head_bias: head_bias.to_vec(),
+            head_weights,
+            head_bias,
+            head_scales,
         };
         bundle.validate()?;
         Ok(bundle)
@@ -220,6 +217,47 @@ impl Bundle {
         std::fs::rename(&tmp, path).map_err(io)
     }
 
+    /// Stores the head as int8 codes with one symmetric scale per class row, a quarter of the f32
+    /// size; the weights become the values the codes stand for. Idempotent.
+    pub fn quantize_head(&mut self) {
+        let features = self.manifest.head.features as usize;
+        if self.manifest.head.storage == HeadStorage::I8 || features == 0 {
+            return;
+        }
+        let mut scales = Vec::with_capacity(self.head_bias.len());
+        for row in self.head_weights.chunks_mut(features) {
+            let max = row.iter().fold(0f32, |m, w| m.max(w.abs()));
+            let scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            for w in row.iter_mut() {
+                *w = (*w / scale).round().clamp(-127.0, 127.0) * scale;
+            }
+            scales.push(scale);
+        }
+        self.head_scales = scales;
+        self.manifest.head.storage = HeadStorage::I8;
+    }
+
+    /// The head section: weights in the manifest's storage, then the bias.
+    fn head_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        match self.manifest.head.storage {
+            HeadStorage::F32 => {
+                out.extend(self.head_weights.iter().flat_map(|x| x.to_le_bytes()));
+            }
+            HeadStorage::I8 => {
+                let features = self.manifest.head.features as usize;
+                for (row, &scale) in self.head_weights.chunks(features).zip(&self.head_scales) {
+                    // Exact: validation checked that every weight is a whole code times its
+                    // row's scale.
+                    out.extend(row.iter().map(|&w| ((w / scale).round() as i8) as u8));
+                }
+                out.extend(self.head_scales.iter().flat_map(|x| x.to_le_bytes()));
+            }
+        }
+        out.extend(self.head_bias.iter().flat_map(|x| x.to_le_bytes()));
+        out
+    }
+
     /// Checks that the manifest, the head and the scorer parameters agree.
     pub fn validate(&self) -> Result<(), BundleError> {
         let invalid = |msg: String| Err(BundleError::Invalid(msg));
@@ -242,9 +280,39 @@ impl Bundle {
             .head_weights
             .iter()
             .chain(&self.head_bias)
+            .chain(&self.head_scales)
             .find(|x| !x.is_finite())
         {
             return invalid(format!("head holds a non-finite value {bad}"));
+        }
+        match m.head.storage {
+            HeadStorage::F32 if !self.head_scales.is_empty() => {
+                return invalid("an f32 head has no row scales".into());
+            }
+            HeadStorage::F32 => {}
+            HeadStorage::I8 => {
+                if self.head_scales.len() != classes || self.head_scales.iter().any(|&s| s <= 0.0) {
+                    return invalid(format!(
+                        "an int8 head needs {classes} positive row scales, it has {}",
+                        self.head_scales.len()
+                    ));
+                }
+                let off_grid = self
+                    .head_weights
+                    .chunks(features)
+                    .zip(&self.head_scales)
+                    .any(|(row, &s)| {
+                        row.iter().any(|&w| {
+                            let code = (w / s).round();
+                            code.abs() > 127.0 || code * s != w
+                        })
+                    });
+                if off_grid {
+                    return invalid(
+                        "int8 head weights are not whole codes times their scale".into(),
+                    );
+                }
+            }
         }
         let p = &m.pre_pool;
         if p.channels as usize != features {
@@ -288,4 +356,52 @@ impl Bundle {
         }
         Ok(())
     }
+}
+
+/// Splits the head section into weights (dequantized), row scales and bias, as the manifest's
+/// head says it is stored.
+#[allow(clippy::type_complexity)]
+fn parse_head(
+    head: &HeadSpec,
+    bytes: &[u8],
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), BundleError> {
+    let (classes, features) = (head.classes as usize, head.features as usize);
+    if classes == 0 || features == 0 {
+        return Err(BundleError::Invalid(format!(
+            "head of {classes} classes x {features} features"
+        )));
+    }
+    let weights = classes.checked_mul(features);
+    let weight_bytes = match head.storage {
+        HeadStorage::F32 => weights.and_then(|n| n.checked_mul(4)),
+        HeadStorage::I8 => weights.and_then(|n| n.checked_add(classes.checked_mul(4)?)),
+    };
+    let expected = weight_bytes.and_then(|n| n.checked_add(classes.checked_mul(4)?));
+    if expected != Some(bytes.len()) {
+        return Err(BundleError::Invalid(format!(
+            "head section of {} bytes does not hold {classes} x {features} {:?} weights and {classes} biases",
+            bytes.len(),
+            head.storage
+        )));
+    }
+    let floats = |b: &[u8]| -> Vec<f32> {
+        b.chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect()
+    };
+    let (weight_bytes, bias) = bytes.split_at(bytes.len() - classes * 4);
+    let (weights, scales) = match head.storage {
+        HeadStorage::F32 => (floats(weight_bytes), Vec::new()),
+        HeadStorage::I8 => {
+            let (codes, scales) = weight_bytes.split_at(classes * features);
+            let scales = floats(scales);
+            let weights = codes
+                .chunks(features)
+                .zip(&scales)
+                .flat_map(|(row, &s)| row.iter().map(move |&c| f32::from(c as i8) * s))
+                .collect();
+            (weights, scales)
+        }
+    };
+    Ok((weights, scales, floats(bias)))
 }

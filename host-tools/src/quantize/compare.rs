@@ -1,0 +1,148 @@
+//! How closely a quantized bundle follows its float original, frame by frame: what a user reads
+//! before trusting an int8 model.
+
+use nap_runtime::bundle::ActivationStorage;
+use nap_runtime::detector::{Detector, DetectorError};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::fmt;
+use tract_onnx::prelude::Tensor;
+
+/// Agreement of a quantized bundle with the float one over some frames.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Agreement {
+    /// Frames compared.
+    pub frames: usize,
+    /// Frames whose top-1 class is the same, in percent.
+    pub top1_agreement: f64,
+    /// Mean over frames of the cosine between the two pre-pool tensors.
+    pub pre_pool_cosine: f64,
+    /// Pearson correlation of S_NAP over the frames.
+    pub nap_correlation: f64,
+    /// Pearson correlation of lse (negative energy) over the frames.
+    pub lse_correlation: f64,
+}
+
+impl fmt::Display for Agreement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "  frames compared        {}", self.frames)?;
+        writeln!(f, "  top-1 agreement        {:.2}%", self.top1_agreement)?;
+        writeln!(f, "  pre-pool cosine        {:.4}", self.pre_pool_cosine)?;
+        writeln!(f, "  NAP correlation        {:.4}", self.nap_correlation)?;
+        write!(f, "  lse correlation        {:.4}", self.lse_correlation)
+    }
+}
+
+struct FramePair {
+    same_top1: bool,
+    cosine: f64,
+    nap: (f64, f64),
+    lse: (f64, f64),
+}
+
+/// Runs both detectors on every preprocessed frame (on all cores) and compares them.
+pub fn compare(
+    float: &Detector,
+    quantized: &Detector,
+    frames: &[Vec<f32>],
+    progress: impl Fn() + Sync,
+) -> Result<Agreement, DetectorError> {
+    float.worker()?;
+    quantized.worker()?;
+    let pairs = frames
+        .par_iter()
+        .map_init(
+            || {
+                let w = float.worker().expect("a worker was made above");
+                let q = quantized.worker().expect("a worker was made above");
+                (w, q)
+            },
+            |(wf, wq), frame| {
+                let a = float.backbone(wf, frame.clone())?;
+                let fa = float.analyze_pre_pool(wf, &a)?;
+                let b = quantized.backbone(wq, frame.clone())?;
+                let qa = quantized.analyze_pre_pool(wq, &b)?;
+                progress();
+                Ok(FramePair {
+                    same_top1: fa.top1 == qa.top1,
+                    cosine: cosine(&real_values(float, &a)?, &real_values(quantized, &b)?),
+                    nap: (f64::from(fa.nap), f64::from(qa.nap)),
+                    lse: (f64::from(fa.lse), f64::from(qa.lse)),
+                })
+            },
+        )
+        .collect::<Result<Vec<_>, DetectorError>>()?;
+    let n = pairs.len().max(1) as f64;
+    let unzip =
+        |f: fn(&FramePair) -> (f64, f64)| -> (Vec<f64>, Vec<f64>) { pairs.iter().map(f).unzip() };
+    let (nf, nq) = unzip(|p| p.nap);
+    let (lf, lq) = unzip(|p| p.lse);
+    Ok(Agreement {
+        frames: pairs.len(),
+        top1_agreement: 100.0 * pairs.iter().filter(|p| p.same_top1).count() as f64 / n,
+        pre_pool_cosine: pairs.iter().map(|p| p.cosine).sum::<f64>() / n,
+        nap_correlation: pearson(&nf, &nq),
+        lse_correlation: pearson(&lf, &lq),
+    })
+}
+
+/// The pre-pool tensor in real units, whatever its storage.
+fn real_values(detector: &Detector, pre_pool: &Tensor) -> Result<Vec<f32>, DetectorError> {
+    Ok(match detector.manifest().pre_pool.storage {
+        ActivationStorage::F32 => pre_pool.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
+        ActivationStorage::U8(q) => pre_pool
+            .try_as_plain_ram()?
+            .as_slice::<u8>()?
+            .iter()
+            .map(|&c| q.scale * (f32::from(c) - f32::from(q.zero_point)))
+            .collect(),
+    })
+}
+
+/// Cosine of the angle between two vectors; 1 for two zero vectors.
+pub(crate) fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (f64::from(x), f64::from(y));
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 && bb == 0.0 {
+        return 1.0;
+    }
+    ab / (aa.sqrt() * bb.sqrt()).max(f64::MIN_POSITIVE)
+}
+
+/// Pearson correlation; 0 when either side is constant.
+pub(crate) fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len()) as f64;
+    if n == 0.0 {
+        return 0.0;
+    }
+    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        ab += (x - ma) * (y - mb);
+        aa += (x - ma) * (x - ma);
+        bb += (y - mb) * (y - mb);
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return 0.0;
+    }
+    ab / (aa * bb).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_and_pearson_by_hand() {
+        assert!((cosine(&[1.0, 0.0], &[1.0, 1.0]) - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-12);
+        assert_eq!(cosine(&[0.0], &[0.0]), 1.0);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]) - 0.997_948_7).abs() < 1e-6);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert_eq!(pearson(&[1.0, 1.0], &[1.0, 2.0]), 0.0);
+    }
+}

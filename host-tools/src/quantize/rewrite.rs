@@ -1,0 +1,493 @@
+//! The quantized backbone graphs, written as ONNX that tract loads and runs well.
+//!
+//! - Weights only: every convolution's weights become int8 codes with a `DequantizeLinear`
+//!   that tract folds into a float constant when it loads the model. Small file, float speed.
+//!   Grouped (depthwise) convolutions keep f16 weights instead: see [`ConvSite::grouped`].
+//! - Int8: each pointwise (1x1) convolution, which together hold nearly all of MobileNetV2's
+//!   multiply-adds, becomes an int8 x u8 `MatMulInteger` over the activation reshaped to
+//!   `[C, H*W]`. The reshape sits on the float side: reshaping the u8 tensor lets a tract rewrite
+//!   undo it, and the product then runs as H small ones. Activations are quantized by
+//!   Mul / Add / Clip / Cast rather than `QuantizeLinear`, which tract runs slowly and cannot fuse
+//!   with its neighbours. Depthwise convolutions and residual adds stay float (our own depthwise
+//!   kernel is faster than any int8 form tract offers). The pre-pool tensor leaves as u8 codes.
+
+use super::ranges::Observed;
+use nap_core::activation::ActivationQuant;
+use std::collections::{HashMap, HashSet};
+use tract_onnx::pb::tensor_proto::DataType;
+use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto, attribute_proto};
+
+/// A convolution of the backbone as the quantizer sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct ConvSite {
+    /// Index of the node in the graph.
+    pub node: usize,
+    /// Its float weights.
+    pub weights: Vec<f32>,
+    /// Their dimensions `[out, in / group, kh, kw]`.
+    pub dims: Vec<i64>,
+    /// Its float bias, if it has one.
+    pub bias: Option<Vec<f32>>,
+    /// A 1x1 convolution, stride 1, no padding, one group: it becomes a matrix product.
+    pub pointwise: bool,
+    /// A grouped (depthwise) convolution: few weights per channel, each of which matters, so
+    /// they are stored as f16 rather than int8 (int8 here cost MobileNetV2 more pre-pool
+    /// accuracy than all its pointwise layers together).
+    pub grouped: bool,
+}
+
+impl ConvSite {
+    /// Output channels.
+    pub fn outputs(&self) -> usize {
+        self.dims[0] as usize
+    }
+
+    /// Weights per output channel.
+    pub fn fan_in(&self) -> usize {
+        self.weights.len() / self.outputs()
+    }
+
+    /// Too few weights to be worth quantizing: they cost nothing to store as float, and they
+    /// sit early in the network (MobileNetV2's first projection, 32 x 16), where int8 error
+    /// does the most harm downstream.
+    pub fn stays_float(&self) -> bool {
+        self.weights.len() < SMALL_LAYER
+    }
+}
+
+/// Convolutions with fewer weights than this stay float.
+const SMALL_LAYER: usize = 1024;
+
+/// Symmetric int8 codes of a weight tensor: one scale per output channel, or one for all.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct QuantizedWeights {
+    /// Codes in -127..=127, same layout as the float weights.
+    pub codes: Vec<i8>,
+    /// One scale per output channel (per-channel), or one.
+    pub scales: Vec<f32>,
+}
+
+/// Quantizes `weights` of `outputs` rows symmetrically; an all-zero row gets scale 1.
+pub(crate) fn quantize_weights(
+    weights: &[f32],
+    outputs: usize,
+    per_channel: bool,
+) -> QuantizedWeights {
+    let row = weights.len() / outputs;
+    let scale_of = |w: &[f32]| {
+        let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
+        if max > 0.0 { max / 127.0 } else { 1.0 }
+    };
+    let scales: Vec<f32> = if per_channel {
+        weights.chunks(row).map(scale_of).collect()
+    } else {
+        vec![scale_of(weights)]
+    };
+    let codes = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            let s = if per_channel {
+                scales[i / row]
+            } else {
+                scales[0]
+            };
+            (w / s).round().clamp(-127.0, 127.0) as i8
+        })
+        .collect();
+    QuantizedWeights { codes, scales }
+}
+
+/// u8 codes for an activation range: zero is always representable exactly.
+pub(crate) fn activation_quant(low: f32, high: f32) -> ActivationQuant {
+    let (low, high) = (low.min(0.0), high.max(0.0));
+    let span = high - low;
+    if span <= 0.0 {
+        return ActivationQuant {
+            scale: 1.0,
+            zero_point: 0,
+        };
+    }
+    let scale = span / 255.0;
+    ActivationQuant {
+        scale,
+        zero_point: (-low / scale).round().clamp(0.0, 255.0) as u8,
+    }
+}
+
+/// Builds new nodes and initializers with names that cannot clash with the graph's.
+struct Emitter {
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+    taken: HashSet<String>,
+}
+
+impl Emitter {
+    fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut n = 1;
+        while !self.taken.insert(name.clone()) {
+            n += 1;
+            name = format!("{base}.{n}");
+        }
+        name
+    }
+
+    fn constant(&mut self, base: &str, tensor: TensorProto) -> String {
+        let name = self.fresh(base);
+        self.initializers.push(TensorProto {
+            name: name.clone(),
+            ..tensor
+        });
+        name
+    }
+
+    fn node(&mut self, op: &str, inputs: &[&str], output: &str, attributes: Vec<AttributeProto>) {
+        let name = self.fresh(&format!("{output}/{op}"));
+        self.nodes.push(NodeProto {
+            name,
+            op_type: op.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.to_string()],
+            attribute: attributes,
+            ..Default::default()
+        });
+    }
+
+    /// `x` (float) to u8 codes: `floor(clip(x / scale + zero + 0.5, 0, 255))`, i.e. rounded.
+    fn quantize(&mut self, x: &str, q: ActivationQuant, output: &str) {
+        let inv = self.constant(&format!("{x}/inv_scale"), f32_tensor(&[], &[1.0 / q.scale]));
+        let offset = self.constant(
+            &format!("{x}/offset"),
+            f32_tensor(&[], &[f32::from(q.zero_point) + 0.5]),
+        );
+        let lo = self.constant(&format!("{x}/q_min"), f32_tensor(&[], &[0.0]));
+        let hi = self.constant(&format!("{x}/q_max"), f32_tensor(&[], &[255.0]));
+        let scaled = self.fresh(&format!("{x}/scaled"));
+        let shifted = self.fresh(&format!("{x}/shifted"));
+        let clipped = self.fresh(&format!("{x}/clipped"));
+        self.node("Mul", &[x, &inv], &scaled, vec![]);
+        self.node("Add", &[&scaled, &offset], &shifted, vec![]);
+        self.node("Clip", &[&shifted, &lo, &hi], &clipped, vec![]);
+        self.node(
+            "Cast",
+            &[&clipped],
+            output,
+            vec![int_attr("to", DataType::Uint8 as i64)],
+        );
+    }
+
+    /// The weights of `site` as f16 with a `Cast` to float producing `output`.
+    fn f16_weights(&mut self, site: &ConvSite, output: &str) {
+        let halves = TensorProto {
+            dims: site.dims.clone(),
+            data_type: DataType::Float16 as i32,
+            raw_data: site
+                .weights
+                .iter()
+                .flat_map(|&w| half::f16::from_f32(w).to_bits().to_le_bytes())
+                .collect(),
+            ..Default::default()
+        };
+        let halves = self.constant(&format!("{output}/f16"), halves);
+        self.node(
+            "Cast",
+            &[&halves],
+            output,
+            vec![int_attr("to", DataType::Float as i64)],
+        );
+    }
+
+    /// The weights of `site` as int8 codes with a `DequantizeLinear` producing `output`.
+    fn dequantized_weights(&mut self, site: &ConvSite, per_channel: bool, output: &str) {
+        let q = quantize_weights(&site.weights, site.outputs(), per_channel);
+        let codes = self.constant(&format!("{output}/codes"), i8_tensor(&site.dims, &q.codes));
+        let scale_dims: Vec<i64> = if per_channel {
+            vec![site.dims[0]]
+        } else {
+            vec![]
+        };
+        let scales = self.constant(
+            &format!("{output}/scales"),
+            f32_tensor(&scale_dims, &q.scales),
+        );
+        let zeros = self.constant(
+            &format!("{output}/zero_points"),
+            i8_tensor(&scale_dims, &vec![0; q.scales.len()]),
+        );
+        self.node(
+            "DequantizeLinear",
+            &[&codes, &scales, &zeros],
+            output,
+            vec![int_attr("axis", 0)],
+        );
+    }
+}
+
+/// What the int8 rewrite needs besides the graph.
+pub(crate) struct Int8Plan<'a> {
+    /// Range and shape of each pointwise convolution's input, by tensor name.
+    pub inputs: &'a HashMap<String, Observed>,
+    /// Codes for the pre-pool tensor (the graph output).
+    pub pre_pool: ActivationQuant,
+}
+
+/// Rewrites `model` in place. `sites` are its convolutions; with `int8` the pointwise ones run
+/// as integer products and the output becomes u8, otherwise only weights are stored as int8.
+pub(crate) fn rewrite(
+    model: &mut ModelProto,
+    sites: &[ConvSite],
+    per_channel: bool,
+    int8: Option<&Int8Plan>,
+) -> Result<(), String> {
+    let graph = model.graph.as_mut().ok_or("the backbone has no graph")?;
+    let mut taken: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
+    for n in &graph.node {
+        taken.extend(n.output.iter().cloned());
+        taken.insert(n.name.clone());
+    }
+    taken.extend(graph.input.iter().map(|i| i.name.clone()));
+    let mut e = Emitter {
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+        taken,
+    };
+    let by_node: HashMap<usize, &ConvSite> = sites.iter().map(|s| (s.node, s)).collect();
+    let mut quantized_inputs: HashMap<String, (String, ActivationQuant, Vec<usize>)> =
+        HashMap::new();
+    let old_nodes = std::mem::take(&mut graph.node);
+    for (i, node) in old_nodes.into_iter().enumerate() {
+        let Some(site) = by_node.get(&i).filter(|s| !s.stays_float()) else {
+            e.nodes.push(node);
+            continue;
+        };
+        match int8 {
+            Some(plan) if site.pointwise => {
+                let x = &node.input[0];
+                let observed = plan
+                    .inputs
+                    .get(x)
+                    .ok_or_else(|| format!("no calibration range for {x}"))?;
+                if !quantized_inputs.contains_key(x) {
+                    let q = activation_quant(observed.low, observed.high);
+                    let [1, c, h, w] = observed.shape[..] else {
+                        return Err(format!(
+                            "{x} has shape {:?}, expected [1, C, H, W]",
+                            observed.shape
+                        ));
+                    };
+                    let shape = e.constant(
+                        &format!("{x}/matrix_shape"),
+                        i64_tensor(&[2], &[c as i64, (h * w) as i64]),
+                    );
+                    let matrix = e.fresh(&format!("{x}/matrix"));
+                    e.node("Reshape", &[x, &shape], &matrix, vec![]);
+                    let codes = e.fresh(&format!("{x}/u8"));
+                    e.quantize(&matrix, q, &codes);
+                    quantized_inputs.insert(x.clone(), (codes, q, observed.shape.clone()));
+                }
+                let (codes, q, shape) = quantized_inputs[x].clone();
+                pointwise_int8(&mut e, &node, site, &codes, q, &shape, per_channel);
+            }
+            _ => {
+                let weights = e.fresh(&format!("{}/dequantized", node.input[1]));
+                if site.grouped {
+                    e.f16_weights(site, &weights);
+                } else {
+                    e.dequantized_weights(site, per_channel, &weights);
+                }
+                let mut node = node;
+                node.input[1] = weights;
+                e.nodes.push(node);
+            }
+        }
+    }
+    graph.node = e.nodes;
+    graph.initializer.extend(e.initializers);
+    if let Some(plan) = int8 {
+        quantize_output(graph, plan.pre_pool)?;
+    }
+    drop_unused_initializers(graph);
+    Ok(())
+}
+
+/// One pointwise convolution as `Cast(MatMulInteger(W, x)) * scale + bias`, back to NCHW.
+fn pointwise_int8(
+    e: &mut Emitter,
+    node: &NodeProto,
+    site: &ConvSite,
+    codes: &str,
+    q: ActivationQuant,
+    shape: &[usize],
+    per_channel: bool,
+) {
+    let (out, c) = (site.outputs(), site.fan_in());
+    let (h, w) = (shape[2], shape[3]);
+    let weights = quantize_weights(&site.weights, out, per_channel);
+    let base = &node.output[0];
+    let wq = e.constant(
+        &format!("{base}/weights_i8"),
+        i8_tensor(&[out as i64, c as i64], &weights.codes),
+    );
+    let mut inputs = vec![wq.clone(), codes.to_string()];
+    if q.zero_point != 0 {
+        let a_zero = e.constant(&format!("{base}/weights_zero"), i8_tensor(&[], &[0]));
+        let x_zero = e.constant(
+            &format!("{base}/input_zero"),
+            u8_tensor(&[], &[q.zero_point]),
+        );
+        inputs.extend([a_zero, x_zero]);
+    }
+    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let acc = e.fresh(&format!("{base}/i32"));
+    e.node("MatMulInteger", &inputs, &acc, vec![]);
+    let accf = e.fresh(&format!("{base}/acc"));
+    e.node(
+        "Cast",
+        &[&acc],
+        &accf,
+        vec![int_attr("to", DataType::Float as i64)],
+    );
+    let scales: Vec<f32> = (0..out)
+        .map(|o| q.scale * weights.scales[if per_channel { o } else { 0 }])
+        .collect();
+    let scale = e.constant(
+        &format!("{base}/scale"),
+        f32_tensor(&[out as i64, 1], &scales),
+    );
+    let scaled = e.fresh(&format!("{base}/scaled"));
+    e.node("Mul", &[&accf, &scale], &scaled, vec![]);
+    let mut matrix = scaled;
+    if let Some(bias) = &site.bias {
+        let column = e.constant(&format!("{base}/bias"), f32_tensor(&[out as i64, 1], bias));
+        let biased = e.fresh(&format!("{base}/biased"));
+        e.node("Add", &[&matrix, &column], &biased, vec![]);
+        matrix = biased;
+    }
+    let nchw = e.constant(
+        &format!("{base}/nchw"),
+        i64_tensor(&[4], &[1, out as i64, h as i64, w as i64]),
+    );
+    e.node("Reshape", &[&matrix, &nchw], base, vec![]);
+}
+
+/// The graph output becomes u8 codes; the float tensor it was is renamed.
+fn quantize_output(
+    graph: &mut tract_onnx::pb::GraphProto,
+    q: ActivationQuant,
+) -> Result<(), String> {
+    let [output] = &mut graph.output[..] else {
+        return Err("the backbone must have exactly one output".into());
+    };
+    let name = output.name.clone();
+    let float = format!("{name}/f32");
+    for node in &mut graph.node {
+        for o in node.output.iter_mut().filter(|o| **o == name) {
+            o.clone_from(&float);
+        }
+        for i in node.input.iter_mut().filter(|i| **i == name) {
+            i.clone_from(&float);
+        }
+    }
+    // The output's declared type changes; its shape stays.
+    if let Some(tract_onnx::pb::type_proto::Value::TensorType(t)) =
+        output.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.elem_type = DataType::Uint8 as i32;
+    }
+    let mut e = Emitter {
+        nodes: Vec::new(),
+        initializers: Vec::new(),
+        taken: graph
+            .node
+            .iter()
+            .flat_map(|n| n.output.iter().cloned().chain([n.name.clone()]))
+            .chain(graph.initializer.iter().map(|t| t.name.clone()))
+            .collect(),
+    };
+    e.quantize(&float, q, &name);
+    graph.node.extend(e.nodes);
+    graph.initializer.extend(e.initializers);
+    Ok(())
+}
+
+fn drop_unused_initializers(graph: &mut tract_onnx::pb::GraphProto) {
+    let used: HashSet<String> = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().cloned())
+        .collect();
+    graph.initializer.retain(|t| used.contains(&t.name));
+}
+
+fn int_attr(name: &str, value: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: attribute_proto::AttributeType::Int as i32,
+        i: value,
+        ..Default::default()
+    }
+}
+
+fn f32_tensor(dims: &[i64], values: &[f32]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: DataType::Float as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+fn i8_tensor(dims: &[i64], values: &[i8]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: DataType::Int8 as i32,
+        raw_data: values.iter().map(|&v| v as u8).collect(),
+        ..Default::default()
+    }
+}
+
+fn u8_tensor(dims: &[i64], values: &[u8]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: DataType::Uint8 as i32,
+        raw_data: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn i64_tensor(dims: &[i64], values: &[i64]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: DataType::Int64 as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_channel_codes_use_the_full_range_of_each_row() {
+        let q = quantize_weights(&[0.5, -1.0, 0.25, 0.0, 0.0, 0.0], 2, true);
+        assert_eq!(q.codes, vec![64, -127, 32, 0, 0, 0]);
+        assert_eq!(q.scales, vec![1.0 / 127.0, 1.0]);
+        let t = quantize_weights(&[0.5, -1.0, 0.25, 2.0], 2, false);
+        assert_eq!(t.scales, vec![2.0 / 127.0]);
+        assert_eq!(t.codes, vec![32, -64, 16, 127]);
+    }
+
+    #[test]
+    fn activation_ranges_always_hold_zero() {
+        let relu6 = activation_quant(0.0, 6.0);
+        assert_eq!(relu6, ActivationQuant::RELU6);
+        let signed = activation_quant(-1.0, 3.0);
+        assert_eq!(signed.zero_point, 64);
+        assert!((signed.scale - 4.0 / 255.0).abs() < 1e-9);
+        // A range above zero still codes zero exactly.
+        assert_eq!(activation_quant(2.0, 4.0).zero_point, 0);
+        assert_eq!(activation_quant(0.0, 0.0).scale, 1.0);
+    }
+}
