@@ -15,7 +15,7 @@ pub use ranges::RangeMethod;
 use crate::onnx::{self, OnnxError};
 use nap_core::activation::ActivationQuant;
 use nap_runtime::bundle::{ActivationStorage, Bundle, Precision};
-use rewrite::{ConvSite, Int8Plan};
+use rewrite::{ConvSite, ExpandFold, Int8Plan};
 use std::collections::HashMap;
 
 /// The precisions `napctl quantize` produces.
@@ -109,8 +109,10 @@ pub fn quantize(
         out.manifest.pre_pool.storage = ActivationStorage::U8(q);
         pre_pool = Some(q);
     }
+    let folds = expand_folds(&model, &sites)?;
     let plan = pre_pool.map(|pre_pool| Int8Plan {
         inputs: &observed,
+        folds: &folds,
         pre_pool,
     });
     rewrite::rewrite(&mut model, &sites, options.per_channel, plan.as_ref())
@@ -170,13 +172,56 @@ fn conv_sites(model: &tract_onnx::pb::ModelProto) -> Result<Vec<ConvSite>, Quant
     Ok(sites)
 }
 
+/// The expansion layers of the graph (see [`ExpandFold`]).
+fn expand_folds(
+    model: &tract_onnx::pb::ModelProto,
+    sites: &[ConvSite],
+) -> Result<Vec<ExpandFold>, QuantizeError> {
+    use crate::onnx::graph::Graph;
+    let graph = Graph::new(model)?;
+    let only_use = |tensor: &str| match graph.consumers(tensor) {
+        [one] if !graph.is_output(tensor) => Some(*one),
+        _ => None,
+    };
+    let mut folds = Vec::new();
+    for site in sites.iter().filter(|s| s.pointwise && !s.stays_float()) {
+        let Some(clip) = only_use(&graph.node(site.node).output[0]) else {
+            continue;
+        };
+        let Some((0.0, max)) = clip_bounds(&graph, clip) else {
+            continue;
+        };
+        let clipped = &graph.node(clip).output[0];
+        let Some(depthwise) = only_use(clipped) else {
+            continue;
+        };
+        let is_depthwise = sites
+            .iter()
+            .any(|s| s.node == depthwise && s.grouped && !s.stays_float());
+        if is_depthwise && graph.node(depthwise).input[0] == *clipped {
+            folds.push(ExpandFold {
+                conv: site.node,
+                clip,
+                depthwise,
+                max,
+            });
+        }
+    }
+    Ok(folds)
+}
+
 /// The bounds of a Clip with constant bounds that produces `tensor` (ReLU6): the exact range
 /// of the pre-pool tensor, whatever the calibration frames showed.
 fn output_clip(model: &tract_onnx::pb::ModelProto, tensor: &str) -> Option<(f32, f32)> {
     use crate::onnx::graph::Graph;
-    use crate::onnx::tensor::{attr, f32_values};
     let graph = Graph::new(model).ok()?;
-    let node = graph.node(graph.producer(tensor)?);
+    clip_bounds(&graph, graph.producer(tensor)?)
+}
+
+/// The constant bounds of the Clip at node `i`, if it is one.
+fn clip_bounds(graph: &crate::onnx::graph::Graph, i: usize) -> Option<(f32, f32)> {
+    use crate::onnx::tensor::{attr, f32_values};
+    let node = graph.node(i);
     if node.op_type != "Clip" {
         return None;
     }

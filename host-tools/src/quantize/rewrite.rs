@@ -224,10 +224,28 @@ impl Emitter {
     }
 }
 
+/// An expansion layer: a pointwise convolution whose only use is a ReLU6-style clip whose only
+/// use is a depthwise convolution. Its bias and clip run on the int32 accumulator and its
+/// per-channel scale moves into the depthwise weights, so only a cast is left between the
+/// integer product and the depthwise kernel.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ExpandFold {
+    /// The pointwise convolution's node.
+    pub conv: usize,
+    /// The clip's node.
+    pub clip: usize,
+    /// The depthwise convolution's node.
+    pub depthwise: usize,
+    /// The clip's upper bound (its lower bound is 0).
+    pub max: f32,
+}
+
 /// What the int8 rewrite needs besides the graph.
 pub(crate) struct Int8Plan<'a> {
     /// Range and shape of each pointwise convolution's input, by tensor name.
     pub inputs: &'a HashMap<String, Observed>,
+    /// Expansion layers to fold.
+    pub folds: &'a [ExpandFold],
     /// Codes for the pre-pool tensor (the graph output).
     pub pre_pool: ActivationQuant,
 }
@@ -255,8 +273,20 @@ pub(crate) fn rewrite(
     let by_node: HashMap<usize, &ConvSite> = sites.iter().map(|s| (s.node, s)).collect();
     let mut quantized_inputs: HashMap<String, (String, ActivationQuant, Vec<usize>)> =
         HashMap::new();
+    let folds: HashMap<usize, ExpandFold> = int8
+        .map(|p| p.folds.iter().map(|f| (f.conv, *f)).collect())
+        .unwrap_or_default();
+    let folded_clips: HashSet<usize> = folds.values().map(|f| f.clip).collect();
+    let mut depthwise_scales: HashMap<usize, Vec<f32>> = HashMap::new();
     let old_nodes = std::mem::take(&mut graph.node);
+    let clip_outputs: HashMap<usize, String> = folded_clips
+        .iter()
+        .map(|&i| (i, old_nodes[i].output[0].clone()))
+        .collect();
     for (i, node) in old_nodes.into_iter().enumerate() {
+        if folded_clips.contains(&i) {
+            continue;
+        }
         let Some(site) = by_node.get(&i).filter(|s| !s.stays_float()) else {
             e.nodes.push(node);
             continue;
@@ -287,10 +317,32 @@ pub(crate) fn rewrite(
                     quantized_inputs.insert(x.clone(), (codes, q, observed.shape.clone()));
                 }
                 let (codes, q, shape) = quantized_inputs[x].clone();
-                pointwise_int8(&mut e, &node, site, &codes, q, &shape, per_channel);
+                let fold = folds
+                    .get(&i)
+                    .map(|f| (f.max, clip_outputs[&f.clip].as_str()));
+                let scales =
+                    pointwise_int8(&mut e, &node, site, &codes, q, &shape, per_channel, fold);
+                if let Some(f) = folds.get(&i) {
+                    depthwise_scales.insert(f.depthwise, scales);
+                }
             }
             _ => {
                 let weights = e.fresh(&format!("{}/dequantized", node.input[1]));
+                if let Some(scales) = depthwise_scales.get(&i) {
+                    // Weight times both scales: values small enough for f16 to flush them.
+                    let taps = site.fan_in();
+                    let scaled: Vec<f32> = site
+                        .weights
+                        .iter()
+                        .enumerate()
+                        .map(|(k, w)| w * scales[k / taps])
+                        .collect();
+                    let name = e.constant(&weights, f32_tensor(&site.dims, &scaled));
+                    let mut node = node;
+                    node.input[1] = name;
+                    e.nodes.push(node);
+                    continue;
+                }
                 if site.grouped {
                     e.f16_weights(site, &weights);
                 } else {
@@ -311,7 +363,11 @@ pub(crate) fn rewrite(
     Ok(())
 }
 
-/// One pointwise convolution as `Cast(MatMulInteger(W, x)) * scale + bias`, back to NCHW.
+/// One pointwise convolution as `Cast(MatMulInteger(W, x)) * scale + bias`, back to NCHW. With
+/// `fold` (the clip's upper bound and output name) it is `Cast(clip(MatMulInteger(W, x) + bias'))`
+/// in units of each channel's scale instead, written as the clip's output. Returns the
+/// per-channel scales.
+#[allow(clippy::too_many_arguments)]
 fn pointwise_int8(
     e: &mut Emitter,
     node: &NodeProto,
@@ -320,7 +376,8 @@ fn pointwise_int8(
     q: ActivationQuant,
     shape: &[usize],
     per_channel: bool,
-) {
+    fold: Option<(f32, &str)>,
+) -> Vec<f32> {
     let (out, c) = (site.outputs(), site.fan_in());
     let (h, w) = (shape[2], shape[3]);
     let weights = quantize_weights(&site.weights, out, per_channel);
@@ -341,6 +398,49 @@ fn pointwise_int8(
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
     let acc = e.fresh(&format!("{base}/i32"));
     e.node("MatMulInteger", &inputs, &acc, vec![]);
+    let scales: Vec<f32> = (0..out)
+        .map(|o| q.scale * weights.scales[if per_channel { o } else { 0 }])
+        .collect();
+    let nchw = e.constant(
+        &format!("{base}/nchw"),
+        i64_tensor(&[4], &[1, out as i64, h as i64, w as i64]),
+    );
+    if let Some((max, output)) = fold {
+        let mut acc = acc;
+        if let Some(bias) = &site.bias {
+            let codes: Vec<i32> = bias
+                .iter()
+                .zip(&scales)
+                .map(|(b, s)| (b / s).round() as i32)
+                .collect();
+            let column = e.constant(
+                &format!("{base}/bias_i32"),
+                i32_tensor(&[out as i64, 1], &codes),
+            );
+            let biased = e.fresh(&format!("{base}/biased"));
+            e.node("Add", &[&acc, &column], &biased, vec![]);
+            acc = biased;
+        }
+        let zero = e.constant(&format!("{base}/zero_i32"), i32_tensor(&[], &[0]));
+        let ceiling: Vec<i32> = scales.iter().map(|s| (max / s).round() as i32).collect();
+        let ceiling = e.constant(
+            &format!("{base}/max_i32"),
+            i32_tensor(&[out as i64, 1], &ceiling),
+        );
+        let floored = e.fresh(&format!("{base}/floored"));
+        e.node("Max", &[&acc, &zero], &floored, vec![]);
+        let clipped = e.fresh(&format!("{base}/clipped"));
+        e.node("Min", &[&floored, &ceiling], &clipped, vec![]);
+        let accf = e.fresh(&format!("{base}/acc"));
+        e.node(
+            "Cast",
+            &[&clipped],
+            &accf,
+            vec![int_attr("to", DataType::Float as i64)],
+        );
+        e.node("Reshape", &[&accf, &nchw], output, vec![]);
+        return scales;
+    }
     let accf = e.fresh(&format!("{base}/acc"));
     e.node(
         "Cast",
@@ -348,9 +448,6 @@ fn pointwise_int8(
         &accf,
         vec![int_attr("to", DataType::Float as i64)],
     );
-    let scales: Vec<f32> = (0..out)
-        .map(|o| q.scale * weights.scales[if per_channel { o } else { 0 }])
-        .collect();
     let scale = e.constant(
         &format!("{base}/scale"),
         f32_tensor(&[out as i64, 1], &scales),
@@ -364,11 +461,8 @@ fn pointwise_int8(
         e.node("Add", &[&matrix, &column], &biased, vec![]);
         matrix = biased;
     }
-    let nchw = e.constant(
-        &format!("{base}/nchw"),
-        i64_tensor(&[4], &[1, out as i64, h as i64, w as i64]),
-    );
     e.node("Reshape", &[&matrix, &nchw], base, vec![]);
+    scales
 }
 
 /// The graph output becomes u8 codes; the float tensor it was is renamed.
@@ -443,6 +537,15 @@ fn i8_tensor(dims: &[i64], values: &[i8]) -> TensorProto {
         dims: dims.to_vec(),
         data_type: DataType::Int8 as i32,
         raw_data: values.iter().map(|&v| v as u8).collect(),
+        ..Default::default()
+    }
+}
+
+fn i32_tensor(dims: &[i64], values: &[i32]) -> TensorProto {
+    TensorProto {
+        dims: dims.to_vec(),
+        data_type: DataType::Int32 as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
         ..Default::default()
     }
 }
