@@ -13,6 +13,7 @@ use napctl::corrupt::Corruption;
 use napctl::{bench, images, onnx, score};
 
 mod commands;
+mod demo_command;
 mod quantize_command;
 use std::io::Write;
 use std::path::PathBuf;
@@ -145,13 +146,17 @@ enum Command {
         #[command(flatten)]
         cache: CacheArgs,
     },
+    /// Run the whole product on the built-in Fashion-MNIST model: split, quantize, calibrate
+    /// from ID frames only, evaluate every method against MNIST digits and textures, and replay
+    /// the frames through the runtime into the controller firmware (simulated on this machine).
+    Demo(demo_command::DemoArgs),
     /// Quantize a float bundle from calibration images, and report how closely it follows the
     /// float bundle (top-1 agreement, pre-pool cosine, NAP and lse correlation).
     ///
-    /// int8 (the default): the pointwise convolutions run as int8 x u8 matrix products, the
-    /// depthwise convolutions and residual adds stay float, and the pre-pool tensor comes out as
-    /// u8 codes that the device reduces with integer kernels. int8-weights: int8 storage only,
-    /// dequantized when the bundle loads (a small file at float speed). Both store the head as
+    /// int8-weights (the default): int8 storage, dequantized when the bundle loads, a quarter of
+    /// the size at float speed. int8: the pointwise convolutions run as int8 x u8 matrix
+    /// products, the depthwise convolutions and residual adds stay float, and the pre-pool tensor
+    /// comes out as u8 codes that the device reduces with integer kernels. Both store the head as
     /// int8 rows. Calibrate the quantized bundle afterwards (`napctl calibrate`): its scores
     /// differ a little from the float bundle's.
     Quantize(quantize_command::QuantizeArgs),
@@ -337,6 +342,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cache: cache.into(),
         }),
         Command::Quantize(args) => quantize_command::run(args),
+        Command::Demo(args) => demo_command::run(args),
         Command::Calibrate {
             bundle,
             id,

@@ -15,39 +15,42 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct QuantizeArgs {
     /// The float bundle (from `napctl split`; left unchanged).
-    bundle: PathBuf,
+    pub bundle: PathBuf,
     /// Calibration images (JPEG/PNG below this folder): activation ranges come from them.
     #[arg(long, required = true)]
-    calib: PathBuf,
+    pub calib: PathBuf,
     /// How many calibration images to use, spread evenly over the folder's sorted list.
     #[arg(long, default_value_t = 200)]
-    calib_count: usize,
+    pub calib_count: usize,
     /// How activation ranges are taken from the calibration images.
     #[arg(long, value_enum, default_value_t = RangeMethod::Percentile)]
-    ranges: RangeMethod,
+    pub ranges: RangeMethod,
     /// One weight scale per output channel (the default; MobileNet's folded batch norm makes
     /// channel magnitudes differ widely).
     #[arg(long, conflicts_with = "per_tensor")]
-    per_channel: bool,
+    pub per_channel: bool,
     /// One weight scale per weight tensor instead.
     #[arg(long)]
-    per_tensor: bool,
-    /// What to produce.
-    #[arg(long, value_enum, default_value_t = Target::Int8)]
-    precision: Target,
+    pub per_tensor: bool,
+    /// What to produce. int8-weights is the default because it is the fastest form that keeps
+    /// the accuracy on x86_64: tract runs the int8 form about 1.2x slower than float there (see
+    /// BENCHMARKS.md). On boards with int8 dot-product instructions, measure int8 with
+    /// `napctl bench --compare`.
+    #[arg(long, value_enum, default_value_t = Target::Int8Weights)]
+    pub precision: Target,
     /// Images to compare the quantized bundle with the float one on (default: the calibration
     /// folder). Images used for calibration are left out of the comparison.
     #[arg(long)]
-    val: Option<PathBuf>,
+    pub val: Option<PathBuf>,
     /// Also write the comparison as JSON to this file.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
     /// Where to write the quantized bundle.
     #[arg(short, long)]
-    output: PathBuf,
+    pub output: PathBuf,
     /// Worker threads (default: all cores).
     #[arg(long)]
-    threads: Option<usize>,
+    pub threads: Option<usize>,
 }
 
 pub fn run(args: QuantizeArgs) -> Result<ExitCode> {

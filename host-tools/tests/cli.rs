@@ -213,6 +213,8 @@ fn quantize_makes_an_int8_bundle_and_names_bad_input() {
             "3",
             "-o",
             out,
+            "--precision",
+            "int8",
         ]
         .into_iter()
         .map(String::from)
