@@ -15,36 +15,94 @@ use napctl::{images, plots};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-/// Cache and thread options shared by both commands.
+/// Options of the per-image feature cache and the worker pool.
+#[derive(clap::Args)]
 pub struct CacheOptions {
-    pub dir: Option<PathBuf>,
-    pub disabled: bool,
+    /// Cache folder (default: $XDG_CACHE_HOME/napctl, else ~/.cache/napctl, else .napcache
+    /// beside the bundle).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Run the backbone on every image, reading and writing no cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
     pub threads: Option<usize>,
 }
 
+/// Arguments of `napctl eval`.
+#[derive(clap::Args)]
 pub struct EvalArgs {
+    /// The bundle; NAP-E/R/A/M use its fusion weights, ReAct its clip (or the 90th
+    /// percentile of the ID pooled activations when it has none).
     pub bundle: PathBuf,
+    /// The in-distribution image folder.
+    #[arg(long, required = true)]
     pub id: PathBuf,
+    /// An out-of-distribution image folder; repeat for several sets.
+    #[arg(long, required = true)]
     pub ood: Vec<PathBuf>,
+    /// Also write the results as JSON (values in percent) to this file.
+    #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write figures (PNG and SVG) into this folder: score histograms, ROC curves and a
+    /// per-channel max-vs-mean scatter.
+    #[arg(long)]
     pub plots: Option<PathBuf>,
+    /// Channel of the max-vs-mean scatter (default: the channel whose peak-to-mean ratio
+    /// differs most between ID and OOD).
+    #[arg(long)]
     pub channel: Option<usize>,
+    /// Add tables of each fused method's FPR95 and AUROC for w = 0, 0.1, ..., 1, per OOD set
+    /// and averaged.
+    #[arg(long)]
     pub sweep_w: bool,
+    /// Also evaluate against the pseudo-OOD sets `calibrate` makes from the ID images
+    /// without OOD folders (one set per corruption).
+    #[arg(long)]
     pub pseudo_ood: bool,
+    /// Corruptions making the pseudo-OOD sets, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = Corruption::ALL)]
     pub corruptions: Vec<Corruption>,
+    #[command(flatten)]
     pub cache: CacheOptions,
 }
 
+/// Arguments of `napctl calibrate`.
+#[derive(clap::Args)]
 pub struct CalibrateArgs {
+    /// The bundle to calibrate (left unchanged).
     pub bundle: PathBuf,
+    /// In-distribution images: the threshold, the ReAct clip and the pseudo-OOD come from them.
+    #[arg(long, required = true)]
     pub id: PathBuf,
+    /// Out-of-distribution folders to choose w against; repeat for several. Without any,
+    /// pseudo-OOD made from the ID images is used.
+    #[arg(long)]
     pub ood: Vec<PathBuf>,
+    /// Share of ID images to accept, in (0, 1).
+    #[arg(long, default_value_t = 0.95)]
     pub tpr: f64,
+    /// The deciding method (MSP, Energy, ReAct, ASH-S, ASH-B, ASH-P, NAP, NAP-E, NAP-R,
+    /// NAP-A, NAP-M).
+    #[arg(long, default_value = "NAP-E", value_parser = parse_method)]
     pub method: Method,
+    /// ASH pruning percentile p, in [0, 100).
+    #[arg(long, default_value_t = 90.0)]
     pub ash_percentile: f32,
+    /// Where to write the calibrated bundle.
+    #[arg(short, long)]
     pub output: PathBuf,
+    /// Corruptions making the pseudo-OOD sets when no --ood is given, comma separated:
+    /// noise, blur, jpeg, contrast, pixelate, shuffle.
+    #[arg(long, value_delimiter = ',', default_values_t = Corruption::ALL)]
     pub corruptions: Vec<Corruption>,
+    #[command(flatten)]
     pub cache: CacheOptions,
+}
+
+fn parse_method(s: &str) -> Result<Method, String> {
+    Method::from_name(s).map_err(|e| format!("{s:?}: {e}"))
 }
 
 /// A loaded bundle with everything needed to extract features.
@@ -69,11 +127,11 @@ impl Session {
             Bundle::read(path).with_context(|| format!("loading bundle {}", path.display()))?;
         let detector = Detector::new(&bundle)?;
         let preprocessor = Preprocessor::new(bundle.manifest.input)?;
-        let cache = if options.disabled {
+        let cache = if options.no_cache {
             FeatureCache::disabled()
         } else {
             let root = options
-                .dir
+                .cache_dir
                 .clone()
                 .unwrap_or_else(|| cache::default_dir(path));
             FeatureCache::new(Some(root), cache::bundle_key(&bundle))

@@ -66,8 +66,8 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = |name: &str| args.out.join(name);
     let cache = || CacheOptions {
-        dir: Some(out("cache")),
-        disabled: false,
+        cache_dir: Some(out("cache")),
+        no_cache: false,
         threads: None,
     };
 
@@ -275,6 +275,7 @@ fn replay(bundle: &Bundle, sets: &[PathBuf]) -> Result<Replay> {
             seq += 1;
             // Far enough apart that every reject pulse ends before the next verdict.
             now += pulse + 1;
+            controller.tick(Tick(now));
             let verdict = Verdict {
                 seq,
                 timestamp_us: u64::from(now) * 10_000,
@@ -283,7 +284,6 @@ fn replay(bundle: &Bundle, sets: &[PathBuf]) -> Result<Replay> {
                 ood,
             };
             send(&mut controller, Message::Verdict(verdict), now);
-            controller.tick(Tick(now));
         }
         let set = files.first().map_or_else(String::new, |f| f.set.clone());
         summary.push((set, files.len(), flagged));

@@ -3,13 +3,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use nap_core::score::Method;
 use nap_runtime::backbone::BackboneOptions;
 use nap_runtime::bundle::{Bundle, ChannelOrder, InputSpec, MAGIC};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use napctl::bundle_build::{BuildOptions, build_bundle};
-use napctl::corrupt::Corruption;
 use napctl::{bench, images, onnx, score};
 
 mod commands;
@@ -29,6 +27,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the whole product on the built-in Fashion-MNIST model: split, quantize, calibrate
+    /// from ID frames only, evaluate every method against MNIST digits and textures, and replay
+    /// the frames through the runtime into the controller firmware (simulated on this machine).
+    Demo(demo_command::DemoArgs),
     /// Show an ONNX model's inputs, outputs, pooling layer and head, or a bundle's manifest.
     Inspect {
         /// An ONNX model or a .nap bundle.
@@ -111,45 +113,7 @@ enum Command {
     },
     /// Evaluate every method (MSP, Energy, ReAct, ASH-S, ASH-B, NAP, NAP-E, NAP-R, NAP-A, NAP-M)
     /// on ID vs OOD folders: FPR95 in both conventions, AUROC, AUPR-In, AUPR-Out, in percent.
-    Eval {
-        /// The bundle; NAP-E/R/A/M use its fusion weights, ReAct its clip (or the 90th
-        /// percentile of the ID pooled activations when it has none).
-        bundle: PathBuf,
-        /// The in-distribution image folder.
-        #[arg(long, required = true)]
-        id: PathBuf,
-        /// An out-of-distribution image folder; repeat for several sets.
-        #[arg(long, required = true)]
-        ood: Vec<PathBuf>,
-        /// Also write the results as JSON (values in percent) to this file.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Write figures (PNG and SVG) into this folder: score histograms, ROC curves and a
-        /// per-channel max-vs-mean scatter.
-        #[arg(long)]
-        plots: Option<PathBuf>,
-        /// Channel of the max-vs-mean scatter (default: the channel whose peak-to-mean ratio
-        /// differs most between ID and OOD).
-        #[arg(long)]
-        channel: Option<usize>,
-        /// Add tables of each fused method's FPR95 and AUROC for w = 0, 0.1, ..., 1, per OOD set
-        /// and averaged.
-        #[arg(long)]
-        sweep_w: bool,
-        /// Also evaluate against the pseudo-OOD sets `calibrate` makes from the ID images
-        /// without OOD folders (one set per corruption).
-        #[arg(long)]
-        pseudo_ood: bool,
-        /// Corruptions making the pseudo-OOD sets, comma separated.
-        #[arg(long, value_delimiter = ',', default_values_t = Corruption::ALL)]
-        corruptions: Vec<Corruption>,
-        #[command(flatten)]
-        cache: CacheArgs,
-    },
-    /// Run the whole product on the built-in Fashion-MNIST model: split, quantize, calibrate
-    /// from ID frames only, evaluate every method against MNIST digits and textures, and replay
-    /// the frames through the runtime into the controller firmware (simulated on this machine).
-    Demo(demo_command::DemoArgs),
+    Eval(commands::EvalArgs),
     /// Quantize a float bundle from calibration images, and report how closely it follows the
     /// float bundle (top-1 agreement, pre-pool cosine, NAP and lse correlation).
     ///
@@ -165,55 +129,7 @@ enum Command {
     /// w is chosen to minimize FPR at the target TPR (ties: higher AUROC) against the --ood
     /// folders, or, without them, against pseudo-OOD copies of the ID images (noise, blur, JPEG,
     /// contrast, pixelation, tile shuffling). The threshold keeps the target share of ID images.
-    Calibrate {
-        /// The bundle to calibrate (left unchanged).
-        bundle: PathBuf,
-        /// In-distribution images: the threshold, the ReAct clip and the pseudo-OOD come from them.
-        #[arg(long, required = true)]
-        id: PathBuf,
-        /// Out-of-distribution folders to choose w against; repeat for several. Without any,
-        /// pseudo-OOD made from the ID images is used.
-        #[arg(long)]
-        ood: Vec<PathBuf>,
-        /// Share of ID images to accept, in (0, 1).
-        #[arg(long, default_value_t = 0.95)]
-        tpr: f64,
-        /// The deciding method (MSP, Energy, ReAct, ASH-S, ASH-B, ASH-P, NAP, NAP-E, NAP-R,
-        /// NAP-A, NAP-M).
-        #[arg(long, default_value = "NAP-E", value_parser = parse_method)]
-        method: Method,
-        /// ASH pruning percentile p, in [0, 100).
-        #[arg(long, default_value_t = 90.0)]
-        ash_percentile: f32,
-        /// Where to write the calibrated bundle.
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Corruptions making the pseudo-OOD sets when no --ood is given, comma separated:
-        /// noise, blur, jpeg, contrast, pixelate, shuffle.
-        #[arg(long, value_delimiter = ',', default_values_t = Corruption::ALL)]
-        corruptions: Vec<Corruption>,
-        #[command(flatten)]
-        cache: CacheArgs,
-    },
-}
-
-/// Options of the per-image feature cache and the worker pool.
-#[derive(clap::Args)]
-struct CacheArgs {
-    /// Cache folder (default: $XDG_CACHE_HOME/napctl, else ~/.cache/napctl, else .napcache
-    /// beside the bundle).
-    #[arg(long)]
-    cache_dir: Option<PathBuf>,
-    /// Run the backbone on every image, reading and writing no cache.
-    #[arg(long)]
-    no_cache: bool,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    threads: Option<usize>,
-}
-
-fn parse_method(s: &str) -> Result<Method, String> {
-    Method::from_name(s).map_err(|e| format!("{s:?}: {e}"))
+    Calibrate(commands::CalibrateArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -318,62 +234,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval {
-            bundle,
-            id,
-            ood,
-            json,
-            plots,
-            channel,
-            sweep_w,
-            pseudo_ood,
-            corruptions,
-            cache,
-        } => commands::eval(commands::EvalArgs {
-            bundle,
-            id,
-            ood,
-            json,
-            plots,
-            channel,
-            sweep_w,
-            pseudo_ood,
-            corruptions,
-            cache: cache.into(),
-        }),
+        Command::Eval(args) => commands::eval(args),
         Command::Quantize(args) => quantize_command::run(args),
         Command::Demo(args) => demo_command::run(args),
-        Command::Calibrate {
-            bundle,
-            id,
-            ood,
-            tpr,
-            method,
-            ash_percentile,
-            output,
-            corruptions,
-            cache,
-        } => commands::calibrate(commands::CalibrateArgs {
-            bundle,
-            id,
-            ood,
-            tpr,
-            method,
-            ash_percentile,
-            output,
-            corruptions,
-            cache: cache.into(),
-        }),
-    }
-}
-
-impl From<CacheArgs> for commands::CacheOptions {
-    fn from(a: CacheArgs) -> Self {
-        commands::CacheOptions {
-            dir: a.cache_dir,
-            disabled: a.no_cache,
-            threads: a.threads,
-        }
+        Command::Calibrate(args) => commands::calibrate(args),
     }
 }
 
