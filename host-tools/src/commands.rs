@@ -101,6 +101,19 @@ pub struct CalibrateArgs {
     pub cache: CacheOptions,
 }
 
+/// Sizes the worker pool when `--threads` is given (the default is one worker per core).
+pub fn init_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()?;
+    }
+    Ok(())
+}
+
 fn parse_method(s: &str) -> Result<Method, String> {
     Method::from_name(s).map_err(|e| format!("{s:?}: {e}"))
 }
@@ -115,14 +128,7 @@ struct Session {
 
 impl Session {
     fn open(path: &Path, options: &CacheOptions) -> Result<Session> {
-        if let Some(n) = options.threads {
-            if n == 0 {
-                bail!("--threads must be at least 1");
-            }
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(n)
-                .build_global()?;
-        }
+        init_threads(options.threads)?;
         let bundle =
             Bundle::read(path).with_context(|| format!("loading bundle {}", path.display()))?;
         let detector = Detector::new(&bundle)?;

@@ -57,14 +57,7 @@ pub fn run(args: QuantizeArgs) -> Result<ExitCode> {
     if args.calib_count == 0 {
         bail!("--calib-count must be at least 1");
     }
-    if let Some(n) = args.threads {
-        if n == 0 {
-            bail!("--threads must be at least 1");
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()?;
-    }
+    crate::commands::init_threads(args.threads)?;
     let float = Bundle::read(&args.bundle)
         .with_context(|| format!("loading bundle {}", args.bundle.display()))?;
     let precision = float.manifest.backbone.precision;

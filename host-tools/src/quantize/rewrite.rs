@@ -180,16 +180,9 @@ impl Emitter {
 
     /// The weights of `site` as f16 with a `Cast` to float producing `output`.
     fn f16_weights(&mut self, site: &ConvSite, output: &str) {
-        let halves = TensorProto {
-            dims: site.dims.clone(),
-            data_type: DataType::Float16 as i32,
-            raw_data: site
-                .weights
-                .iter()
-                .flat_map(|&w| half::f16::from_f32(w).to_bits().to_le_bytes())
-                .collect(),
-            ..Default::default()
-        };
+        let bits = site.weights.iter();
+        let bytes = bits.flat_map(|&w| half::f16::from_f32(w).to_bits().to_le_bytes());
+        let halves = tensor(&site.dims, DataType::Float16, bytes.collect());
         let halves = self.constant(&format!("{output}/f16"), halves);
         self.node(
             "Cast",
@@ -524,49 +517,40 @@ fn int_attr(name: &str, value: i64) -> AttributeProto {
     }
 }
 
-fn f32_tensor(dims: &[i64], values: &[f32]) -> TensorProto {
+fn tensor(dims: &[i64], data_type: DataType, raw_data: Vec<u8>) -> TensorProto {
     TensorProto {
         dims: dims.to_vec(),
-        data_type: DataType::Float as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        data_type: data_type as i32,
+        raw_data,
         ..Default::default()
     }
+}
+
+fn f32_tensor(dims: &[i64], values: &[f32]) -> TensorProto {
+    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    tensor(dims, DataType::Float, bytes)
 }
 
 fn i8_tensor(dims: &[i64], values: &[i8]) -> TensorProto {
-    TensorProto {
-        dims: dims.to_vec(),
-        data_type: DataType::Int8 as i32,
-        raw_data: values.iter().map(|&v| v as u8).collect(),
-        ..Default::default()
-    }
+    tensor(
+        dims,
+        DataType::Int8,
+        values.iter().map(|&v| v as u8).collect(),
+    )
 }
 
 fn i32_tensor(dims: &[i64], values: &[i32]) -> TensorProto {
-    TensorProto {
-        dims: dims.to_vec(),
-        data_type: DataType::Int32 as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
+    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    tensor(dims, DataType::Int32, bytes)
 }
 
 fn u8_tensor(dims: &[i64], values: &[u8]) -> TensorProto {
-    TensorProto {
-        dims: dims.to_vec(),
-        data_type: DataType::Uint8 as i32,
-        raw_data: values.to_vec(),
-        ..Default::default()
-    }
+    tensor(dims, DataType::Uint8, values.to_vec())
 }
 
 fn i64_tensor(dims: &[i64], values: &[i64]) -> TensorProto {
-    TensorProto {
-        dims: dims.to_vec(),
-        data_type: DataType::Int64 as i32,
-        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ..Default::default()
-    }
+    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    tensor(dims, DataType::Int64, bytes)
 }
 
 #[cfg(test)]
