@@ -23,20 +23,25 @@ fn float_bundle() -> Option<Bundle> {
     Some(build_bundle(&proto, "mobilenet_v2_1.0_224.onnx", options).unwrap())
 }
 
-/// Every `stride`-th ID image starting at `offset`, preprocessed.
-fn frames(bundle: &Bundle, offset: usize, stride: usize) -> Vec<Vec<f32>> {
+/// The ID images whose index in the sorted folder `pick` accepts, preprocessed.
+fn frames(bundle: &Bundle, pick: impl Fn(usize) -> bool) -> Vec<Vec<f32>> {
     let dir = shared_data_file("images/id-imagenet").unwrap();
     let files = images::collect(&[dir]).unwrap();
     let pre = Preprocessor::new(bundle.manifest.input).unwrap();
     files
         .iter()
-        .skip(offset)
-        .step_by(stride)
-        .map(|f| {
+        .enumerate()
+        .filter(|(i, _)| pick(*i))
+        .map(|(_, f)| {
             pre.tensor_vec_from_encoded(&std::fs::read(&f.path).unwrap())
                 .unwrap()
         })
         .collect()
+}
+
+/// Calibration frames: every 25th image.
+fn calibration(i: usize) -> bool {
+    i % 25 == 0
 }
 
 fn size(b: &Bundle) -> usize {
@@ -49,8 +54,8 @@ fn int8_follows_the_float_bundle_on_images_it_was_not_calibrated_on() {
         return;
     };
     // Calibration and comparison images interleave but never overlap.
-    let calib = frames(&float, 0, 25);
-    let val = frames(&float, 12, 25);
+    let calib = frames(&float, calibration);
+    let val = frames(&float, |i| i % 7 == 3 && !calibration(i));
     let options = Options {
         target: Target::Int8,
         ranges: RangeMethod::Percentile,
@@ -77,8 +82,9 @@ fn int8_follows_the_float_bundle_on_images_it_was_not_calibrated_on() {
     let d = Detector::new(&int8).unwrap();
     let a = quantize::compare(&f, &d, &val, || {}).unwrap();
     assert_eq!(a.frames, val.len());
-    assert!(a.top1_agreement >= 97.0, "{a}");
-    assert!(a.pre_pool_cosine >= 0.98, "{a}");
+    // About 60 frames: at most two top-1 changes (on the whole folder: 97-98%).
+    assert!(a.top1_agreement >= 96.0, "{a}");
+    assert!(a.pre_pool_cosine >= 0.985, "{a}");
     assert!(a.nap_correlation >= 0.98, "{a}");
     assert!(a.lse_correlation >= 0.98, "{a}");
 
@@ -100,7 +106,7 @@ fn weights_only_is_small_and_close_to_float() {
     let Some(float) = float_bundle() else {
         return;
     };
-    let val = frames(&float, 5, 40);
+    let val = frames(&float, |i| i % 7 == 3);
     let options = Options {
         target: Target::Int8Weights,
         ranges: RangeMethod::Percentile,
@@ -128,6 +134,6 @@ fn weights_only_is_small_and_close_to_float() {
         || {},
     )
     .unwrap();
-    assert!(a.top1_agreement >= 97.0, "{a}");
-    assert!(a.pre_pool_cosine >= 0.985, "{a}");
+    assert!(a.top1_agreement >= 96.0, "{a}");
+    assert!(a.pre_pool_cosine >= 0.99, "{a}");
 }
