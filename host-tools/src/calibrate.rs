@@ -97,7 +97,8 @@ pub struct Calibration {
 
 /// Calibrates on ID features against OOD (real or pseudo) feature sets: ReAct clip from ID, the
 /// given ASH percentile, each fused method's `w` by [`search_w`] on the mean FPR at `tpr` over
-/// the OOD sets, and the threshold at `tpr` on ID for `method`.
+/// the OOD sets, and the threshold at `tpr` on ID for `method`. With no OOD sets the weights of
+/// `base` are kept and only the rest is calibrated.
 pub fn calibrate(
     head: &LinearHead<'_>,
     base: Params,
@@ -110,7 +111,7 @@ pub fn calibrate(
     if !(tpr > 0.0 && tpr < 1.0) {
         return Err(MetricsError::InvalidTpr(tpr).into());
     }
-    if oods.is_empty() || oods.iter().any(Vec::is_empty) {
+    if oods.iter().any(Vec::is_empty) {
         return Err(CalibrateError::Input(
             "no OOD frames to choose w against".into(),
         ));
@@ -126,7 +127,7 @@ pub fn calibrate(
         .collect::<Result<_, _>>()?;
     let sets: Vec<&[Components]> = ood_c.iter().map(Vec::as_slice).collect();
     let mut searches = Vec::new();
-    for m in FUSED_METHODS {
+    for m in FUSED_METHODS.into_iter().filter(|_| !sets.is_empty()) {
         let choice = search_w(|w| mean_fpr_auroc(&id_c, &sets, m, w, tpr))?;
         let slot = match m {
             Method::NapE => &mut params.weights.nap_e,
@@ -226,8 +227,21 @@ mod tests {
         assert!((cal.id_rejection - 0.05).abs() < 1e-9);
         assert!(cal.params.react_clip.is_some());
 
+        // Without OOD sets the weights stay; the threshold still keeps 95% of ID.
+        let kept = calibrate(&head, Params::default(), &id, &[], Method::NapE, 0.95, 90.0).unwrap();
+        assert_eq!(kept.params.weights, Params::default().weights);
+        assert!(kept.searches.is_empty());
+        assert!((kept.id_rejection - 0.05).abs() < 1e-9);
         assert!(matches!(
-            calibrate(&head, Params::default(), &id, &[], Method::NapE, 0.95, 90.0),
+            calibrate(
+                &head,
+                Params::default(),
+                &id,
+                &[vec![]],
+                Method::NapE,
+                0.95,
+                90.0
+            ),
             Err(CalibrateError::Input(_))
         ));
         for tpr in [0.0, 1.0, 1.5, f64::NAN] {

@@ -97,6 +97,11 @@ pub struct CalibrateArgs {
     /// noise, blur, jpeg, contrast, pixelate, shuffle.
     #[arg(long, value_delimiter = ',', default_values_t = Corruption::ALL)]
     pub corruptions: Vec<Corruption>,
+    /// Keep the bundle's fusion weights w (the paper's defaults until calibrated) and calibrate
+    /// only the threshold, ReAct's clip and ASH's percentile: for when neither OOD folders nor
+    /// corrupted ID images stand for the OOD the device will meet.
+    #[arg(long, conflicts_with = "ood")]
+    pub keep_w: bool,
     #[command(flatten)]
     pub cache: CacheOptions,
 }
@@ -343,7 +348,7 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
     }
     let session = Session::open(&args.bundle, &args.cache)?;
     let id = folder_jobs(&args.id)?;
-    let pseudo = args.ood.is_empty();
+    let pseudo = args.ood.is_empty() && !args.keep_w;
     let mut groups = vec![id.clone()];
     if pseudo {
         groups.extend(pseudo_ood_jobs(&id.1, &args.corruptions));
@@ -374,7 +379,9 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
         .with_context(|| format!("writing {}", args.output.display()))?;
 
     let sets: Vec<&str> = groups[1..].iter().map(|g| g.0.as_str()).collect();
-    if pseudo {
+    if args.keep_w {
+        println!("Kept the bundle's fusion weights w (--keep-w).");
+    } else if pseudo {
         println!(
             "Calibrated on ID only: w chosen against pseudo-OOD made from the {} ID images \
              ({}; one corruption per image, in turn).",
@@ -396,11 +403,13 @@ pub fn calibrate(args: CalibrateArgs) -> Result<ExitCode> {
         cal.params.react_clip.unwrap_or_default(),
         cal.params.ash_percentile
     );
-    println!(
-        "w search (minimize mean FPR at TPR {:.0}% over {} set(s); ties: higher AUROC):",
-        100.0 * args.tpr,
-        sets.len()
-    );
+    if !cal.searches.is_empty() {
+        println!(
+            "w search (minimize mean FPR at TPR {:.0}% over {} set(s); ties: higher AUROC):",
+            100.0 * args.tpr,
+            sets.len()
+        );
+    }
     for (m, c) in &cal.searches {
         let mark = if *m == cal.method {
             "  <- deciding"

@@ -280,6 +280,7 @@ fn calibrate_writes_a_bundle_with_threshold_clip_and_weights() {
     for (label, extra) in [
         ("with-ood", vec!["--ood", ood.as_str()]),
         ("id-only", vec![]),
+        ("keep-w", vec!["--keep-w"]),
     ] {
         let output = dir.path(&format!("{label}.nap"));
         let mut args = vec![
@@ -298,12 +299,13 @@ fn calibrate_writes_a_bundle_with_threshold_clip_and_weights() {
         let out = napctl(&args);
         assert_ok(&out);
         let text = stdout(&out);
-        let way = if label == "id-only" {
-            "Calibrated on ID only"
-        } else {
-            "Calibrated with OOD folders"
+        let way = match label {
+            "id-only" => "Calibrated on ID only",
+            "keep-w" => "Kept the bundle's fusion weights",
+            _ => "Calibrated with OOD folders",
         };
         assert!(text.contains(way), "{text}");
+        assert_eq!(text.contains("w search"), label != "keep-w", "{text}");
         assert!(text.contains("expected ID rejection rate 10.00%"), "{text}");
 
         let out = napctl(&["inspect", &output, "--json"]);
@@ -314,6 +316,9 @@ fn calibrate_writes_a_bundle_with_threshold_clip_and_weights() {
         assert!(m["scorer"]["params"]["react_clip"].is_number(), "{m}");
         let w = m["scorer"]["params"]["weights"]["nap_e"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&w));
+        if label == "keep-w" {
+            assert!((w - 0.6).abs() < 1e-6, "the paper's w stays: {w}");
+        }
 
         // The calibrated bundle flags about 10% of the ID frames it was calibrated on.
         let out = napctl(&["score", &output, &id]);

@@ -47,12 +47,12 @@ impl ConvSite {
         self.weights.len() / self.outputs()
     }
 
-    /// Too few weights to be worth quantizing: they cost nothing to store as float, they sit
-    /// early in the network (MobileNetV2's first five pointwise layers, 16 to 144 channels),
-    /// where int8 error does the most harm downstream, and their short dot products gain little
-    /// from int8 arithmetic.
+    /// Not worth quantizing: a layer with few weights costs nothing to store as float and sits
+    /// early in the network (MobileNetV2's first five pointwise layers), where int8 error does
+    /// the most harm downstream; a pointwise layer with short dot products (fewer than 64 inputs
+    /// per output) gains less from int8 arithmetic than it spends converting its activations.
     pub fn stays_float(&self) -> bool {
-        self.weights.len() < SMALL_LAYER
+        self.weights.len() < SMALL_LAYER || (self.pointwise && self.fan_in() < 64)
     }
 }
 
