@@ -1,7 +1,7 @@
 //! `napctl`: the host tool. Cuts a classifier into a bundle, inspects models and bundles, scores
 //! image folders and benchmarks a bundle.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use nap_runtime::backbone::BackboneOptions;
 use nap_runtime::bundle::{Bundle, ChannelOrder, InputSpec, MAGIC};
@@ -303,14 +303,7 @@ fn score_dirs(
     output: Option<PathBuf>,
     threads: Option<usize>,
 ) -> Result<ExitCode> {
-    if let Some(n) = threads {
-        if n == 0 {
-            bail!("--threads must be at least 1");
-        }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()?;
-    }
+    commands::init_threads(threads)?;
     let bundle = read_bundle(bundle)?;
     let detector = Detector::new(&bundle)?;
     let preprocessor = Preprocessor::new(bundle.manifest.input)?;

@@ -15,14 +15,14 @@ Every frame is a 28x28 8-bit greyscale PNG (lossless). The output is the same on
 """
 
 import argparse
-import gzip
 import json
 import os
 import shutil
-import struct
 
 import numpy as np
 from PIL import Image
+
+from idx import find, read_idx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CLASSES = ["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
@@ -30,24 +30,6 @@ SEED = 8
 STEP = 33
 MNIST_STEP = 28  # the smallest digit file (5) has 863 samples
 SIDE = 28
-
-
-def read_idx(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-    assert zero == 0 and dtype == 0x08, f"{path}: not a uint8 idx file"
-    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def find(data_dir, stem):
-    for name in (stem, stem + ".gz"):
-        path = os.path.join(data_dir, name)
-        if os.path.exists(path):
-            return path
-    raise FileNotFoundError(f"{stem}[.gz] not in {data_dir} (apt-get install dataset-fashion-mnist)")
 
 
 def save(img, path):

@@ -13,20 +13,20 @@ global average pooling -> flatten -> linear, exported as GlobalAveragePool -> Fl
 """
 
 import argparse
-import gzip
 import os
 
 # Idle OpenMP workers sleep instead of spinning: on a busy 2-core machine spinning workers made each
 # training step up to 5x slower. Must be set before torch loads its OpenMP runtime.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import random
-import struct
 import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from idx import find, read_idx
 
 # Pixel statistics of the 60,000 training images (0..255), rounded to two decimals; the bundle takes
 # them per channel in pixel units: --mean 72.94 72.94 72.94 --std 90.02 90.02 90.02.
@@ -45,25 +45,6 @@ CLASSES = [
     "boot",
 ]
 SEED = 0
-
-
-def read_idx(path):
-    """Reads an idx1/idx3 file (optionally gzipped) into a uint8 array."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    zero, dtype, ndim = struct.unpack(">HBB", data[:4])
-    assert zero == 0 and dtype == 0x08, f"{path}: not a uint8 idx file"
-    dims = struct.unpack(">" + "I" * ndim, data[4 : 4 + 4 * ndim])
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def find(data_dir, stem):
-    for name in (stem, stem + ".gz"):
-        path = os.path.join(data_dir, name)
-        if os.path.exists(path):
-            return path
-    raise FileNotFoundError(f"{stem}[.gz] not in {data_dir} (apt-get install dataset-fashion-mnist)")
 
 
 def load_split(data_dir, prefix):
