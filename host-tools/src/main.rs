@@ -120,8 +120,9 @@ enum Command {
     /// int8-weights (the default): int8 storage, dequantized when the bundle loads, a quarter of
     /// the size at float speed. int8: the pointwise convolutions run as int8 x u8 matrix
     /// products, the depthwise convolutions and residual adds stay float, and the pre-pool tensor
-    /// comes out as u8 codes that the device reduces with integer kernels. Both store the head as
-    /// int8 rows. Calibrate the quantized bundle afterwards (`napctl calibrate`): its scores
+    /// comes out as u8 codes that the device reduces with integer kernels. f16-weights: f16
+    /// storage, widened at load, for results equal to float's at 42% of the size. All store the
+    /// head as int8 rows. Calibrate the quantized bundle afterwards (`napctl calibrate`): its scores
     /// differ a little from the float bundle's.
     Quantize(quantize_command::QuantizeArgs),
     /// Calibrate a bundle: ReAct clip, ASH percentile, fusion weights w and the threshold.

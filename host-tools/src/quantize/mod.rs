@@ -15,7 +15,7 @@ pub use ranges::RangeMethod;
 use crate::onnx::{self, OnnxError};
 use nap_core::activation::ActivationQuant;
 use nap_runtime::bundle::{ActivationStorage, Bundle, Precision};
-use rewrite::{ConvSite, ExpandFold, Int8Plan};
+use rewrite::{ConvSite, ExpandFold, Int8Plan, Storage};
 use std::collections::HashMap;
 
 /// The precisions `napctl quantize` produces.
@@ -25,6 +25,8 @@ pub enum Target {
     Int8,
     /// int8 storage only, dequantized at load: float arithmetic and results close to float.
     Int8Weights,
+    /// f16 storage, widened at load: float arithmetic, results nearly equal to float.
+    F16Weights,
 }
 
 impl Target {
@@ -32,6 +34,7 @@ impl Target {
         match self {
             Target::Int8 => Precision::Int8,
             Target::Int8Weights => Precision::Int8Weights,
+            Target::F16Weights => Precision::F16Weights,
         }
     }
 }
@@ -115,8 +118,13 @@ pub fn quantize(
         folds: &folds,
         pre_pool,
     });
-    rewrite::rewrite(&mut model, &sites, options.per_channel, plan.as_ref())
-        .map_err(QuantizeError::Graph)?;
+    let storage = match options.target {
+        Target::F16Weights => Storage::F16,
+        _ => Storage::Int8 {
+            per_channel: options.per_channel,
+        },
+    };
+    rewrite::rewrite(&mut model, &sites, storage, plan.as_ref()).map_err(QuantizeError::Graph)?;
     out.backbone = prost::Message::encode_to_vec(&model);
     out.manifest.backbone.precision = options.target.precision();
     out.quantize_head();

@@ -244,14 +244,27 @@ pub(crate) struct Int8Plan<'a> {
     pub pre_pool: ActivationQuant,
 }
 
+/// How the weights that stay in float arithmetic are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Storage {
+    /// Symmetric int8 codes, per output channel or per tensor (depthwise weights: f16).
+    Int8 {
+        /// One scale per output channel.
+        per_channel: bool,
+    },
+    /// f16 for every convolution.
+    F16,
+}
+
 /// Rewrites `model` in place. `sites` are its convolutions; with `int8` the pointwise ones run
-/// as integer products and the output becomes u8, otherwise only weights are stored as int8.
+/// as integer products and the output becomes u8; the other weights are stored as `storage`.
 pub(crate) fn rewrite(
     model: &mut ModelProto,
     sites: &[ConvSite],
-    per_channel: bool,
+    storage: Storage,
     int8: Option<&Int8Plan>,
 ) -> Result<(), String> {
+    let per_channel = matches!(storage, Storage::Int8 { per_channel: true });
     let graph = model.graph.as_mut().ok_or("the backbone has no graph")?;
     let mut taken: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
     for n in &graph.node {
@@ -337,7 +350,7 @@ pub(crate) fn rewrite(
                     e.nodes.push(node);
                     continue;
                 }
-                if site.grouped {
+                if site.grouped || storage == Storage::F16 {
                     e.f16_weights(site, &weights);
                 } else {
                     e.dequantized_weights(site, per_channel, &weights);

@@ -52,6 +52,8 @@ pub enum Precision {
     /// int8 weights and u8 activations in the pointwise convolutions, which hold nearly all of
     /// the multiply-adds; the pre-pool tensor comes out as u8 codes.
     Int8,
+    /// f16 weights, widened when the backbone loads: half the size at float speed.
+    F16Weights,
 }
 
 impl Precision {
@@ -66,6 +68,7 @@ impl std::fmt::Display for Precision {
         f.write_str(match self {
             Precision::F32 => "f32",
             Precision::Int8Weights => "int8-weights",
+            Precision::F16Weights => "f16-weights",
             Precision::Int8 => "int8",
         })
     }
