@@ -13,7 +13,6 @@ pub use compare::{Agreement, compare};
 pub use ranges::RangeMethod;
 
 use crate::onnx::{self, OnnxError};
-use nap_core::activation::ActivationQuant;
 use nap_runtime::bundle::{ActivationStorage, Bundle, Precision};
 use rewrite::{ConvSite, ExpandFold, Int8Plan, Storage};
 use std::collections::HashMap;
@@ -243,12 +242,4 @@ fn clip_bounds(graph: &crate::onnx::graph::Graph, i: usize) -> Option<(f32, f32)
         }
     };
     Some((bound(1, "min")?, bound(2, "max")?))
-}
-
-/// The u8 mapping of a quantized bundle's pre-pool tensor, if it has one.
-pub fn pre_pool_quant(bundle: &Bundle) -> Option<ActivationQuant> {
-    match bundle.manifest.pre_pool.storage {
-        ActivationStorage::U8(q) => Some(q),
-        ActivationStorage::F32 => None,
-    }
 }
