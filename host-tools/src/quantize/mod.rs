@@ -12,6 +12,7 @@ mod rewrite;
 pub use compare::{Agreement, compare};
 pub use ranges::RangeMethod;
 
+use crate::onnx::graph::Graph;
 use crate::onnx::{self, OnnxError};
 use nap_runtime::bundle::{ActivationStorage, Bundle, Precision};
 use rewrite::{ConvSite, ExpandFold, Int8Plan, Storage};
@@ -82,7 +83,22 @@ pub fn quantize(
         return Err(QuantizeError::AlreadyQuantized(precision));
     }
     let mut model = onnx::decode(&bundle.backbone)?;
-    let sites = conv_sites(&model)?;
+    // One index of the float graph (with one tract shape analysis) answers every question
+    // about it; it must be gone before the rewrite changes the graph.
+    let (sites, folds, output, output_clip) = {
+        let graph = Graph::new(&model)?;
+        let sites = conv_sites(&graph)?;
+        let folds = expand_folds(&graph, &sites);
+        let output = graph
+            .g
+            .output
+            .first()
+            .ok_or_else(|| QuantizeError::Graph("the backbone has no output".into()))?
+            .name
+            .clone();
+        let clip = graph.producer(&output).and_then(|i| clip_bounds(&graph, i));
+        (sites, folds, output, clip)
+    };
     let mut out = bundle.clone();
     let mut observed = HashMap::new();
     let mut pre_pool = None;
@@ -91,7 +107,6 @@ pub fn quantize(
             return Err(QuantizeError::NoFrames);
         }
         let graph = model.graph.as_ref().expect("decode checked the graph");
-        let output = graph.output[0].name.clone();
         let mut tensors: Vec<String> = Vec::new();
         for site in sites.iter().filter(|s| s.pointwise && !s.stays_float()) {
             let x = &graph.node[site.node].input[0];
@@ -106,12 +121,12 @@ pub fn quantize(
         let seen = observed
             .remove(&output)
             .ok_or_else(|| QuantizeError::Graph("the pre-pool tensor was not observed".into()))?;
-        let (low, high) = output_clip(&model, &output).unwrap_or((seen.low, seen.high));
+        // A ReLU6-style clip gives the pre-pool tensor's exact range, whatever the frames showed.
+        let (low, high) = output_clip.unwrap_or((seen.low, seen.high));
         let q = rewrite::activation_quant(low, high);
         out.manifest.pre_pool.storage = ActivationStorage::U8(q);
         pre_pool = Some(q);
     }
-    let folds = expand_folds(&model, &sites)?;
     let plan = pre_pool.map(|pre_pool| Int8Plan {
         inputs: &observed,
         folds: &folds,
@@ -131,10 +146,8 @@ pub fn quantize(
 }
 
 /// Every convolution with constant float weights, and whether it is pointwise.
-fn conv_sites(model: &tract_onnx::pb::ModelProto) -> Result<Vec<ConvSite>, QuantizeError> {
-    use crate::onnx::graph::Graph;
+fn conv_sites(graph: &Graph) -> Result<Vec<ConvSite>, QuantizeError> {
     use crate::onnx::tensor::{attr_i, attr_ints, f32_values};
-    let graph = Graph::new(model)?;
     let mut sites = Vec::new();
     for (i, node) in graph.g.node.iter().enumerate() {
         if node.op_type != "Conv" || !node.domain.is_empty() {
@@ -180,12 +193,7 @@ fn conv_sites(model: &tract_onnx::pb::ModelProto) -> Result<Vec<ConvSite>, Quant
 }
 
 /// The expansion layers of the graph (see [`ExpandFold`]).
-fn expand_folds(
-    model: &tract_onnx::pb::ModelProto,
-    sites: &[ConvSite],
-) -> Result<Vec<ExpandFold>, QuantizeError> {
-    use crate::onnx::graph::Graph;
-    let graph = Graph::new(model)?;
+fn expand_folds(graph: &Graph, sites: &[ConvSite]) -> Vec<ExpandFold> {
     let only_use = |tensor: &str| match graph.consumers(tensor) {
         [one] if !graph.is_output(tensor) => Some(*one),
         _ => None,
@@ -195,7 +203,7 @@ fn expand_folds(
         let Some(clip) = only_use(&graph.node(site.node).output[0]) else {
             continue;
         };
-        let Some((0.0, max)) = clip_bounds(&graph, clip) else {
+        let Some((0.0, max)) = clip_bounds(graph, clip) else {
             continue;
         };
         let clipped = &graph.node(clip).output[0];
@@ -214,19 +222,11 @@ fn expand_folds(
             });
         }
     }
-    Ok(folds)
-}
-
-/// The bounds of a Clip with constant bounds that produces `tensor` (ReLU6): the exact range
-/// of the pre-pool tensor, whatever the calibration frames showed.
-fn output_clip(model: &tract_onnx::pb::ModelProto, tensor: &str) -> Option<(f32, f32)> {
-    use crate::onnx::graph::Graph;
-    let graph = Graph::new(model).ok()?;
-    clip_bounds(&graph, graph.producer(tensor)?)
+    folds
 }
 
 /// The constant bounds of the Clip at node `i`, if it is one.
-fn clip_bounds(graph: &crate::onnx::graph::Graph, i: usize) -> Option<(f32, f32)> {
+fn clip_bounds(graph: &Graph, i: usize) -> Option<(f32, f32)> {
     use crate::onnx::tensor::{attr, f32_values};
     let node = graph.node(i);
     if node.op_type != "Clip" {

@@ -15,7 +15,9 @@ use super::ranges::Observed;
 use nap_core::activation::ActivationQuant;
 use std::collections::{HashMap, HashSet};
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{AttributeProto, ModelProto, NodeProto, TensorProto, attribute_proto};
+use tract_onnx::pb::{
+    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, attribute_proto,
+};
 
 /// A convolution of the backbone as the quantizer sees it.
 #[derive(Clone, Debug)]
@@ -124,6 +126,21 @@ struct Emitter {
 }
 
 impl Emitter {
+    /// An emitter for new parts of `graph`: every name the graph uses is taken.
+    fn for_graph(graph: &GraphProto) -> Emitter {
+        let mut taken: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
+        taken.extend(graph.input.iter().map(|i| i.name.clone()));
+        for n in &graph.node {
+            taken.extend(n.output.iter().cloned());
+            taken.insert(n.name.clone());
+        }
+        Emitter {
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            taken,
+        }
+    }
+
     fn fresh(&mut self, base: &str) -> String {
         let mut name = base.to_string();
         let mut n = 1;
@@ -266,17 +283,7 @@ pub(crate) fn rewrite(
 ) -> Result<(), String> {
     let per_channel = matches!(storage, Storage::Int8 { per_channel: true });
     let graph = model.graph.as_mut().ok_or("the backbone has no graph")?;
-    let mut taken: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
-    for n in &graph.node {
-        taken.extend(n.output.iter().cloned());
-        taken.insert(n.name.clone());
-    }
-    taken.extend(graph.input.iter().map(|i| i.name.clone()));
-    let mut e = Emitter {
-        nodes: Vec::new(),
-        initializers: Vec::new(),
-        taken,
-    };
+    let mut e = Emitter::for_graph(graph);
     let by_node: HashMap<usize, &ConvSite> = sites.iter().map(|s| (s.node, s)).collect();
     let mut quantized_inputs: HashMap<String, (String, ActivationQuant, Vec<usize>)> =
         HashMap::new();
@@ -334,8 +341,8 @@ pub(crate) fn rewrite(
                 }
             }
             _ => {
-                let weights = e.fresh(&format!("{}/dequantized", node.input[1]));
-                if let Some(scales) = depthwise_scales.get(&i) {
+                let base = format!("{}/dequantized", node.input[1]);
+                let weights = if let Some(scales) = depthwise_scales.get(&i) {
                     // Weight times both scales: values small enough for f16 to flush them.
                     let taps = site.fan_in();
                     let scaled: Vec<f32> = site
@@ -344,17 +351,16 @@ pub(crate) fn rewrite(
                         .enumerate()
                         .map(|(k, w)| w * scales[k / taps])
                         .collect();
-                    let name = e.constant(&weights, f32_tensor(&site.dims, &scaled));
-                    let mut node = node;
-                    node.input[1] = name;
-                    e.nodes.push(node);
-                    continue;
-                }
-                if site.grouped || storage == Storage::F16 {
-                    e.f16_weights(site, &weights);
+                    e.constant(&base, f32_tensor(&site.dims, &scaled))
                 } else {
-                    e.dequantized_weights(site, per_channel, &weights);
-                }
+                    let weights = e.fresh(&base);
+                    if site.grouped || storage == Storage::F16 {
+                        e.f16_weights(site, &weights);
+                    } else {
+                        e.dequantized_weights(site, per_channel, &weights);
+                    }
+                    weights
+                };
                 let mut node = node;
                 node.input[1] = weights;
                 e.nodes.push(node);
@@ -473,15 +479,13 @@ fn pointwise_int8(
 }
 
 /// The graph output becomes u8 codes; the float tensor it was is renamed.
-fn quantize_output(
-    graph: &mut tract_onnx::pb::GraphProto,
-    q: ActivationQuant,
-) -> Result<(), String> {
-    let [output] = &mut graph.output[..] else {
+fn quantize_output(graph: &mut GraphProto, q: ActivationQuant) -> Result<(), String> {
+    let [output] = &graph.output[..] else {
         return Err("the backbone must have exactly one output".into());
     };
     let name = output.name.clone();
-    let float = format!("{name}/f32");
+    let mut e = Emitter::for_graph(graph);
+    let float = e.fresh(&format!("{name}/f32"));
     for node in &mut graph.node {
         for o in node.output.iter_mut().filter(|o| **o == name) {
             o.clone_from(&float);
@@ -491,28 +495,20 @@ fn quantize_output(
         }
     }
     // The output's declared type changes; its shape stays.
-    if let Some(tract_onnx::pb::type_proto::Value::TensorType(t)) =
-        output.r#type.as_mut().and_then(|t| t.value.as_mut())
+    if let Some(tract_onnx::pb::type_proto::Value::TensorType(t)) = graph.output[0]
+        .r#type
+        .as_mut()
+        .and_then(|t| t.value.as_mut())
     {
         t.elem_type = DataType::Uint8 as i32;
     }
-    let mut e = Emitter {
-        nodes: Vec::new(),
-        initializers: Vec::new(),
-        taken: graph
-            .node
-            .iter()
-            .flat_map(|n| n.output.iter().cloned().chain([n.name.clone()]))
-            .chain(graph.initializer.iter().map(|t| t.name.clone()))
-            .collect(),
-    };
     e.quantize(&float, q, &name);
     graph.node.extend(e.nodes);
     graph.initializer.extend(e.initializers);
     Ok(())
 }
 
-fn drop_unused_initializers(graph: &mut tract_onnx::pb::GraphProto) {
+fn drop_unused_initializers(graph: &mut GraphProto) {
     let used: HashSet<String> = graph
         .node
         .iter()
