@@ -88,7 +88,13 @@ pub fn run(args: QuantizeArgs) -> Result<ExitCode> {
     quantized
         .write(&args.output)
         .with_context(|| format!("writing {}", args.output.display()))?;
-    let (before, after) = (float.to_bytes()?.len(), quantized.to_bytes()?.len());
+    // The files' sizes, rather than serializing both bundles again.
+    let size = |path: &PathBuf| -> Result<u64> {
+        Ok(std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .len())
+    };
+    let (before, after) = (size(&args.bundle)?, size(&args.output)?);
     println!(
         "{} -> {} ({}, {} weights, {:?} ranges from {} calibration image(s))",
         args.bundle.display(),
