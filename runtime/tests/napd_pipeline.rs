@@ -25,6 +25,29 @@ struct Script {
     scored: AtomicUsize,
 }
 
+impl Script {
+    /// A scorer that takes `delay_ms` per frame.
+    fn taking(delay_ms: u64) -> Script {
+        Script {
+            delay_ms,
+            scored: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// A stop flag and the thread that raises it after `ms` milliseconds.
+fn stop_after(ms: u64) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let raiser = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
+    (stop, raiser)
+}
+
 impl Scorer for Script {
     type Worker = ();
 
@@ -65,6 +88,19 @@ struct ListSource {
     next: usize,
     live: bool,
     endless: bool,
+}
+
+impl ListSource {
+    /// A source of `items`, like a camera (`live`: it drops frames when behind) or a file
+    /// replay; `endless` ones wait for a stop after the last item instead of ending.
+    fn new(items: Vec<String>, live: bool, endless: bool) -> ListSource {
+        ListSource {
+            items,
+            next: 0,
+            live,
+            endless,
+        }
+    }
 }
 
 impl Source for ListSource {
@@ -166,12 +202,7 @@ fn assert_accounted(log: &[Value], frames: u64) {
 #[test]
 fn verdicts_leave_in_frame_order_with_four_workers() {
     let items: Vec<String> = (0..60).map(|i| ((i * 13) % 20).to_string()).collect();
-    let source = ListSource {
-        items: items.clone(),
-        next: 0,
-        live: false,
-        endless: false,
-    };
+    let source = ListSource::new(items.clone(), false, false);
     let options = PipelineOptions {
         workers: 4,
         queue: 3,
@@ -181,10 +212,7 @@ fn verdicts_leave_in_frame_order_with_four_workers() {
     let r = run(
         "order",
         source,
-        Script {
-            delay_ms: 1,
-            scored: AtomicUsize::new(0),
-        },
+        Script::taking(1),
         options,
         &AtomicBool::new(false),
         None,
@@ -221,22 +249,14 @@ fn verdicts_leave_in_frame_order_with_four_workers() {
 fn a_live_source_drops_the_oldest_frames_and_counts_them() {
     // 200 frames offered at once to one worker that needs 5+ ms each, through a queue of 2.
     let items: Vec<String> = (0..200).map(|i| (i % 20).to_string()).collect();
-    let source = ListSource {
-        items,
-        next: 0,
-        live: true,
-        endless: false,
-    };
+    let source = ListSource::new(items, true, false);
     let options = PipelineOptions {
         workers: 1,
         queue: 2,
         overflow: None,
         stats_interval: Duration::from_millis(50),
     };
-    let scorer = Script {
-        delay_ms: 5,
-        scored: AtomicUsize::new(0),
-    };
+    let scorer = Script::taking(5);
     let r = run(
         "drops",
         source,
@@ -257,38 +277,16 @@ fn a_live_source_drops_the_oldest_frames_and_counts_them() {
 
 #[test]
 fn dropping_makes_the_health_degraded() {
-    let stop = Arc::new(AtomicBool::new(false));
-    let raiser = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(400));
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
+    let (stop, raiser) = stop_after(400);
     // A camera far faster than its one worker, for longer than a few stats intervals.
-    let source = ListSource {
-        items: vec!["1".into(); 50],
-        next: 0,
-        live: true,
-        endless: true,
-    };
+    let source = ListSource::new(vec!["1".into(); 50], true, true);
     let options = PipelineOptions {
         workers: 1,
         queue: 2,
         overflow: None,
         stats_interval: Duration::from_millis(50),
     };
-    let r = run(
-        "degraded",
-        source,
-        Script {
-            delay_ms: 5,
-            scored: AtomicUsize::new(0),
-        },
-        options,
-        &stop,
-        None,
-    );
+    let r = run("degraded", source, Script::taking(5), options, &stop, None);
     raiser.join().unwrap();
     assert!(r.summary.dropped > 0);
     assert_accounted(&r.log, r.summary.frames);
@@ -304,12 +302,7 @@ fn dropping_makes_the_health_degraded() {
 #[test]
 fn a_replay_blocks_instead_of_dropping() {
     let items: Vec<String> = (0..40).map(|i| (i % 20).to_string()).collect();
-    let source = ListSource {
-        items,
-        next: 0,
-        live: false,
-        endless: false,
-    };
+    let source = ListSource::new(items, false, false);
     let options = PipelineOptions {
         workers: 1,
         queue: 1,
@@ -319,22 +312,18 @@ fn a_replay_blocks_instead_of_dropping() {
     let r = run(
         "block",
         source,
-        Script {
-            delay_ms: 2,
-            scored: AtomicUsize::new(0),
-        },
+        Script::taking(2),
         options,
         &AtomicBool::new(false),
         None,
     );
     assert_eq!((r.summary.verdicts, r.summary.dropped), (40, 0));
     // And the policy can be forced either way.
-    let source = ListSource {
-        items: (0..100).map(|i| (i % 20).to_string()).collect(),
-        next: 0,
-        live: false,
-        endless: false,
-    };
+    let source = ListSource::new(
+        (0..100).map(|i| (i % 20).to_string()).collect(),
+        false,
+        false,
+    );
     let options = PipelineOptions {
         workers: 1,
         queue: 1,
@@ -344,10 +333,7 @@ fn a_replay_blocks_instead_of_dropping() {
     let r = run(
         "forced",
         source,
-        Script {
-            delay_ms: 3,
-            scored: AtomicUsize::new(0),
-        },
+        Script::taking(3),
         options,
         &AtomicBool::new(false),
         None,
@@ -361,19 +347,11 @@ fn bad_frames_are_logged_and_skipped() {
     let items: Vec<String> = ["1", "bad", "15", "unreadable", "3"]
         .map(String::from)
         .to_vec();
-    let source = ListSource {
-        items,
-        next: 0,
-        live: false,
-        endless: false,
-    };
+    let source = ListSource::new(items, false, false);
     let r = run(
         "bad",
         source,
-        Script {
-            delay_ms: 0,
-            scored: AtomicUsize::new(0),
-        },
+        Script::taking(0),
         PipelineOptions::default(),
         &AtomicBool::new(false),
         None,
@@ -390,37 +368,15 @@ fn bad_frames_are_logged_and_skipped() {
 
 #[test]
 fn stop_drains_and_ends_cleanly() {
-    let stop = Arc::new(AtomicBool::new(false));
-    let raiser = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
-    let source = ListSource {
-        items: vec!["1".into(), "12".into()],
-        next: 0,
-        live: true,
-        endless: true,
-    };
+    let (stop, raiser) = stop_after(300);
+    let source = ListSource::new(vec!["1".into(), "12".into()], true, true);
     let options = PipelineOptions {
         workers: 2,
         queue: 2,
         overflow: None,
         stats_interval: Duration::from_secs(10),
     };
-    let r = run(
-        "stop",
-        source,
-        Script {
-            delay_ms: 2,
-            scored: AtomicUsize::new(0),
-        },
-        options,
-        &stop,
-        None,
-    );
+    let r = run("stop", source, Script::taking(2), options, &stop, None);
     raiser.join().unwrap();
     assert_eq!(r.summary.reason, EndReason::Stopped);
     assert!(r.summary.verdicts > 0);
@@ -431,19 +387,11 @@ fn stop_drains_and_ends_cleanly() {
 #[test]
 fn a_fatal_scoring_error_ends_the_run() {
     let items: Vec<String> = ["1", "2", "boom", "3", "4", "5"].map(String::from).to_vec();
-    let source = ListSource {
-        items,
-        next: 0,
-        live: false,
-        endless: true,
-    };
+    let source = ListSource::new(items, false, true);
     let r = run(
         "fatal",
         source,
-        Script {
-            delay_ms: 0,
-            scored: AtomicUsize::new(0),
-        },
+        Script::taking(0),
         PipelineOptions::default(),
         &AtomicBool::new(false),
         None,
@@ -467,12 +415,7 @@ fn the_ood_line_follows_verdicts_in_level_mode() {
     let pin = PinMock::new(&expect.map(Transaction::set));
     let mut line = OodLine::new(pin, LineMode::Level).unwrap();
     let items: Vec<String> = ["5", "5", "15", "3", "20", "20"].map(String::from).to_vec();
-    let source = ListSource {
-        items,
-        next: 0,
-        live: false,
-        endless: false,
-    };
+    let source = ListSource::new(items, false, false);
     let options = PipelineOptions {
         workers: 3,
         ..PipelineOptions::default()
@@ -480,10 +423,7 @@ fn the_ood_line_follows_verdicts_in_level_mode() {
     let r = run(
         "line",
         source,
-        Script {
-            delay_ms: 1,
-            scored: AtomicUsize::new(0),
-        },
+        Script::taking(1),
         options,
         &AtomicBool::new(false),
         Some(&mut line),
@@ -548,22 +488,10 @@ fn the_daemon_rides_out_a_controller_that_vanishes_and_returns() {
         code: code::OK,
     };
     let link = Link::open(&peer.link_spec().parse().unwrap(), link_options, ok);
-    let stop = Arc::new(AtomicBool::new(false));
-    let script = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(1500));
-            stop.store(true, Ordering::Relaxed);
-        })
-    };
+    let (stop, script) = stop_after(1500);
     let path = log_path("vanish");
     let mut log = JsonLog::open(&LogTarget::File(path.clone())).unwrap();
-    let source = ListSource {
-        items: vec!["3".into(), "15".into()],
-        next: 0,
-        live: true,
-        endless: true,
-    };
+    let source = ListSource::new(vec!["3".into(), "15".into()], true, true);
     let options = PipelineOptions {
         workers: 2,
         queue: 2,
@@ -580,10 +508,7 @@ fn the_daemon_rides_out_a_controller_that_vanishes_and_returns() {
             peer.resume();
         });
         pipeline::run(
-            Arc::new(Script {
-                delay_ms: 5,
-                scored: AtomicUsize::new(0),
-            }),
+            Arc::new(Script::taking(5)),
             Box::new(source),
             Outputs {
                 link: &link,
