@@ -3,6 +3,7 @@
 //!
 //! - [`depthwise`]: the backbone's depthwise 3x3 convolutions, the part a generic engine runs slowest.
 //! - [`reduce`]: one pass over the pre-pool activation giving per-channel max and sum.
+//! - [`gemv`]: the classifier head's product over int8 weight rows.
 //! - [`activation`]: S_NAP and the pooled feature from those reductions (u8 or f32 activations).
 //! - [`score`]: the OOD scoring methods (MSP, Energy, ReAct, ASH, NAP and its fusions), by name.
 //! - [`protocol`]: the wire format between the runtime and the sensor controller.
@@ -13,6 +14,7 @@ extern crate std;
 
 pub mod activation;
 pub mod depthwise;
+pub mod gemv;
 pub mod isa;
 pub mod protocol;
 pub mod reduce;

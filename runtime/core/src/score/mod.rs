@@ -22,7 +22,7 @@ pub mod method;
 pub mod shaping;
 
 pub use fusion::{FUSION_FLOOR, Fused, fuse};
-pub use head::{Head, HeadError, LinearHead};
+pub use head::{Head, HeadError, Int8Head, LinearHead};
 pub use method::{
     Evidence, FusionWeights, LogitScore, Method, Params, Recipe, Score, ScoreError, Shaping,
     UnknownMethod, Workspace,

@@ -1,0 +1,79 @@
+//! The classifier head's matrix-vector product over int8 weight rows: `out[k] = codes[k] . x`,
+//! the codes widened to f32.
+//!
+//! A head's time goes into reading its weights once per frame (1000 x 1280 for MobileNetV2),
+//! usually from memory, since the backbone has run through the caches since the last frame.
+//! Stored as int8 they are a quarter of the f32 bytes, but widening them costs more than the
+//! reading saves unless it is vectorized: the fast paths widen a vector of codes per step. They
+//! read one row at a time, a single sequential stream the hardware prefetcher follows: reading
+//! four rows at once was as fast with warm caches and twice as slow with cold ones.
+//!
+//! [`scalar`] is the reference. The fast paths ([`Isa::Sse2`], [`Isa::Avx2`], [`Isa::Neon`]) sum in another
+//! order and fuse multiply and add, so they agree with it to float rounding; an [`Int8Gemv`]
+//! only ever runs a path the CPU supports.
+
+pub mod scalar;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use crate::isa::Isa;
+
+/// One implementation of the int8 row products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Int8Gemv {
+    isa: Isa,
+}
+
+impl Default for Int8Gemv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Int8Gemv {
+    /// The fastest implementation this CPU supports.
+    pub fn new() -> Self {
+        let isa = [Isa::Avx2, Isa::Neon, Isa::Sse2]
+            .into_iter()
+            .find(|isa| isa.is_supported())
+            .unwrap_or(Isa::Scalar);
+        Int8Gemv { isa }
+    }
+
+    /// A specific implementation, or `None` when this CPU cannot run it.
+    pub fn with_isa(isa: Isa) -> Option<Self> {
+        isa.is_supported().then_some(Int8Gemv { isa })
+    }
+
+    /// The implementation this runs.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// `out[k] = sum_i codes[k * x.len() + i] * x[i]` for every row `k` of `codes` (row-major,
+    /// `out.len()` rows of `x.len()` codes).
+    ///
+    /// # Panics
+    /// When `codes.len() != out.len() * x.len()`: the caller's head validation guarantees it.
+    pub fn dots(&self, codes: &[i8], x: &[f32], out: &mut [f32]) {
+        assert_eq!(
+            Some(codes.len()),
+            out.len().checked_mul(x.len()),
+            "int8 rows do not match the vector and the output"
+        );
+        match self.isa {
+            // SAFETY: an Int8Gemv holds Avx2 only when the CPU reported AVX2 and FMA
+            // (`Isa::is_supported`); the lengths were checked above.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { x86::dots_avx2(codes, x, out) },
+            // SAFETY: NEON is part of the aarch64 baseline; the lengths were checked above.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => unsafe { neon::dots(codes, x, out) },
+            Isa::Sse2 => scalar::dots_lanes(codes, x, out),
+            _ => scalar::dots(codes, x, out),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! AVX2 + FMA: thirty-two codes of a row per step, in four independent sums.
+
+use core::arch::x86_64::*;
+
+const LANES: usize = 8;
+
+#[target_feature(enable = "avx2")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<0b01>(s, s)))
+}
+
+/// See `Int8Gemv::dots`.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA, and `codes.len() == out.len() * x.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn dots_avx2(codes: &[i8], x: &[f32], out: &mut [f32]) {
+    let features = x.len();
+    let step = 4 * LANES;
+    let body = features / step * step;
+    for (o, row) in out.iter_mut().zip(codes.chunks_exact(features.max(1))) {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for i in (0..body).step_by(step) {
+            // SAFETY: i + 32 <= body <= features, the length of `x` and of the row.
+            unsafe {
+                let q = _mm256_loadu_si256(row.as_ptr().add(i).cast());
+                let halves = [_mm256_castsi256_si128(q), _mm256_extracti128_si256::<1>(q)];
+                for (j, a) in acc.iter_mut().enumerate() {
+                    let h = halves[j / 2];
+                    let h = if j % 2 == 0 {
+                        h
+                    } else {
+                        _mm_unpackhi_epi64(h, h)
+                    };
+                    let w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(h));
+                    let v = _mm256_loadu_ps(x.as_ptr().add(i + j * LANES));
+                    *a = _mm256_fmadd_ps(w, v, *a);
+                }
+            }
+        }
+        let tail: f32 = row[body..]
+            .iter()
+            .zip(&x[body..])
+            .map(|(&q, &v)| f32::from(q) * v)
+            .sum();
+        let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        *o = hsum(sum) + tail;
+    }
+}
