@@ -37,11 +37,22 @@ pub fn optimized_model(
     size: usize,
     options: BackboneOptions,
 ) -> TractResult<TypedModel> {
-    let mut model = tract_onnx::onnx()
+    optimize(decluttered_model(onnx, size)?, options)
+}
+
+/// Reads the ONNX backbone for one `3 x size x size` frame, typed and decluttered: the first
+/// half of [`optimized_model`], after which the ONNX bytes are no longer needed.
+pub fn decluttered_model(onnx: &[u8], size: usize) -> TractResult<TypedModel> {
+    tract_onnx::onnx()
         .model_for_read(&mut &*onnx)?
         .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
         .into_typed()?
-        .into_decluttered()?;
+        .into_decluttered()
+}
+
+/// The second half of [`optimized_model`]: our depthwise kernel swapped in, then tract's
+/// optimization.
+pub fn optimize(mut model: TypedModel, options: BackboneOptions) -> TractResult<TypedModel> {
     if options.own_depthwise {
         replace_depthwise(&mut model)?;
     }

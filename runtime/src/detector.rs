@@ -4,10 +4,10 @@
 //! state and scratch buffers, so scoring a frame allocates nothing but tract's own tensors.
 
 use crate::backbone::{self, BackboneOptions};
-use crate::bundle::{ActivationStorage, Bundle, BundleError, Manifest};
+use crate::bundle::{ActivationStorage, Bundle, BundleError, HeadStorage, Manifest};
 use nap_core::activation::{nap_f32, nap_u8};
 use nap_core::reduce::{Reducer, Shape, ShapeError};
-use nap_core::score::{Evidence, Head, LinearHead, Method, Score, ScoreError, Workspace};
+use nap_core::score::{Evidence, Head, Int8Head, LinearHead, Method, Score, ScoreError, Workspace};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
 
@@ -92,9 +92,57 @@ pub fn probe_backbone_output(
 pub struct Detector {
     manifest: Manifest,
     plan: Arc<TypedSimplePlan>,
-    head_weights: Vec<f32>,
+    head: HeadWeights,
     head_bias: Vec<f32>,
     reducer: Reducer,
+}
+
+/// The head's weights as the bundle stores them, which is how they are computed with.
+enum HeadWeights {
+    F32(Vec<f32>),
+    I8 { codes: Vec<i8>, scales: Vec<f32> },
+}
+
+impl HeadWeights {
+    /// Takes the bundle's head weights; an int8 head keeps only its codes and scales.
+    fn of(bundle: &mut Bundle) -> HeadWeights {
+        match bundle.manifest.head.storage {
+            HeadStorage::F32 => HeadWeights::F32(std::mem::take(&mut bundle.head_weights)),
+            HeadStorage::I8 => HeadWeights::I8 {
+                codes: bundle.head_codes(),
+                scales: std::mem::take(&mut bundle.head_scales),
+            },
+        }
+    }
+}
+
+/// The head in its storage's form, for the core's scoring.
+enum HeadView<'a> {
+    F32(LinearHead<'a>),
+    I8(Int8Head<'a>),
+}
+
+impl Head for HeadView<'_> {
+    fn features(&self) -> usize {
+        match self {
+            HeadView::F32(h) => h.features(),
+            HeadView::I8(h) => h.features(),
+        }
+    }
+
+    fn classes(&self) -> usize {
+        match self {
+            HeadView::F32(h) => h.classes(),
+            HeadView::I8(h) => h.classes(),
+        }
+    }
+
+    fn logits(&self, pooled: &[f32], out: &mut [f32]) {
+        match self {
+            HeadView::F32(h) => h.logits(pooled, out),
+            HeadView::I8(h) => h.logits(pooled, out),
+        }
+    }
 }
 
 /// Per-thread state: a tract state and every scratch buffer scoring needs.
@@ -115,6 +163,11 @@ impl Worker {
     pub fn pooled(&self) -> &[f32] {
         &self.pooled
     }
+
+    /// The logits the last [`Detector::logits`] computed.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
 }
 
 impl Detector {
@@ -125,10 +178,26 @@ impl Detector {
 
     /// [`Detector::new`] with the backbone prepared as `options` say.
     pub fn with_options(bundle: &Bundle, options: BackboneOptions) -> Result<Self, DetectorError> {
+        Self::from_bundle(bundle.clone(), options)
+    }
+
+    /// [`Detector::with_options`], consuming the bundle: its model bytes are dropped as soon as
+    /// tract has read them, which keeps a device's peak memory down.
+    pub fn from_bundle(
+        mut bundle: Bundle,
+        options: BackboneOptions,
+    ) -> Result<Self, DetectorError> {
         bundle.validate()?;
-        let manifest = bundle.manifest.clone();
-        let size = manifest.input.size as usize;
-        let model = backbone::optimized_model(&bundle.backbone, size, options)?;
+        let size = bundle.manifest.input.size as usize;
+        let model = backbone::decluttered_model(&bundle.backbone, size)?;
+        bundle.backbone = Vec::new();
+        let model = backbone::optimize(model, options)?;
+        let head = HeadWeights::of(&mut bundle);
+        let Bundle {
+            manifest,
+            head_bias,
+            ..
+        } = bundle;
         let output = model.output_fact(0)?;
         let p = manifest.pre_pool;
         let expected = [1, p.channels as usize, p.height as usize, p.width as usize];
@@ -145,8 +214,8 @@ impl Detector {
         }
         Ok(Detector {
             plan: model.into_runnable()?,
-            head_weights: bundle.head_weights.clone(),
-            head_bias: bundle.head_bias.clone(),
+            head,
+            head_bias,
             reducer: Reducer::new(),
             manifest,
         })
@@ -175,13 +244,17 @@ impl Detector {
         })
     }
 
-    fn head(&self) -> LinearHead<'_> {
-        LinearHead::new(
-            &self.head_weights,
-            &self.head_bias,
-            self.manifest.head.features as usize,
-        )
-        .expect("bundle validation checked the head's shape")
+    fn head(&self) -> HeadView<'_> {
+        let features = self.manifest.head.features as usize;
+        let checked = "bundle validation checked the head's shape";
+        match &self.head {
+            HeadWeights::F32(w) => {
+                HeadView::F32(LinearHead::new(w, &self.head_bias, features).expect(checked))
+            }
+            HeadWeights::I8 { codes, scales } => HeadView::I8(
+                Int8Head::new(codes, scales, &self.head_bias, features).expect(checked),
+            ),
+        }
     }
 
     /// Runs the backbone on one preprocessed frame (NCHW, `3 * size * size` floats) and returns

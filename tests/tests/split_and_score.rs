@@ -2,6 +2,7 @@
 //! bundle survives its file format, and the runtime scores real photos as the independent
 //! reference implementation did (onnxruntime + PIL, `reference/dev_scores.tsv`).
 
+use nap_core::score::{Head, LinearHead};
 use nap_runtime::bundle::{Bundle, HeadForm, InputSpec};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
@@ -108,4 +109,46 @@ fn scores_agree_with_the_reference_implementation() {
     assert_eq!(lse_close, jpegs, "lse within 1% on {lse_close} of {jpegs}");
     assert_eq!(nap_close, jpegs, "nap within 1% on {nap_close} of {jpegs}");
     assert!(worst < 0.01, "worst relative difference {worst}");
+}
+
+#[test]
+fn an_int8_head_computes_the_logits_of_its_dequantized_weights() {
+    let Some(mut bundle) = shared_bundle() else {
+        return;
+    };
+    bundle.quantize_head();
+    // The bundle keeps the dequantized weights; the detector computes with the int8 codes.
+    let float_head = LinearHead::new(
+        &bundle.head_weights,
+        &bundle.head_bias,
+        bundle.manifest.head.features as usize,
+    )
+    .unwrap();
+    let detector = Detector::new(&bundle).unwrap();
+    let preprocessor = Preprocessor::new(bundle.manifest.input).unwrap();
+    let mut worker = detector.worker().unwrap();
+    let images_root = shared_data_file("images").expect("images folder");
+    let files = images::collect(&[images_root.join("id-imagenet")]).unwrap();
+    let mut want = vec![0.0; bundle.manifest.head.classes as usize];
+    for file in files.iter().step_by(50) {
+        let input = preprocessor
+            .tensor_vec_from_encoded(&std::fs::read(&file.path).unwrap())
+            .unwrap();
+        let got = detector.analyze(&mut worker, input).unwrap();
+        float_head.logits(worker.pooled(), &mut want);
+        let scale = want.iter().fold(0f32, |m, x| m.max(x.abs()));
+        for (k, (w, g)) in want.iter().zip(worker.logits()).enumerate() {
+            assert!(
+                (w - g).abs() <= 1e-4 * scale,
+                "{}: class {k}: {g} from the codes, {w} from the dequantized weights",
+                file.name
+            );
+        }
+        let top1 = want
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i);
+        assert_eq!(Some(got.top1), top1, "{}", file.name);
+    }
 }

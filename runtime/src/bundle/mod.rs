@@ -138,68 +138,24 @@ impl Bundle {
 
     /// Parses and checks a bundle; any damage gives an error, never a panic.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, BundleError> {
-        if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
-            return Err(BundleError::NotABundle);
-        }
-        let header = bytes.get(..HEADER_LEN).ok_or(BundleError::Size {
-            expected: (HEADER_LEN + CHECKSUM_LEN) as u64,
-            actual: bytes.len() as u64,
-        })?;
-        let found = u16::from_le_bytes([header[8], header[9]]);
-        if found != FORMAT_VERSION {
-            return Err(BundleError::Version { found });
-        }
-        let manifest_len = u64::from(u32::from_le_bytes(
-            header[12..16].try_into().expect("4 bytes"),
-        ));
-        let backbone_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
-        let head_len = u64::from_le_bytes(header[24..32].try_into().expect("8 bytes"));
-        let expected = [
-            manifest_len,
-            backbone_len,
-            head_len,
-            (HEADER_LEN + CHECKSUM_LEN) as u64,
-        ]
-        .into_iter()
-        .try_fold(0u64, u64::checked_add)
-        .unwrap_or(u64::MAX);
-        if expected != bytes.len() as u64 {
-            return Err(BundleError::Size {
-                expected,
-                actual: bytes.len() as u64,
-            });
-        }
-        let (content, stored) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-        let stored = u32::from_le_bytes(stored.try_into().expect("4 bytes"));
-        let computed = CHECKSUM.checksum(content);
-        if stored != computed {
-            return Err(BundleError::Checksum { stored, computed });
-        }
-
-        // The lengths add up to the file size, so every section below is in bounds.
-        let (manifest, rest) = content[HEADER_LEN..].split_at(manifest_len as usize);
-        let (backbone, head) = rest.split_at(backbone_len as usize);
-        let manifest: Manifest = postcard::from_bytes(manifest)?;
-        let (head_weights, head_scales, head_bias) = parse_head(&manifest.head, head)?;
-        let bundle = Bundle {
-            manifest,
-            backbone: backbone.to_vec(),
-            head_weights,
-            head_bias,
-            head_scales,
-        };
-        bundle.validate()?;
-        Ok(bundle)
+        let (parts, backbone) = Parts::parse(bytes)?;
+        parts.into_bundle(bytes[backbone].to_vec())
     }
 
     /// Reads and checks a bundle file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, BundleError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| BundleError::Io {
+        let mut bytes = std::fs::read(path).map_err(|source| BundleError::Io {
             path: path.into(),
             source,
         })?;
-        Self::from_bytes(&bytes)
+        let (parts, backbone) = Parts::parse(&bytes)?;
+        // The backbone is most of the file: keep it in the file's buffer rather than holding
+        // the file and a copy at once (a device counts every MiB).
+        bytes.truncate(backbone.end);
+        bytes.drain(..backbone.start);
+        bytes.shrink_to_fit();
+        parts.into_bundle(bytes)
     }
 
     /// Writes the bundle, through a temporary file renamed into place, so a reader never sees a
@@ -237,6 +193,21 @@ impl Bundle {
         self.manifest.head.storage = HeadStorage::I8;
     }
 
+    /// The int8 codes of a [`HeadStorage::I8`] head, row-major like
+    /// [`Bundle::head_weights`]; empty for an f32 head.
+    pub fn head_codes(&self) -> Vec<i8> {
+        if self.manifest.head.storage != HeadStorage::I8 {
+            return Vec::new();
+        }
+        let features = self.manifest.head.features as usize;
+        self.head_weights
+            .chunks(features.max(1))
+            .zip(&self.head_scales)
+            // Exact: validation checked that every weight is a whole code times its row's scale.
+            .flat_map(|(row, &scale)| row.iter().map(move |&w| (w / scale).round() as i8))
+            .collect()
+    }
+
     /// The head section: weights in the manifest's storage, then the bias.
     fn head_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -245,12 +216,7 @@ impl Bundle {
                 out.extend(self.head_weights.iter().flat_map(|x| x.to_le_bytes()));
             }
             HeadStorage::I8 => {
-                let features = self.manifest.head.features as usize;
-                for (row, &scale) in self.head_weights.chunks(features).zip(&self.head_scales) {
-                    // Exact: validation checked that every weight is a whole code times its
-                    // row's scale.
-                    out.extend(row.iter().map(|&w| ((w / scale).round() as i8) as u8));
-                }
+                out.extend(self.head_codes().iter().map(|&q| q as u8));
                 out.extend(self.head_scales.iter().flat_map(|x| x.to_le_bytes()));
             }
         }
@@ -355,6 +321,85 @@ impl Bundle {
             return invalid(format!("threshold {t} is not finite"));
         }
         Ok(())
+    }
+}
+
+/// A bundle file's sections besides the backbone, parsed and checked against the file.
+struct Parts {
+    manifest: Manifest,
+    head_weights: Vec<f32>,
+    head_bias: Vec<f32>,
+    head_scales: Vec<f32>,
+}
+
+impl Parts {
+    /// Checks the header, sizes and checksum, decodes the manifest and the head, and says where
+    /// the backbone lies in `bytes`.
+    fn parse(bytes: &[u8]) -> Result<(Parts, std::ops::Range<usize>), BundleError> {
+        if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+            return Err(BundleError::NotABundle);
+        }
+        let header = bytes.get(..HEADER_LEN).ok_or(BundleError::Size {
+            expected: (HEADER_LEN + CHECKSUM_LEN) as u64,
+            actual: bytes.len() as u64,
+        })?;
+        let found = u16::from_le_bytes([header[8], header[9]]);
+        if found != FORMAT_VERSION {
+            return Err(BundleError::Version { found });
+        }
+        let manifest_len = u64::from(u32::from_le_bytes(
+            header[12..16].try_into().expect("4 bytes"),
+        ));
+        let backbone_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+        let head_len = u64::from_le_bytes(header[24..32].try_into().expect("8 bytes"));
+        let expected = [
+            manifest_len,
+            backbone_len,
+            head_len,
+            (HEADER_LEN + CHECKSUM_LEN) as u64,
+        ]
+        .into_iter()
+        .try_fold(0u64, u64::checked_add)
+        .unwrap_or(u64::MAX);
+        if expected != bytes.len() as u64 {
+            return Err(BundleError::Size {
+                expected,
+                actual: bytes.len() as u64,
+            });
+        }
+        let (content, stored) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        let stored = u32::from_le_bytes(stored.try_into().expect("4 bytes"));
+        let computed = CHECKSUM.checksum(content);
+        if stored != computed {
+            return Err(BundleError::Checksum { stored, computed });
+        }
+
+        // The lengths add up to the file size, so every section below is in bounds.
+        let manifest_end = HEADER_LEN + manifest_len as usize;
+        let backbone = manifest_end..manifest_end + backbone_len as usize;
+        let manifest: Manifest = postcard::from_bytes(&content[HEADER_LEN..manifest_end])?;
+        let (head_weights, head_scales, head_bias) =
+            parse_head(&manifest.head, &content[backbone.end..])?;
+        let parts = Parts {
+            manifest,
+            head_weights,
+            head_bias,
+            head_scales,
+        };
+        Ok((parts, backbone))
+    }
+
+    /// The bundle, given its backbone bytes, once it passes [`Bundle::validate`].
+    fn into_bundle(self, backbone: Vec<u8>) -> Result<Bundle, BundleError> {
+        let bundle = Bundle {
+            manifest: self.manifest,
+            backbone,
+            head_weights: self.head_weights,
+            head_bias: self.head_bias,
+            head_scales: self.head_scales,
+        };
+        bundle.validate()?;
+        Ok(bundle)
     }
 }
 
