@@ -44,11 +44,30 @@ pub struct StageTiming {
     pub p99_us: f64,
 }
 
+/// How a benchmark runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Plan {
+    /// Worker threads scoring frames in parallel.
+    pub threads: usize,
+    /// Timed frames, all threads together (each thread also scores one untimed warm-up frame).
+    pub frames: usize,
+    /// Rounds the frames are split into, alternating between bundles.
+    pub rounds: usize,
+    /// How the backbone is prepared.
+    pub backbone: BackboneOptions,
+    /// Frames arrive decoded, as a camera delivers them (raw RGB8): the image is decoded once
+    /// up front and each frame starts at preprocessing.
+    pub raw_frames: bool,
+}
+
 /// What `napctl bench` reports.
 #[derive(Clone, Debug, Serialize)]
 pub struct BenchReport {
     /// The bundle's backbone precision (`f32`, `int8`, `int8-weights`).
     pub precision: String,
+    /// What each frame starts as: `encoded` (a JPEG or PNG decoded per frame) or `raw` (RGB8
+    /// pixels, as from a camera).
+    pub frames_from: &'static str,
     /// Worker threads.
     pub threads: usize,
     /// Timed frames, all threads together.
@@ -67,8 +86,13 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} backbone: {} frames on {} thread(s), reduction path {}, depthwise convolutions by {}",
-            self.precision, self.frames, self.threads, self.reduce_isa, self.depthwise
+            "{} backbone: {} {} frames on {} thread(s), reduction path {}, depthwise convolutions by {}",
+            self.precision,
+            self.frames,
+            self.frames_from,
+            self.threads,
+            self.reduce_isa,
+            self.depthwise
         )?;
         writeln!(f, "{:<12}{:>12}{:>12}", "stage", "median us", "p99 us")?;
         for s in &self.stages {
@@ -94,34 +118,30 @@ pub fn synthetic_jpeg() -> Vec<u8> {
     bytes
 }
 
-/// Scores `frames` copies of `frame` on `threads` workers, timing every stage of every frame,
-/// with the backbone prepared as `backbone` says.
-pub fn run(
-    bundle: &Bundle,
-    frame: &[u8],
-    threads: usize,
-    frames: usize,
-    backbone: BackboneOptions,
-) -> Result<BenchReport, BenchError> {
-    let mut reports = compare(&[bundle], frame, threads, frames, 1, backbone)?;
-    Ok(reports.remove(0))
-}
-
-/// Benchmarks several bundles in one run: `rounds` rounds, each scoring `frames / rounds`
-/// frames with every bundle in turn, so that a machine whose speed drifts (other load, clock
-/// changes) affects all bundles alike. One report per bundle, in order.
+/// Benchmarks bundles on copies of `frame` (a JPEG or PNG), timing every stage of every frame:
+/// `plan.rounds` rounds, each scoring its share of the frames with every bundle in turn, so
+/// that a machine whose speed drifts (other load, clock changes) affects all bundles alike.
+/// One report per bundle, in order.
 pub fn compare(
     bundles: &[&Bundle],
     frame: &[u8],
-    threads: usize,
-    frames: usize,
-    rounds: usize,
-    backbone: BackboneOptions,
+    plan: Plan,
 ) -> Result<Vec<BenchReport>, BenchError> {
+    let Plan {
+        threads,
+        frames,
+        rounds,
+        backbone,
+        raw_frames,
+    } = plan;
     if threads == 0 || frames == 0 || rounds == 0 {
         return Err(BenchError::Empty);
     }
-    preprocess::decode(frame)?;
+    let frame = Frame {
+        encoded: frame,
+        decoded: preprocess::decode(frame)?,
+        raw: raw_frames,
+    };
     let prepared = bundles
         .iter()
         .map(|b| {
@@ -139,7 +159,7 @@ pub fn compare(
             continue;
         }
         for (i, (detector, preprocessor)) in prepared.iter().enumerate() {
-            let (timings, wall) = time_round(detector, preprocessor, frame, threads, n)?;
+            let (timings, wall) = time_round(detector, preprocessor, &frame, threads, n)?;
             laps[i].extend(timings);
             walls[i] += wall;
         }
@@ -150,6 +170,7 @@ pub fn compare(
         .zip(bundles)
         .map(|((all, wall), bundle)| BenchReport {
             precision: bundle.manifest.backbone.precision.to_string(),
+            frames_from: if raw_frames { "raw" } else { "encoded" },
             threads,
             frames,
             reduce_isa: nap_core::reduce::Reducer::new().isa().name(),
@@ -158,17 +179,28 @@ pub fn compare(
             } else {
                 "tract".into()
             },
-            stages: stage_timings(&all),
+            stages: stage_timings(&all)
+                .into_iter()
+                .filter(|s| !(raw_frames && s.stage == "decode"))
+                .collect(),
             frames_per_second: frames as f64 / wall.as_secs_f64(),
         })
         .collect())
+}
+
+/// The benchmark's frame, in both forms.
+struct Frame<'a> {
+    encoded: &'a [u8],
+    decoded: image::RgbImage,
+    /// Frames start decoded.
+    raw: bool,
 }
 
 /// `frames` frames spread over `threads` workers: every frame's stage times, and the wall time.
 fn time_round(
     detector: &Detector,
     preprocessor: &Preprocessor,
-    frame: &[u8],
+    frame: &Frame,
     threads: usize,
     frames: usize,
 ) -> Result<(Vec<[Duration; 6]>, Duration), BenchError> {
@@ -210,17 +242,23 @@ fn stage_timings(all: &[[Duration; 6]]) -> Vec<StageTiming> {
 fn time_frames(
     detector: &Detector,
     preprocessor: &Preprocessor,
-    frame: &[u8],
+    frame: &Frame,
     n: usize,
 ) -> Result<Vec<[Duration; 6]>, BenchError> {
     let mut worker = detector.worker()?;
     let mut timings = Vec::with_capacity(n);
     for i in 0..=n {
         let mut lap = Lap::new();
-        let image = preprocess::decode(frame)?;
+        let decoded;
+        let image = if frame.raw {
+            &frame.decoded
+        } else {
+            decoded = preprocess::decode(frame.encoded)?;
+            &decoded
+        };
         let decode = lap.next();
         let mut input = vec![0.0; preprocessor.tensor_len()];
-        preprocessor.tensor_from_image(&image, &mut input)?;
+        preprocessor.tensor_from_image(image, &mut input)?;
         let prep = lap.next();
         let pre_pool = detector.backbone(&mut worker, input)?;
         let backbone = lap.next();

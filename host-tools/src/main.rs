@@ -110,6 +110,10 @@ enum Command {
         /// Rounds the frames are split into when comparing bundles.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Time frames as a camera delivers them, raw RGB8 pixels: the image is decoded once,
+        /// and each frame starts at preprocessing.
+        #[arg(long)]
+        raw_frames: bool,
     },
     /// Evaluate every method (MSP, Energy, ReAct, ASH-S, ASH-B, NAP, NAP-E, NAP-R, NAP-A, NAP-M)
     /// on ID vs OOD folders: FPR95 in both conventions, AUROC, AUPR-In, AUPR-Out, in percent.
@@ -197,6 +201,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             tract_depthwise,
             compare,
             rounds,
+            raw_frames,
         } => {
             let bundles = std::iter::once(&bundle)
                 .chain(&compare)
@@ -208,12 +213,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 None => bench::synthetic_jpeg(),
             };
-            let backbone = BackboneOptions {
-                own_depthwise: !tract_depthwise,
+            let plan = bench::Plan {
+                threads,
+                frames,
+                rounds: if compare.is_empty() { 1 } else { rounds },
+                backbone: BackboneOptions {
+                    own_depthwise: !tract_depthwise,
+                },
+                raw_frames,
             };
             let bundles: Vec<&Bundle> = bundles.iter().collect();
-            let rounds = if compare.is_empty() { 1 } else { rounds };
-            let reports = bench::compare(&bundles, &frame, threads, frames, rounds, backbone)?;
+            let reports = bench::compare(&bundles, &frame, plan)?;
             if json {
                 match &reports[..] {
                     [one] => println!("{}", serde_json::to_string_pretty(one)?),
