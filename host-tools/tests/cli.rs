@@ -75,7 +75,7 @@ fn fixture_bundle(dir: &Scratch) -> String {
 
 fn png(width: u32, height: u32) -> Vec<u8> {
     let image = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([x as u8 * 20, y as u8 * 20, 90])
+        image::Rgb([(x * 20) as u8, (y * 20) as u8, 90])
     });
     let mut bytes = Vec::new();
     image
@@ -256,4 +256,35 @@ fn quantize_makes_an_int8_bundle_and_names_bad_input() {
     zero[5] = "0".into();
     assert_fails_with(&run(zero), "--calib-count must be at least 1");
     assert!(!Path::new(&again).exists());
+}
+
+#[test]
+fn bench_times_encoded_or_raw_frames() {
+    let dir = Scratch::new("bench");
+    let bundle = fixture_bundle(&dir);
+    let image = dir.write("frame.png", &png(32, 24));
+    let stages = |raw: bool| {
+        let mut args = vec!["bench", &bundle, "--frames", "3", "--image", &image, "--json"];
+        if raw {
+            args.push("--raw-frames");
+        }
+        let out = napctl(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["frames"], 3);
+        assert_eq!(report["frames_from"], if raw { "raw" } else { "encoded" });
+        assert!(report["frames_per_second"].as_f64().unwrap() > 0.0);
+        report["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["stage"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let after_decode = ["preprocess", "backbone", "reduce", "head", "scores"];
+    let mut encoded = vec!["decode"];
+    encoded.extend(after_decode);
+    assert_eq!(stages(false), encoded);
+    // Raw frames start at preprocessing: no decode stage to report.
+    assert_eq!(stages(true), after_decode);
 }
