@@ -2,6 +2,7 @@
 //! sensor controller, with no operating system and no allocator.
 //!
 //! - [`depthwise`]: the backbone's depthwise 3x3 convolutions, the part a generic engine runs slowest.
+//! - [`pointwise`]: the backbone's 1x1 convolutions, most of its float work.
 //! - [`reduce`]: one pass over the pre-pool activation giving per-channel max and sum.
 //! - [`gemv`]: the classifier head's product over int8 weight rows.
 //! - [`activation`]: S_NAP and the pooled feature from those reductions (u8 or f32 activations).
@@ -16,6 +17,7 @@ pub mod activation;
 pub mod depthwise;
 pub mod gemv;
 pub mod isa;
+pub mod pointwise;
 pub mod protocol;
 pub mod reduce;
 pub mod score;

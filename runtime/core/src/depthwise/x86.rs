@@ -71,7 +71,8 @@ pub(super) fn row_avx2(
                 acc = _mm256_fmadd_ps(x2, w2, acc);
             }
         }
-        let v = _mm256_min_ps(_mm256_max_ps(acc, lo), hi);
+        // Bound first: a NaN sum stays NaN, as in the reference.
+        let v = _mm256_min_ps(hi, _mm256_max_ps(lo, acc));
         let n = (out_row.len() - ox).min(LANES);
         if n == LANES {
             // SAFETY: ox + 8 <= out_row.len().
