@@ -1,11 +1,12 @@
 //! Where a bundle's backbone spends its time, by tract operator: the numbers behind the int8
 //! graph-form table in BENCHMARKS.md.
 //!
-//! `cargo run --release -p napctl --example backbone_profile -- BUNDLE [FRAMES]`
+//! `cargo run --release -p napctl --example backbone_profile -- BUNDLE [FRAMES] [--by-node] [--tract]`
 //!
-//! Runs the backbone as the detector prepares it (depthwise convolutions on nap-core's kernel) on
-//! a blank frame, FRAMES times (default 30) after 5 warm-up runs, and prints the mean time per
-//! frame of each operator kind with its output type, slowest first.
+//! Runs the backbone as the detector prepares it (depthwise and pointwise convolutions on
+//! nap-core's kernels; all of them tract's with `--tract`) on a blank frame, FRAMES times
+//! (default 30) after 5 warm-up runs, and prints the mean time per frame of each operator kind
+//! with its output type (of each node with `--by-node`), slowest first.
 
 use nap_runtime::backbone::{BackboneOptions, optimized_model};
 use nap_runtime::bundle::Bundle;
@@ -16,16 +17,24 @@ use tract_onnx::prelude::*;
 const WARM_UP: usize = 5;
 
 fn main() -> TractResult<()> {
-    let mut args = std::env::args().skip(1);
-    let Some(path) = args.next() else {
-        eprintln!("usage: backbone_profile BUNDLE [FRAMES]");
+    let (flags, args): (Vec<String>, Vec<String>) =
+        std::env::args().skip(1).partition(|a| a.starts_with("--"));
+    let (by_node, tract) = (
+        flags.iter().any(|f| f == "--by-node"),
+        flags.iter().any(|f| f == "--tract"),
+    );
+    let Some(path) = args.first() else {
+        eprintln!("usage: backbone_profile BUNDLE [FRAMES] [--by-node] [--tract]");
         std::process::exit(2);
     };
-    let frames: usize = args.next().map_or(Ok(30), |n| n.parse())?;
-    let bundle = Bundle::read(&path)?;
+    let frames: usize = args.get(1).map_or(Ok(30), |n| n.parse())?;
+    let bundle = Bundle::read(path)?;
     let size = bundle.manifest.input.size as usize;
-    let plan =
-        optimized_model(&bundle.backbone, size, BackboneOptions::default())?.into_runnable()?;
+    let options = BackboneOptions {
+        own_depthwise: !tract,
+        own_pointwise: !tract,
+    };
+    let plan = optimized_model(&bundle.backbone, size, options)?.into_runnable()?;
     let mut state = plan.spawn()?;
     let input = Tensor::zero::<f32>(&[1, 3, size, size])?;
     // operator kind -> (total microseconds, node evaluations)
@@ -38,7 +47,12 @@ fn main() -> TractResult<()> {
                 let result = tract_onnx::tract_core::plan::eval(ctx, op_state, node, inputs);
                 if round >= WARM_UP {
                     let kind = format!(
-                        "{} -> {:?}",
+                        "{}{} -> {:?}",
+                        if by_node {
+                            format!("{} ", node.name)
+                        } else {
+                            String::new()
+                        },
                         node.op().name(),
                         node.outputs[0].fact.datum_type
                     );

@@ -1,6 +1,7 @@
 //! `napctl bench`: time each stage of scoring a frame, on one or several worker threads.
 
 use nap_core::depthwise::Depthwise;
+use nap_core::pointwise::Pointwise;
 use nap_runtime::backbone::BackboneOptions;
 use nap_runtime::bundle::Bundle;
 use nap_runtime::detector::{Detector, DetectorError};
@@ -76,6 +77,9 @@ pub struct BenchReport {
     pub reduce_isa: &'static str,
     /// Who ran the backbone's depthwise convolutions: `nap-core (avx2)` or `tract`.
     pub depthwise: String,
+    /// Who ran the backbone's pointwise convolutions: `nap-core (avx2)` (those whose plane
+    /// suits it; tract the rest) or `tract`.
+    pub pointwise: String,
     /// Per-stage timings.
     pub stages: Vec<StageTiming>,
     /// Scored frames per second, all threads together, wall clock.
@@ -86,13 +90,14 @@ impl fmt::Display for BenchReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} backbone: {} {} frames on {} thread(s), reduction path {}, depthwise convolutions by {}",
+            "{} backbone: {} {} frames on {} thread(s), reduction path {}, depthwise convolutions by {}, pointwise by {}",
             self.precision,
             self.frames,
             self.frames_from,
             self.threads,
             self.reduce_isa,
-            self.depthwise
+            self.depthwise,
+            self.pointwise
         )?;
         writeln!(f, "{:<12}{:>12}{:>12}", "stage", "median us", "p99 us")?;
         for s in &self.stages {
@@ -176,6 +181,11 @@ pub fn compare(
             reduce_isa: nap_core::reduce::Reducer::new().isa().name(),
             depthwise: if backbone.own_depthwise {
                 format!("nap-core ({})", Depthwise::new().isa().name())
+            } else {
+                "tract".into()
+            },
+            pointwise: if backbone.own_pointwise {
+                format!("nap-core ({})", Pointwise::new().isa().name())
             } else {
                 "tract".into()
             },

@@ -102,6 +102,10 @@ enum Command {
         /// compare the two.
         #[arg(long)]
         tract_depthwise: bool,
+        /// Who runs the pointwise (1x1) convolutions: nap-core's kernel or tract (default: the
+        /// runtime's choice for this CPU, nap-core on x86_64 and tract on aarch64).
+        #[arg(long, value_enum)]
+        pointwise: Option<Engine>,
         /// Another bundle to measure in the same run (e.g. the int8 bundle against its float
         /// original); repeat for several. Rounds alternate between the bundles, and the backbone
         /// time of each is given as a ratio to the first.
@@ -135,6 +139,15 @@ enum Command {
     /// folders, or, without them, against pseudo-OOD copies of the ID images (noise, blur, JPEG,
     /// contrast, pixelation, tile shuffling). The threshold keeps the target share of ID images.
     Calibrate(commands::CalibrateArgs),
+}
+
+/// Who runs a kind of convolution in the backbone.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Engine {
+    /// nap-core's kernel.
+    Nap,
+    /// tract's own.
+    Tract,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -199,6 +212,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             image,
             json,
             tract_depthwise,
+            pointwise,
             compare,
             rounds,
             raw_frames,
@@ -219,6 +233,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 rounds: if compare.is_empty() { 1 } else { rounds },
                 backbone: BackboneOptions {
                     own_depthwise: !tract_depthwise,
+                    own_pointwise: pointwise
+                        .map_or(BackboneOptions::default().own_pointwise, |e| {
+                            e == Engine::Nap
+                        }),
                 },
                 raw_frames,
             };

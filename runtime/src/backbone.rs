@@ -1,18 +1,21 @@
 //! The backbone in tract: the bundle's ONNX graph (frame -> pre-pool tensor), typed, decluttered
 //! and optimized once per detector.
 //!
-//! Between declutter and optimization, every depthwise 3x3 convolution (and the clip that follows
-//! it, MobileNet's ReLU6) is handed to `nap-core`'s vectorized kernel. tract runs those
-//! convolutions pixel by pixel on NCHW data, and they took about a third of MobileNetV2's frame
-//! time; everything else stays tract's.
+//! Between declutter and optimization, every depthwise 3x3 convolution and every pointwise (1x1)
+//! convolution, each with the clip that follows it (MobileNet's ReLU6), is handed to `nap-core`'s
+//! vectorized kernels. tract runs depthwise convolutions pixel by pixel on NCHW data (about a
+//! third of MobileNetV2's frame time), and packs every pointwise convolution's input on every
+//! frame and clips in a pass of its own; everything else stays tract's.
 
 use std::fmt;
 
 use nap_core::depthwise::{Clip, Depthwise, Geometry, TAPS};
+use nap_core::pointwise::{self, Pointwise};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 /// How the backbone's graph is prepared.
@@ -21,12 +24,18 @@ pub struct BackboneOptions {
     /// Run depthwise 3x3 convolutions with `nap-core`'s kernel (the default). Off, tract runs
     /// them itself: the two are compared by `napctl bench --tract-depthwise`.
     pub own_depthwise: bool,
+    /// Run pointwise (1x1) convolutions with `nap-core`'s kernel where its strips suit the
+    /// plane (see `Pointwise::suits`). The default on x86_64, where it was measured faster than
+    /// tract's; on aarch64 tract's hand-written kernels stay the default until a board measures
+    /// the two (`napctl bench --pointwise nap` against `--pointwise tract`).
+    pub own_pointwise: bool,
 }
 
 impl Default for BackboneOptions {
     fn default() -> Self {
         BackboneOptions {
             own_depthwise: true,
+            own_pointwise: cfg!(target_arch = "x86_64"),
         }
     }
 }
@@ -53,9 +62,7 @@ pub fn decluttered_model(onnx: &[u8], size: usize) -> TractResult<TypedModel> {
 /// The second half of [`optimized_model`]: our depthwise kernel swapped in, then tract's
 /// optimization.
 pub fn optimize(mut model: TypedModel, options: BackboneOptions) -> TractResult<TypedModel> {
-    if options.own_depthwise {
-        replace_depthwise(&mut model)?;
-    }
+    replace_convolutions(&mut model, options)?;
     model.into_optimized()
 }
 
@@ -68,15 +75,36 @@ pub fn own_depthwise_count(model: &TypedModel) -> usize {
         .count()
 }
 
-/// Swaps each depthwise 3x3 convolution (with the min/max clip right after it) for a
-/// [`DepthwiseOp`]. Convolutions of any other shape are left to tract.
-fn replace_depthwise(model: &mut TypedModel) -> TractResult<()> {
+/// Number of pointwise convolutions of an optimized model that run on `nap-core`'s kernel.
+pub fn own_pointwise_count(model: &TypedModel) -> usize {
+    model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<PointwiseOp>())
+        .count()
+}
+
+/// Swaps each depthwise 3x3 and each pointwise convolution (with the min/max clip right after
+/// it) for a [`DepthwiseOp`] or a [`PointwiseOp`], as `options` ask. Convolutions of any other
+/// shape are left to tract.
+fn replace_convolutions(model: &mut TypedModel, options: BackboneOptions) -> TractResult<()> {
+    let pointwise = Pointwise::new();
     for id in model.eval_order()? {
-        let Some(plan) = depthwise_plan(model, id)? else {
-            continue;
+        let plan = match () {
+            _ if options.own_depthwise
+                && let Some(plan) = depthwise_plan(model, id)? =>
+            {
+                plan
+            }
+            _ if options.own_pointwise
+                && let Some(plan) = pointwise_plan(model, id, pointwise)? =>
+            {
+                plan
+            }
+            _ => continue,
         };
         let node = model.node(id);
-        let mut patch = TypedModelPatch::new(format!("nap depthwise {}", node.name));
+        let mut patch = TypedModelPatch::new(format!("nap kernel {}", node.name));
         let input = patch.tap_model(model, node.inputs[0])?;
         let wire = patch.wire_node(&node.name, plan.op, &[input])?;
         patch.shunt_outside(model, plan.replaces, wire[0])?;
@@ -85,15 +113,16 @@ fn replace_depthwise(model: &mut TypedModel) -> TractResult<()> {
     Ok(())
 }
 
-struct DepthwisePlan {
-    op: DepthwiseOp,
+/// A convolution's replacement.
+struct KernelPlan {
+    op: Box<dyn TypedOp>,
     /// The outlet the new op's output stands in for: the conv's, or its clip's.
     replaces: OutletId,
 }
 
 /// The replacement for node `id`, if it is a float depthwise 3x3 conv on one NCHW frame with
 /// constant weights and bias.
-fn depthwise_plan(model: &TypedModel, id: usize) -> TractResult<Option<DepthwisePlan>> {
+fn depthwise_plan(model: &TypedModel, id: usize) -> TractResult<Option<KernelPlan>> {
     let node = model.node(id);
     let Some(conv) = node.op_as::<Conv>() else {
         return Ok(None);
@@ -168,17 +197,136 @@ fn depthwise_plan(model: &TypedModel, id: usize) -> TractResult<Option<Depthwise
     output_shape[rank - 2] = geometry.out_height;
     output_shape[rank - 1] = geometry.out_width;
     let (clip, replaces) = following_clip(model, id)?;
-    Ok(Some(DepthwisePlan {
-        op: DepthwiseOp {
+    Ok(Some(KernelPlan {
+        op: Box::new(DepthwiseOp {
             geometry,
             weights,
             bias,
             clip,
             output_shape,
             kernel: Depthwise::new(),
-        },
+        }),
         replaces,
     }))
+}
+
+/// The replacement for node `id`, if it is a float pointwise convolution on one frame with
+/// constant weights (and bias). tract's declutter has turned each one into a matrix product
+/// over the channel axis, `EinSum IHW,OI->OHW` (`NIHW` with a batch of one), then an `Add` of
+/// an `[O, 1, 1]` bias.
+fn pointwise_plan(
+    model: &TypedModel,
+    id: usize,
+    kernel: Pointwise,
+) -> TractResult<Option<KernelPlan>> {
+    const FORMS: [&str; 4] = [
+        "IHW,OI->OHW",
+        "NIHW,OI->OHW",
+        "IHW,OI->NOHW",
+        "NIHW,OI->NOHW",
+    ];
+    let node = model.node(id);
+    let Some(einsum) = node.op_as::<EinSum>() else {
+        return Ok(None);
+    };
+    if einsum.q_params.is_some()
+        || einsum.operating_dt != f32::datum_type()
+        || node.inputs.len() != 2
+        || !FORMS.contains(&&*einsum.axes.to_string())
+    {
+        return Ok(None);
+    }
+    let input = model.outlet_fact(node.inputs[0])?;
+    let output = model.outlet_fact(OutletId::new(id, 0))?;
+    let (Some(shape), Some(output_shape), Some(weights)) = (
+        input.shape.as_concrete(),
+        output.shape.as_concrete(),
+        konst_f32(model, node.inputs[1])?,
+    ) else {
+        return Ok(None);
+    };
+    let (in_channels, plane) = match *shape {
+        [k, h, w] | [1, k, h, w] => (k, h * w),
+        _ => return Ok(None),
+    };
+    if input.datum_type != f32::datum_type() || in_channels == 0 {
+        return Ok(None);
+    }
+    let out_channels = weights.len() / in_channels;
+    let output_shape: TVec<usize> = output_shape.into();
+    if out_channels == 0
+        || output_shape.iter().product::<usize>() != out_channels * plane
+        || !kernel.suits(plane)
+    {
+        return Ok(None);
+    }
+    let pointwise_shape = pointwise::Shape {
+        out_channels,
+        in_channels,
+        plane,
+    };
+    let Some(packed_len) = pointwise_shape.packed_len() else {
+        return Ok(None);
+    };
+    let mut packed = vec![0.0; packed_len];
+    if pointwise::pack(&pointwise_shape, &weights, &mut packed).is_err() {
+        return Ok(None);
+    }
+    // The bias, when the only consumer is an Add of one constant per output channel.
+    let (bias, bias_node) = match sole_successor(model, OutletId::new(id, 0)) {
+        Some((add, slot))
+            if add
+                .op_as::<TypedBinOp>()
+                .is_some_and(|b| b.0.name() == "Add") =>
+        {
+            let other = add.inputs[1 - slot];
+            let per_channel = matches!(
+                model.outlet_fact(other)?.shape.as_concrete(),
+                Some(&[o, 1, 1] | &[1, o, 1, 1]) if o == out_channels
+            );
+            match konst_f32(model, other)? {
+                Some(bias) if per_channel => (bias, Some(add.id)),
+                _ => (vec![0.0; out_channels], None),
+            }
+        }
+        _ => (vec![0.0; out_channels], None),
+    };
+    let (clip, replaces) = following_clip(model, bias_node.unwrap_or(id))?;
+    if model.outlet_fact(replaces)?.shape.as_concrete() != Some(&output_shape[..]) {
+        return Ok(None);
+    }
+    Ok(Some(KernelPlan {
+        op: Box::new(PointwiseOp {
+            shape: pointwise_shape,
+            packed,
+            bias,
+            clip,
+            output_shape,
+            kernel,
+        }),
+        replaces,
+    }))
+}
+
+/// The values of a constant f32 outlet.
+fn konst_f32(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Vec<f32>>> {
+    match &model.outlet_fact(outlet)?.konst {
+        Some(k) if k.datum_type() == f32::datum_type() => {
+            Ok(Some(k.try_as_plain_ram()?.as_slice::<f32>()?.to_vec()))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The node that alone consumes `outlet`, with the input slot it reads it on; `None` when the
+/// outlet is a model output or feeds several nodes.
+fn sole_successor(model: &TypedModel, outlet: OutletId) -> Option<(&TypedNode, usize)> {
+    let successors = model.outlet_successors(outlet);
+    let outputs = model.output_outlets().ok()?;
+    match successors {
+        [only] if !outputs.contains(&outlet) => Some((model.node(only.node), only.slot)),
+        _ => None,
+    }
 }
 
 /// The min/max clip nodes that only consume node `id`'s output (ReLU6 is declutterd into a Max
@@ -244,14 +392,12 @@ impl fmt::Debug for DepthwiseOp {
 /// relation is reflexive even for NaN weights, as tract's graph rewrites require).
 impl PartialEq for DepthwiseOp {
     fn eq(&self, other: &Self) -> bool {
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        let clip = |c: Clip| (c.min.to_bits(), c.max.to_bits());
         self.geometry == other.geometry
             && self.kernel == other.kernel
             && self.output_shape == other.output_shape
-            && clip(self.clip) == clip(other.clip)
-            && bits(&self.weights) == bits(&other.weights)
-            && bits(&self.bias) == bits(&other.bias)
+            && clip_bits(self.clip) == clip_bits(other.clip)
+            && float_bits(&self.weights) == float_bits(&other.weights)
+            && float_bits(&self.bias) == float_bits(&other.bias)
     }
 }
 
@@ -308,4 +454,101 @@ impl TypedOp for DepthwiseOp {
     }
 
     as_op!();
+}
+
+/// A pointwise (1x1) convolution with bias and clip, run by `nap-core`'s kernel.
+#[derive(Clone)]
+pub struct PointwiseOp {
+    shape: pointwise::Shape,
+    /// The weights as `nap_core::pointwise::pack` lays them out.
+    packed: Vec<f32>,
+    bias: Vec<f32>,
+    clip: Clip,
+    output_shape: TVec<usize>,
+    kernel: Pointwise,
+}
+
+impl fmt::Debug for PointwiseOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The weights would drown the model dumps.
+        f.debug_struct("PointwiseOp")
+            .field("shape", &self.shape)
+            .field("clip", &self.clip)
+            .field("isa", &self.kernel.isa())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Equal ops compute the same function, bit for bit (see [`DepthwiseOp`]'s equality).
+impl PartialEq for PointwiseOp {
+    fn eq(&self, other: &Self) -> bool {
+        self.shape == other.shape
+            && self.kernel == other.kernel
+            && self.output_shape == other.output_shape
+            && clip_bits(self.clip) == clip_bits(other.clip)
+            && float_bits(&self.packed) == float_bits(&other.packed)
+            && float_bits(&self.bias) == float_bits(&other.bias)
+    }
+}
+
+impl Eq for PointwiseOp {}
+
+impl Op for PointwiseOp {
+    fn name(&self) -> StaticName {
+        "NapPointwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![
+            format!("{:?}", self.shape),
+            format!("{:?}", self.clip),
+        ])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for PointwiseOp {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let input = input.try_as_plain_ram()?;
+        // SAFETY: f32 has no invalid bit patterns, and `run` writes every output element
+        // before anything reads the tensor (on error the tensor is dropped unread).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape)? };
+        self.kernel
+            .run(
+                &self.shape,
+                &self.packed,
+                &self.bias,
+                self.clip,
+                input.as_slice::<f32>()?,
+                output.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?,
+            )
+            .map_err(|e| anyhow!("pointwise convolution: {e}"))?;
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for PointwiseOp {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(f32::fact(&*self.output_shape)))
+    }
+
+    as_op!();
+}
+
+/// Bit patterns, so that equality is reflexive even for NaN.
+fn float_bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn clip_bits(c: Clip) -> (u32, u32) {
+    (c.min.to_bits(), c.max.to_bits())
 }

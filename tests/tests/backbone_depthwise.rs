@@ -1,8 +1,12 @@
 //! The backbone's depthwise 3x3 convolutions on `nap-core`'s kernel compute what tract computes:
 //! on small ONNX graphs made here (strides, paddings, with and without the ReLU6 clip and the
-//! bias, and convolutions the kernel must leave alone), and on the shared MobileNetV2.
+//! bias, and convolutions the kernel must leave alone), and on the shared MobileNetV2, whose
+//! pointwise convolutions run on `nap-core`'s kernel too.
 
-use nap_runtime::backbone::{BackboneOptions, optimized_model, own_depthwise_count};
+use nap_core::pointwise::Pointwise;
+use nap_runtime::backbone::{
+    BackboneOptions, optimized_model, own_depthwise_count, own_pointwise_count,
+};
 use nap_runtime::bundle::Bundle;
 use nap_runtime::preprocess::Preprocessor;
 use nap_tests::shared_data_file;
@@ -11,9 +15,11 @@ use tract_onnx::prelude::*;
 
 const OWN: BackboneOptions = BackboneOptions {
     own_depthwise: true,
+    own_pointwise: true,
 };
 const TRACT: BackboneOptions = BackboneOptions {
     own_depthwise: false,
+    own_pointwise: false,
 };
 
 /// One depthwise conv over the 3 input channels, optionally followed by Clip(0, 6).
@@ -178,6 +184,10 @@ fn shared_mobilenet_v2_pre_pool_agrees_with_tract() {
     let own = optimized_model(&bundle.backbone, 224, OWN).unwrap();
     // All 17 depthwise convolutions of MobileNetV2, each with its ReLU6.
     assert_eq!(own_depthwise_count(&own), 17);
+    // Its 34 pointwise convolutions but the 8 on 7x7 planes, where a vectorized path exists.
+    let pointwise = Pointwise::new();
+    let expected = if pointwise.suits(16) { 26 } else { 0 };
+    assert_eq!(own_pointwise_count(&own), expected, "{:?}", pointwise.isa());
     let own = own.into_runnable().unwrap();
     let tract = optimized_model(&bundle.backbone, 224, TRACT)
         .unwrap()
