@@ -264,7 +264,9 @@ fn bench_times_encoded_or_raw_frames() {
     let bundle = fixture_bundle(&dir);
     let image = dir.write("frame.png", &png(32, 24));
     let stages = |raw: bool| {
-        let mut args = vec!["bench", &bundle, "--frames", "3", "--image", &image, "--json"];
+        let mut args = vec![
+            "bench", &bundle, "--frames", "3", "--image", &image, "--json",
+        ];
         if raw {
             args.push("--raw-frames");
         }
