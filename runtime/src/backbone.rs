@@ -59,8 +59,8 @@ pub fn decluttered_model(onnx: &[u8], size: usize) -> TractResult<TypedModel> {
         .into_decluttered()
 }
 
-/// The second half of [`optimized_model`]: our depthwise kernel swapped in, then tract's
-/// optimization.
+/// The second half of [`optimized_model`]: our depthwise and pointwise kernels swapped in, then
+/// tract's optimization.
 pub fn optimize(mut model: TypedModel, options: BackboneOptions) -> TractResult<TypedModel> {
     replace_convolutions(&mut model, options)?;
     model.into_optimized()
@@ -90,18 +90,16 @@ pub fn own_pointwise_count(model: &TypedModel) -> usize {
 fn replace_convolutions(model: &mut TypedModel, options: BackboneOptions) -> TractResult<()> {
     let pointwise = Pointwise::new();
     for id in model.eval_order()? {
-        let plan = match () {
-            _ if options.own_depthwise
-                && let Some(plan) = depthwise_plan(model, id)? =>
-            {
-                plan
-            }
-            _ if options.own_pointwise
-                && let Some(plan) = pointwise_plan(model, id, pointwise)? =>
-            {
-                plan
-            }
-            _ => continue,
+        let depthwise = match options.own_depthwise {
+            true => depthwise_plan(model, id)?,
+            false => None,
+        };
+        let plan = match depthwise {
+            None if options.own_pointwise => pointwise_plan(model, id, pointwise)?,
+            plan => plan,
+        };
+        let Some(plan) = plan else {
+            continue;
         };
         let node = model.node(id);
         let mut patch = TypedModelPatch::new(format!("nap kernel {}", node.name));
