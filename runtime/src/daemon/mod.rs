@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod log;
+mod memory;
 pub mod order;
 pub mod pipeline;
 pub mod queue;
@@ -56,7 +57,8 @@ impl DetectorScorer {
             Preprocessor::new(bundle.manifest.input).map_err(|e| format!("bundle input: {e}"))?;
         let detector = Detector::from_bundle(bundle, BackboneOptions::default())
             .map_err(|e| format!("loading the backbone: {e}"))?;
-        release_freed_memory();
+        memory::release_freed_heap();
+        memory::release_startup_code();
         Ok(DetectorScorer {
             detector,
             preprocessor,
@@ -137,17 +139,6 @@ fn fail(link: Link, log: &mut JsonLog, code: u16, error: String) -> Served {
         exit_code: 1,
         summary: None,
         error: Some(error),
-    }
-}
-
-/// Hands the heap's free pages back to the system. Loading a model leaves tens of MiB freed
-/// but resident in the main thread's heap, which no worker thread reuses: the daemon's
-/// resident size would carry them for its whole life.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free memory to the kernel; it has no preconditions.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 
