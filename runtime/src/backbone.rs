@@ -10,7 +10,7 @@
 use std::fmt;
 
 use nap_core::depthwise::{Clip, Depthwise, Geometry, TAPS};
-use nap_core::pointwise::{self, Pointwise};
+use nap_core::pointwise::{self, PANEL, Pointwise};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
@@ -71,7 +71,7 @@ pub fn own_depthwise_count(model: &TypedModel) -> usize {
     model
         .nodes()
         .iter()
-        .filter(|n| n.op_is::<DepthwiseOp>())
+        .filter(|n| n.op_is::<DepthwiseOp>() || n.op_is::<ExpandDepthwiseOp>())
         .count()
 }
 
@@ -80,47 +80,66 @@ pub fn own_pointwise_count(model: &TypedModel) -> usize {
     model
         .nodes()
         .iter()
-        .filter(|n| n.op_is::<PointwiseOp>())
+        .filter(|n| n.op_is::<PointwiseOp>() || n.op_is::<ExpandDepthwiseOp>())
         .count()
 }
 
 /// Swaps each depthwise 3x3 and each pointwise convolution (with the min/max clip right after
-/// it) for a [`DepthwiseOp`] or a [`PointwiseOp`], as `options` ask. Convolutions of any other
-/// shape are left to tract.
+/// it) for a [`DepthwiseOp`] or a [`PointwiseOp`], as `options` ask, and an expansion that alone
+/// feeds a depthwise convolution together with it for an [`ExpandDepthwiseOp`]. Convolutions of
+/// any other shape are left to tract.
 fn replace_convolutions(model: &mut TypedModel, options: BackboneOptions) -> TractResult<()> {
     let pointwise = Pointwise::new();
+    // Depthwise convolutions already taken into a fused op: their nodes are dead now.
+    let mut fused = std::collections::HashSet::new();
     for id in model.eval_order()? {
-        let depthwise = match options.own_depthwise {
-            true => depthwise_plan(model, id)?,
-            false => None,
-        };
-        let plan = match depthwise {
-            None if options.own_pointwise => pointwise_plan(model, id, pointwise)?,
-            plan => plan,
-        };
-        let Some(plan) = plan else {
+        if fused.contains(&id) {
+            continue;
+        }
+        let (op, replaces): (Box<dyn TypedOp>, OutletId) = if options.own_depthwise
+            && let Some(depthwise) = depthwise_plan(model, id)?
+        {
+            (Box::new(depthwise.op), depthwise.replaces)
+        } else if options.own_pointwise
+            && let Some(expand) = pointwise_plan(model, id, pointwise)?
+        {
+            match sole_successor(model, expand.replaces) {
+                Some((next, 0))
+                    if options.own_depthwise
+                        && let Some(depthwise) = depthwise_plan(model, next.id)? =>
+                {
+                    fused.insert(next.id);
+                    let op = ExpandDepthwiseOp {
+                        expand: expand.op,
+                        depthwise: depthwise.op,
+                    };
+                    (Box::new(op), depthwise.replaces)
+                }
+                _ => (Box::new(expand.op), expand.replaces),
+            }
+        } else {
             continue;
         };
         let node = model.node(id);
         let mut patch = TypedModelPatch::new(format!("nap kernel {}", node.name));
         let input = patch.tap_model(model, node.inputs[0])?;
-        let wire = patch.wire_node(&node.name, plan.op, &[input])?;
-        patch.shunt_outside(model, plan.replaces, wire[0])?;
+        let wire = patch.wire_node(&node.name, op, &[input])?;
+        patch.shunt_outside(model, replaces, wire[0])?;
         patch.apply(model)?;
     }
     Ok(())
 }
 
 /// A convolution's replacement.
-struct KernelPlan {
-    op: Box<dyn TypedOp>,
+struct KernelPlan<Op> {
+    op: Op,
     /// The outlet the new op's output stands in for: the conv's, or its clip's.
     replaces: OutletId,
 }
 
 /// The replacement for node `id`, if it is a float depthwise 3x3 conv on one NCHW frame with
 /// constant weights and bias.
-fn depthwise_plan(model: &TypedModel, id: usize) -> TractResult<Option<KernelPlan>> {
+fn depthwise_plan(model: &TypedModel, id: usize) -> TractResult<Option<KernelPlan<DepthwiseOp>>> {
     let node = model.node(id);
     let Some(conv) = node.op_as::<Conv>() else {
         return Ok(None);
@@ -196,14 +215,14 @@ fn depthwise_plan(model: &TypedModel, id: usize) -> TractResult<Option<KernelPla
     output_shape[rank - 1] = geometry.out_width;
     let (clip, replaces) = following_clip(model, id)?;
     Ok(Some(KernelPlan {
-        op: Box::new(DepthwiseOp {
+        op: DepthwiseOp {
             geometry,
             weights,
             bias,
             clip,
             output_shape,
             kernel: Depthwise::new(),
-        }),
+        },
         replaces,
     }))
 }
@@ -216,7 +235,7 @@ fn pointwise_plan(
     model: &TypedModel,
     id: usize,
     kernel: Pointwise,
-) -> TractResult<Option<KernelPlan>> {
+) -> TractResult<Option<KernelPlan<PointwiseOp>>> {
     const FORMS: [&str; 4] = [
         "IHW,OI->OHW",
         "NIHW,OI->OHW",
@@ -294,14 +313,14 @@ fn pointwise_plan(
         return Ok(None);
     }
     Ok(Some(KernelPlan {
-        op: Box::new(PointwiseOp {
+        op: PointwiseOp {
             shape: pointwise_shape,
             packed,
             bias,
             clip,
             output_shape,
             kernel,
-        }),
+        },
         replaces,
     }))
 }
@@ -549,4 +568,102 @@ fn float_bits(v: &[f32]) -> Vec<u32> {
 
 fn clip_bits(c: Clip) -> (u32, u32) {
     (c.min.to_bits(), c.max.to_bits())
+}
+
+/// An expansion (pointwise convolution) and the depthwise convolution it alone feeds, as in
+/// every MobileNetV2 block: computed six expanded channels at a time, each group's planes
+/// convolved depthwise while they are in cache, so the expanded tensor (the block's largest:
+/// 96 x 112 x 112 floats, 4.8 MB, in the second block) is never whole in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpandDepthwiseOp {
+    expand: PointwiseOp,
+    depthwise: DepthwiseOp,
+}
+
+impl Op for ExpandDepthwiseOp {
+    fn name(&self) -> StaticName {
+        "NapExpandDepthwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let mut info = self.expand.info()?;
+        info.extend(self.depthwise.info()?);
+        Ok(info)
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for ExpandDepthwiseOp {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let input = input.try_as_plain_ram()?.as_slice::<f32>()?;
+        let (e, d) = (&self.expand, &self.depthwise);
+        let (k, plane) = (e.shape.in_channels, e.shape.plane);
+        let out_plane = d.geometry.out_height * d.geometry.out_width;
+        // SAFETY: f32 has no invalid bit patterns, and every group below writes its channels'
+        // planes before anything reads the tensor (on error the tensor is dropped unread).
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&d.output_shape)? };
+        let mut plain = output.try_as_plain_ram_mut()?;
+        let out = plain.as_slice_mut::<f32>()?;
+        let mut expanded = vec![0.0; PANEL * plane];
+        let group = Geometry {
+            channels: PANEL,
+            ..d.geometry
+        };
+        let mut scratch = vec![0.0; group.scratch_len()];
+        let fail =
+            |what: &str, e: &dyn fmt::Display| anyhow!("expansion + depthwise ({what}): {e}");
+        for (p, packed) in e.packed.chunks_exact(PANEL * k).enumerate() {
+            let first = p * PANEL;
+            let rows = (e.shape.out_channels - first).min(PANEL);
+            let channels = first..first + rows;
+            let expanded = &mut expanded[..rows * plane];
+            let shape = pointwise::Shape {
+                out_channels: rows,
+                ..e.shape
+            };
+            e.kernel
+                .run(
+                    &shape,
+                    packed,
+                    &e.bias[channels.clone()],
+                    e.clip,
+                    input,
+                    expanded,
+                )
+                .map_err(|err| fail("expansion", &err))?;
+            let geometry = Geometry {
+                channels: rows,
+                ..d.geometry
+            };
+            d.kernel
+                .run(
+                    &geometry,
+                    expanded,
+                    &d.weights[first * TAPS..(first + rows) * TAPS],
+                    &d.bias[channels],
+                    d.clip,
+                    &mut scratch,
+                    &mut out[first * out_plane..(first + rows) * out_plane],
+                )
+                .map_err(|err| fail("depthwise", &err))?;
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for ExpandDepthwiseOp {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1 && inputs[0].datum_type == f32::datum_type());
+        Ok(tvec!(f32::fact(&*self.depthwise.output_shape)))
+    }
+
+    as_op!();
 }

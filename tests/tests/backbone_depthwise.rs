@@ -188,6 +188,13 @@ fn shared_mobilenet_v2_pre_pool_agrees_with_tract() {
     let pointwise = Pointwise::new();
     let expected = if pointwise.suits(16) { 26 } else { 0 };
     assert_eq!(own_pointwise_count(&own), expected, "{:?}", pointwise.isa());
+    // Of those, the 13 expansions that feed a depthwise convolution run fused with it.
+    let fused = own
+        .nodes()
+        .iter()
+        .filter(|n| n.op.name() == "NapExpandDepthwise")
+        .count();
+    assert_eq!(fused, expected / 2);
     let own = own.into_runnable().unwrap();
     let tract = optimized_model(&bundle.backbone, 224, TRACT)
         .unwrap()
