@@ -6,17 +6,20 @@
 
 X86.tsv is `napctl score` output on x86_64; NAPD.jsonl is napd's log of the same frames on
 aarch64 with --threshold T. Integer matrix products are exact on both; the float parts
-(depthwise convolutions, residual adds, head) differ only in summation order and fused
-multiply-adds, which can move an activation across a u8 code boundary. So: every frame has a
-verdict, scores agree within SCORE_TOLERANCE (relative), and verdicts are equal except for a
-frame whose x86 score is within that tolerance of the threshold.
+(depthwise convolutions, the few pointwise convolutions kept float, residual adds, head) differ
+in summation order and fused multiply-adds, which can move an activation across a u8 code
+boundary, and one code moved changes the layers after it. x86_64 also runs those float pointwise
+convolutions on nap-core's kernel where aarch64 keeps tract's: on x86_64 alone, switching
+between the two moved int8 scores by up to 0.8% on 24 shared photos (float bundle: 2e-7). So:
+every frame has a verdict, scores agree within SCORE_TOLERANCE (relative), and verdicts are equal
+except for a frame whose x86 score is within that tolerance of the threshold.
 """
 import csv
 import json
 import statistics
 import sys
 
-SCORE_TOLERANCE = 0.005
+SCORE_TOLERANCE = 0.02
 
 
 def x86_scores(path):
