@@ -158,11 +158,11 @@ impl Pointwise {
         self.isa
     }
 
-    /// Whether this path should take a plane of `plane` pixels: a vectorized path (the
-    /// reference is for checking, far slower than any engine) whose strips it fills well: whole strips, or at
-    /// least ten of them. A partial last strip costs as much as a full one, which on a 7x7
-    /// plane (49 pixels: three strips of 16 and one of a single pixel) wastes a quarter of the
-    /// work; there an engine's own kernel is faster.
+    /// Whether this path should take a plane of `plane` pixels: only a vectorized path (the
+    /// reference is for checking, far slower than any engine), and only a plane that fills its
+    /// strips well, in whole strips or at least ten of them. A partial last strip costs as much
+    /// as a full one, which on a 7x7 plane (49 pixels: three strips of 16 and one of a single
+    /// pixel) wastes a quarter of the work; there an engine's own kernel is faster.
     pub fn suits(&self, plane: usize) -> bool {
         let width = match self.isa {
             Isa::Avx2 => 16,
