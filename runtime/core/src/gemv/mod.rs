@@ -8,9 +8,9 @@
 //! read one row at a time, a single sequential stream the hardware prefetcher follows: reading
 //! four rows at once was as fast with warm caches and twice as slow with cold ones.
 //!
-//! [`scalar`] is the reference. The fast paths ([`Isa::Sse2`], [`Isa::Avx2`], [`Isa::Neon`]) sum in another
-//! order and fuse multiply and add, so they agree with it to float rounding; an [`Int8Gemv`]
-//! only ever runs a path the CPU supports.
+//! [`scalar`] is the reference. The fast paths ([`Isa::Sse2`], [`Isa::Avx2`], [`Isa::Neon`]) sum
+//! in another order (the last two also fuse multiply and add), so they agree with it to float
+//! rounding; an [`Int8Gemv`] only ever runs a path the CPU supports.
 
 pub mod scalar;
 
