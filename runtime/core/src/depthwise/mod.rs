@@ -296,6 +296,10 @@ impl Depthwise {
     }
 
     /// One output row from its three (zero-bordered) scratch rows.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(unused_variables)
+    )]
     fn row(
         &self,
         stride: usize,

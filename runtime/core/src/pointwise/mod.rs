@@ -189,18 +189,21 @@ impl Pointwise {
         }
         let panels = packed.chunks_exact(PANEL * shape.in_channels);
         let plane = shape.plane;
-        let (tile, width): (TileFn, usize) = match self.isa {
+        let fast: Option<(TileFn, usize)> = match self.isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => (x86::tile, x86::WIDTH),
+            Isa::Avx2 => Some((x86::tile, x86::WIDTH)),
             #[cfg(target_arch = "aarch64")]
-            Isa::Neon if plane >= neon::WIDTH => (neon::tile, neon::WIDTH),
-            _ => {
-                for (p, panel) in panels.enumerate() {
-                    let tile = Tile::new(shape, p, bias);
-                    scalar::panel(shape, panel, &tile, clip, input, 0..plane, output);
-                }
-                return Ok(());
+            Isa::Neon => Some((neon::tile, neon::WIDTH)),
+            _ => None,
+        };
+        // NEON's last strip overlaps the one before: the plane must hold a whole strip.
+        let fast = fast.filter(|&(_, width)| self.isa != Isa::Neon || plane >= width);
+        let Some((tile, width)) = fast else {
+            for (p, panel) in panels.enumerate() {
+                let tile = Tile::new(shape, p, bias);
+                scalar::panel(shape, panel, &tile, clip, input, 0..plane, output);
             }
+            return Ok(());
         };
         // Strips of `width` pixels. AVX2 masks a narrower last strip; NEON ends the last one at
         // the plane's end, overlapping the one before, whose pixels it computes again to the
