@@ -30,6 +30,16 @@ impl Isa {
         }
     }
 
+    /// The first of `paths` (a kernel's fast paths, fastest first) this CPU runs, else the
+    /// reference.
+    pub fn fastest_of(paths: &[Isa]) -> Isa {
+        paths
+            .iter()
+            .copied()
+            .find(|isa| isa.is_supported())
+            .unwrap_or(Isa::Scalar)
+    }
+
     /// Whether this CPU can run the implementation.
     pub fn is_supported(self) -> bool {
         match self {

@@ -226,10 +226,7 @@ impl Default for Depthwise {
 impl Depthwise {
     /// The fastest implementation this CPU supports.
     pub fn new() -> Self {
-        let isa = [Isa::Avx2, Isa::Neon]
-            .into_iter()
-            .find(|isa| isa.is_supported())
-            .unwrap_or(Isa::Scalar);
+        let isa = Isa::fastest_of(&[Isa::Avx2, Isa::Neon]);
         Depthwise { isa }
     }
 

@@ -36,10 +36,7 @@ impl Default for Int8Gemv {
 impl Int8Gemv {
     /// The fastest implementation this CPU supports.
     pub fn new() -> Self {
-        let isa = [Isa::Avx2, Isa::Neon, Isa::Sse2]
-            .into_iter()
-            .find(|isa| isa.is_supported())
-            .unwrap_or(Isa::Scalar);
+        let isa = Isa::fastest_of(&[Isa::Avx2, Isa::Neon, Isa::Sse2]);
         Int8Gemv { isa }
     }
 

@@ -163,10 +163,7 @@ impl Default for Reducer {
 impl Reducer {
     /// The fastest implementation this CPU supports.
     pub fn new() -> Self {
-        let isa = [Isa::Avx2, Isa::Neon, Isa::Sse2]
-            .into_iter()
-            .find(|isa| isa.is_supported())
-            .unwrap_or(Isa::Scalar);
+        let isa = Isa::fastest_of(&[Isa::Avx2, Isa::Neon, Isa::Sse2]);
         Reducer { isa }
     }
 
