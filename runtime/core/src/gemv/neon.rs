@@ -2,6 +2,8 @@
 
 use core::arch::aarch64::*;
 
+use super::scalar;
+
 const STEP: usize = 16;
 
 /// See `Int8Gemv::dots`.
@@ -31,11 +33,7 @@ pub(super) unsafe fn dots(codes: &[i8], x: &[f32], out: &mut [f32]) {
                 }
             }
         }
-        let tail: f32 = row[body..]
-            .iter()
-            .zip(&x[body..])
-            .map(|(&q, &v)| f32::from(q) * v)
-            .sum();
+        let tail = scalar::dot(&row[body..], &x[body..]);
         let sum = vaddq_f32(vaddq_f32(acc[0], acc[1]), vaddq_f32(acc[2], acc[3]));
         *o = vaddvq_f32(sum) + tail;
     }

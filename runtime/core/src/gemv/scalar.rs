@@ -7,8 +7,14 @@ pub fn dots(codes: &[i8], x: &[f32], out: &mut [f32]) {
         return;
     }
     for (o, row) in out.iter_mut().zip(codes.chunks_exact(x.len())) {
-        *o = row.iter().zip(x).map(|(&q, &v)| f32::from(q) * v).sum();
+        *o = dot(row, x);
     }
+}
+
+/// `sum(codes[i] * x[i])` over the common length, in order: a row, or the tail of a row a
+/// vector path leaves.
+pub(super) fn dot(codes: &[i8], x: &[f32]) -> f32 {
+    codes.iter().zip(x).map(|(&q, &v)| f32::from(q) * v).sum()
 }
 
 /// Independent partial sums per row.
@@ -30,11 +36,7 @@ pub fn dots_lanes(codes: &[i8], x: &[f32], out: &mut [f32]) {
                 lanes[l] += f32::from(q[l]) * v[l];
             }
         }
-        let tail: f32 = row[body..]
-            .iter()
-            .zip(&x[body..])
-            .map(|(&q, &v)| f32::from(q) * v)
-            .sum();
+        let tail = dot(&row[body..], &x[body..]);
         *o = lanes.iter().sum::<f32>() + tail;
     }
 }

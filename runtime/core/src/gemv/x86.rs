@@ -2,6 +2,8 @@
 
 use core::arch::x86_64::*;
 
+use super::scalar;
+
 const LANES: usize = 8;
 
 #[target_feature(enable = "avx2")]
@@ -40,11 +42,7 @@ pub(super) unsafe fn dots_avx2(codes: &[i8], x: &[f32], out: &mut [f32]) {
                 }
             }
         }
-        let tail: f32 = row[body..]
-            .iter()
-            .zip(&x[body..])
-            .map(|(&q, &v)| f32::from(q) * v)
-            .sum();
+        let tail = scalar::dot(&row[body..], &x[body..]);
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
         *o = hsum(sum) + tail;
     }
