@@ -176,18 +176,15 @@ fn depthwise_plan(model: &TypedModel, id: usize) -> TractResult<Option<KernelPla
     let padded = spec
         .padding
         .compute(&[in_height, in_width], &[3, 3], &[1, 1], &[stride, stride]);
-    let konst = |i: usize| model.outlet_fact(node.inputs[i]).map(|f| f.konst.clone());
-    let (Some(kernel), Some(bias)) = (konst(1)?, konst(2)?) else {
+    let (Some(weights), Some(bias)) = (
+        konst_f32(model, node.inputs[1])?,
+        konst_f32(model, node.inputs[2])?,
+    ) else {
         return Ok(None);
     };
-    if kernel.datum_type() != f32::datum_type() || bias.datum_type() != f32::datum_type() {
-        return Ok(None);
-    }
-    let weights = kernel.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
-    let bias = bias.try_as_plain_ram()?.as_slice::<f32>()?;
     let bias = match bias.len() {
         1 => vec![bias[0]; channels],
-        n if n == channels => bias.to_vec(),
+        n if n == channels => bias,
         _ => return Ok(None),
     };
     let geometry = Geometry {
@@ -351,17 +348,14 @@ fn sole_successor(model: &TypedModel, outlet: OutletId) -> Option<(&TypedNode, u
 fn following_clip(model: &TypedModel, id: usize) -> TractResult<(Clip, OutletId)> {
     let mut clip = Clip::NONE;
     let mut end = OutletId::new(id, 0);
-    let outputs = model.output_outlets()?;
     for _ in 0..2 {
-        let successors = &model.outlet_successors(end);
-        if outputs.contains(&end) || successors.len() != 1 {
+        let Some((next, slot)) = sole_successor(model, end) else {
             break;
-        }
-        let next = model.node(successors[0].node);
+        };
         let Some(bin) = next.op_as::<TypedBinOp>() else {
             break;
         };
-        let other = next.inputs[1 - successors[0].slot];
+        let other = next.inputs[1 - slot];
         let Some(bound) = model.outlet_fact(other)?.konst.clone() else {
             break;
         };
