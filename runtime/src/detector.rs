@@ -104,15 +104,29 @@ enum HeadWeights {
 }
 
 impl HeadWeights {
-    /// Takes the bundle's head weights; an int8 head keeps only its codes and scales.
-    fn of(bundle: &mut Bundle) -> HeadWeights {
+    /// A copy of the bundle's head weights; an int8 head keeps only its codes and scales.
+    fn copied(bundle: &Bundle) -> HeadWeights {
         match bundle.manifest.head.storage {
+            HeadStorage::F32 => HeadWeights::F32(bundle.head_weights.clone()),
+            HeadStorage::I8 => HeadWeights::I8 {
+                codes: bundle.head_codes(),
+                scales: bundle.head_scales.clone(),
+            },
+        }
+    }
+
+    /// [`HeadWeights::copied`], taking the weights out of the bundle instead (an int8 head's
+    /// dequantized copy is dropped).
+    fn taken(bundle: &mut Bundle) -> HeadWeights {
+        let head = match bundle.manifest.head.storage {
             HeadStorage::F32 => HeadWeights::F32(std::mem::take(&mut bundle.head_weights)),
             HeadStorage::I8 => HeadWeights::I8 {
                 codes: bundle.head_codes(),
                 scales: std::mem::take(&mut bundle.head_scales),
             },
-        }
+        };
+        bundle.head_weights = Vec::new();
+        head
     }
 }
 
@@ -178,7 +192,16 @@ impl Detector {
 
     /// [`Detector::new`] with the backbone prepared as `options` say.
     pub fn with_options(bundle: &Bundle, options: BackboneOptions) -> Result<Self, DetectorError> {
-        Self::from_bundle(bundle.clone(), options)
+        bundle.validate()?;
+        let size = bundle.manifest.input.size as usize;
+        let model = backbone::decluttered_model(&bundle.backbone, size)?;
+        Self::assemble(
+            model,
+            options,
+            bundle.manifest.clone(),
+            HeadWeights::copied(bundle),
+            bundle.head_bias.clone(),
+        )
     }
 
     /// [`Detector::with_options`], consuming the bundle: its model bytes are dropped as soon as
@@ -191,13 +214,20 @@ impl Detector {
         let size = bundle.manifest.input.size as usize;
         let model = backbone::decluttered_model(&bundle.backbone, size)?;
         bundle.backbone = Vec::new();
+        let head = HeadWeights::taken(&mut bundle);
+        Self::assemble(model, options, bundle.manifest, head, bundle.head_bias)
+    }
+
+    /// The detector from the decluttered backbone and the bundle's other parts: the backbone
+    /// optimized and checked against the pre-pool tensor the manifest declares.
+    fn assemble(
+        model: TypedModel,
+        options: BackboneOptions,
+        manifest: Manifest,
+        head: HeadWeights,
+        head_bias: Vec<f32>,
+    ) -> Result<Self, DetectorError> {
         let model = backbone::optimize(model, options)?;
-        let head = HeadWeights::of(&mut bundle);
-        let Bundle {
-            manifest,
-            head_bias,
-            ..
-        } = bundle;
         let output = model.output_fact(0)?;
         let p = manifest.pre_pool;
         let expected = [1, p.channels as usize, p.height as usize, p.width as usize];
