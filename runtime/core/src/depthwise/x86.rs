@@ -12,10 +12,11 @@ const LANES: usize = 8;
 /// Even (`ODD = false`) or odd elements of the sixteen floats at `p`, in order.
 ///
 /// # Safety
-/// `p..p + 16` must be readable.
+/// `p..p + 16` must be readable, and the CPU must have AVX2. Always inlined, so that it compiles
+/// with the AVX2 features of its caller.
 #[inline(always)]
 unsafe fn deinterleave<const ODD: bool>(p: *const f32) -> __m256 {
-    // SAFETY: the caller guarantees the sixteen floats; AVX2 is enabled where this is inlined.
+    // SAFETY: the caller guarantees the sixteen floats and AVX2.
     unsafe {
         let (a, b) = (_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(LANES)));
         // Per 128-bit half: [a0 a2 b0 b2 | a4 a6 b4 b6] (or the odd ones) ...
@@ -51,7 +52,7 @@ pub(super) fn row_avx2(
             let p = row[stride * ox..stride * ox + reach].as_ptr();
             let [w0, w1, w2] = [taps[3 * ky], taps[3 * ky + 1], taps[3 * ky + 2]];
             // SAFETY: the slice above holds every float read: ox .. ox + 10 for stride 1,
-            // 2 ox .. 2 ox + 18 for stride 2.
+            // 2 ox .. 2 ox + 18 for stride 2; this function only runs on a CPU with AVX2.
             unsafe {
                 let (x0, x1, x2) = if stride == 1 {
                     (

@@ -212,15 +212,16 @@ impl Pointwise {
                 (n, width.min(plane - n))
             }
         });
-        // SAFETY (both loops): a Pointwise holds Avx2 only when the CPU reported AVX2 and FMA
-        // (`Isa::is_supported`), NEON is part of the aarch64 baseline; every length was checked
-        // above, and each strip lies within the plane.
+        // What `tile` needs (both loops): its instructions on this CPU (a Pointwise holds Avx2
+        // only when the CPU reported AVX2 and FMA, NEON is part of the aarch64 baseline),
+        // buffers matching the shape (checked above), and a strip within the plane.
         if packed.len() > input.len() {
             // Weights larger than the input (the deep, small-plane layers): each panel of
             // weights is read once and stays in the nearest cache while it sweeps the input.
             for (p, panel) in panels.enumerate() {
                 let t = Tile::new(shape, p, bias);
                 for (n, cols) in strips.clone() {
+                    // SAFETY: as said above the branch.
                     unsafe { tile(shape, panel, &t, clip, input, n, cols, output) };
                 }
             }
@@ -230,6 +231,7 @@ impl Pointwise {
             for (n, cols) in strips {
                 for (p, panel) in panels.clone().enumerate() {
                     let t = Tile::new(shape, p, bias);
+                    // SAFETY: as said above the branch.
                     unsafe { tile(shape, panel, &t, clip, input, n, cols, output) };
                 }
             }

@@ -188,20 +188,23 @@ impl Reducer {
         shape.check(activation.len(), max.len(), sum.len())?;
         let (c, p) = (shape.channels, shape.plane);
         match (self.isa, shape.layout) {
-            // SAFETY: SSE2 is part of the x86_64 baseline. A Reducer holds Avx2 only when the CPU
-            // reported it (`Isa::is_supported`).
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is in the x86_64 baseline; `shape.check` matched the buffers.
             (Isa::Sse2, Layout::Nchw) => unsafe { x86::u8_nchw_sse2(activation, p, max, sum) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is in the x86_64 baseline; `shape.check` matched the buffers.
             (Isa::Sse2, Layout::Nhwc) => unsafe { x86::u8_nhwc_sse2(activation, c, max, sum) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx2 only on a CPU that has it; `shape.check` matched the buffers.
             (Isa::Avx2, Layout::Nchw) => unsafe { x86::u8_nchw_avx2(activation, p, max, sum) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx2 only on a CPU that has it; `shape.check` matched the buffers.
             (Isa::Avx2, Layout::Nhwc) => unsafe { x86::u8_nhwc_avx2(activation, c, max, sum) },
-            // SAFETY: NEON is part of the aarch64 baseline.
             #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is in the aarch64 baseline; `shape.check` matched the buffers.
             (Isa::Neon, Layout::Nchw) => unsafe { neon::u8_nchw(activation, p, max, sum) },
             #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is in the aarch64 baseline; `shape.check` matched the buffers.
             (Isa::Neon, Layout::Nhwc) => unsafe { neon::u8_nhwc(activation, c, max, sum) },
             (_, Layout::Nchw) => scalar::u8_nchw(activation, p, max, sum),
             (_, Layout::Nhwc) => scalar::u8_nhwc(activation, c, max, sum),
@@ -221,19 +224,23 @@ impl Reducer {
         shape.check(activation.len(), max.len(), sum.len())?;
         let (c, p) = (shape.channels, shape.plane);
         match (self.isa, shape.layout) {
-            // SAFETY: as in `reduce_u8`.
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is in the x86_64 baseline; `shape.check` matched the buffers.
             (Isa::Sse2, Layout::Nchw) => unsafe { x86::f32_nchw_sse2(activation, p, max, sum) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: SSE2 is in the x86_64 baseline; `shape.check` matched the buffers.
             (Isa::Sse2, Layout::Nhwc) => unsafe { x86::f32_nhwc_sse2(activation, c, max, sum) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx2 only on a CPU that has it; `shape.check` matched the buffers.
             (Isa::Avx2, Layout::Nchw) => unsafe { x86::f32_nchw_avx2(activation, p, max, sum) },
             #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx2 only on a CPU that has it; `shape.check` matched the buffers.
             (Isa::Avx2, Layout::Nhwc) => unsafe { x86::f32_nhwc_avx2(activation, c, max, sum) },
-            // SAFETY: NEON is part of the aarch64 baseline.
             #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is in the aarch64 baseline; `shape.check` matched the buffers.
             (Isa::Neon, Layout::Nchw) => unsafe { neon::f32_nchw(activation, p, max, sum) },
             #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is in the aarch64 baseline; `shape.check` matched the buffers.
             (Isa::Neon, Layout::Nhwc) => unsafe { neon::f32_nhwc(activation, c, max, sum) },
             (_, Layout::Nchw) => scalar::f32_nchw(activation, p, max, sum),
             (_, Layout::Nhwc) => scalar::f32_nhwc(activation, c, max, sum),

@@ -32,6 +32,7 @@ fn channel_blocks(channels: usize, width: usize) -> impl Iterator<Item = usize> 
         .map(move |c| c.min(channels - width))
 }
 
+/// See [`scalar::u8_nchw`].
 #[target_feature(enable = "neon")]
 pub fn u8_nchw(activation: &[u8], plane: usize, max: &mut [u8], sum: &mut [u32]) {
     if plane < 16 {
@@ -60,8 +61,12 @@ pub fn u8_nchw(activation: &[u8], plane: usize, max: &mut [u8], sum: &mut [u32])
     }
 }
 
+/// See [`scalar::u8_nhwc`].
+///
+/// # Safety
+/// `max` and `sum` hold at least `channels` entries: whole vectors are stored into them.
 #[target_feature(enable = "neon")]
-pub fn u8_nhwc(activation: &[u8], channels: usize, max: &mut [u8], sum: &mut [u32]) {
+pub unsafe fn u8_nhwc(activation: &[u8], channels: usize, max: &mut [u8], sum: &mut [u32]) {
     if channels < 16 {
         return scalar::u8_nhwc(activation, channels, max, sum);
     }
@@ -83,7 +88,7 @@ pub fn u8_nhwc(activation: &[u8], channels: usize, max: &mut [u8], sum: &mut [u3
             acc[2] = vaddw_u16(acc[2], vget_low_u16(hi));
             acc[3] = vaddw_high_u16(acc[3], hi);
         }
-        // SAFETY: c + 16 <= channels = max.len() = sum.len().
+        // SAFETY: c + 16 <= channels <= max.len(), sum.len() (the caller's promise).
         unsafe {
             vst1q_u8(max.as_mut_ptr().add(c), vmax);
             for (k, a) in acc.into_iter().enumerate() {
@@ -93,6 +98,7 @@ pub fn u8_nhwc(activation: &[u8], channels: usize, max: &mut [u8], sum: &mut [u3
     }
 }
 
+/// See [`scalar::f32_nchw`].
 #[target_feature(enable = "neon")]
 pub fn f32_nchw(activation: &[f32], plane: usize, max: &mut [f32], sum: &mut [f32]) {
     let full = plane / 4;
@@ -119,20 +125,29 @@ pub fn f32_nchw(activation: &[f32], plane: usize, max: &mut [f32], sum: &mut [f3
 /// per block of channels would wait out the add latency on every row.
 const CHAINS: usize = 4;
 
+/// See [`scalar::f32_nhwc`].
+///
+/// # Safety
+/// `max` and `sum` hold at least `channels` entries: whole vectors are stored into them.
 #[target_feature(enable = "neon")]
-pub fn f32_nhwc(activation: &[f32], channels: usize, max: &mut [f32], sum: &mut [f32]) {
+pub unsafe fn f32_nhwc(activation: &[f32], channels: usize, max: &mut [f32], sum: &mut [f32]) {
     if channels >= 4 * CHAINS {
-        f32_nhwc_chains::<CHAINS>(activation, channels, max, sum);
+        // SAFETY: forwarded from the caller; channels >= 4 * CHAINS.
+        unsafe { f32_nhwc_chains::<CHAINS>(activation, channels, max, sum) };
     } else if channels >= 4 {
-        f32_nhwc_chains::<1>(activation, channels, max, sum);
+        // SAFETY: forwarded from the caller; channels >= 4.
+        unsafe { f32_nhwc_chains::<1>(activation, channels, max, sum) };
     } else {
         scalar::f32_nhwc(activation, channels, max, sum);
     }
 }
 
 /// Blocks of `4 * N` channels (`channels >= 4 * N`), `N` independent vectors each.
+///
+/// # Safety
+/// `max` and `sum` hold at least `channels` entries: whole vectors are stored into them.
 #[target_feature(enable = "neon")]
-fn f32_nhwc_chains<const N: usize>(
+unsafe fn f32_nhwc_chains<const N: usize>(
     activation: &[f32],
     channels: usize,
     max: &mut [f32],
@@ -151,7 +166,7 @@ fn f32_nhwc_chains<const N: usize>(
             }
         }
         for k in 0..N {
-            // SAFETY: c + 4 * N <= channels = max.len() = sum.len().
+            // SAFETY: c + 4 * N <= channels <= max.len(), sum.len() (the caller's promise).
             unsafe {
                 vst1q_f32(max.as_mut_ptr().add(c + 4 * k), vmax[k]);
                 vst1q_f32(sum.as_mut_ptr().add(c + 4 * k), vsum[k]);

@@ -74,9 +74,12 @@ fn channel_blocks(channels: usize, width: usize) -> impl Iterator<Item = usize> 
 const BLOCK: usize = 16;
 
 /// The 16 byte-lane maxes and the two u64-lane sums of one u8 plane of at least 16 bytes.
+///
+/// # Safety
+/// `channel.len() >= 16`: the last vector is read from the plane's last 16 bytes.
 #[target_feature(enable = "sse2")]
 #[inline]
-fn plane_u8_sse2(channel: &[u8], tail_mask: __m128i) -> (__m128i, __m128i) {
+unsafe fn plane_u8_sse2(channel: &[u8], tail_mask: __m128i) -> (__m128i, __m128i) {
     let plane = channel.len();
     let p = channel.as_ptr();
     let zero = _mm_setzero_si128();
@@ -88,7 +91,7 @@ fn plane_u8_sse2(channel: &[u8], tail_mask: __m128i) -> (__m128i, __m128i) {
         vsum = _mm_add_epi64(vsum, _mm_sad_epu8(v, zero));
     }
     if !plane.is_multiple_of(16) {
-        // SAFETY: plane >= 16, so the last 16 bytes of the channel are inside it.
+        // SAFETY: plane >= 16 (the caller's promise), so the last 16 bytes are inside it.
         let v = unsafe { _mm_loadu_si128(p.add(plane - 16).cast()) };
         vmax = _mm_max_epu8(vmax, v);
         vsum = _mm_add_epi64(vsum, _mm_sad_epu8(_mm_and_si128(v, tail_mask), zero));
@@ -97,9 +100,12 @@ fn plane_u8_sse2(channel: &[u8], tail_mask: __m128i) -> (__m128i, __m128i) {
 }
 
 /// As [`plane_u8_sse2`] for planes of at least 32 bytes, folded to the same 128-bit form.
+///
+/// # Safety
+/// `channel.len() >= 32`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn plane_u8_avx2(channel: &[u8], tail_mask: __m256i) -> (__m128i, __m128i) {
+unsafe fn plane_u8_avx2(channel: &[u8], tail_mask: __m256i) -> (__m128i, __m128i) {
     let plane = channel.len();
     let p = channel.as_ptr();
     let zero = _mm256_setzero_si256();
@@ -111,7 +117,7 @@ fn plane_u8_avx2(channel: &[u8], tail_mask: __m256i) -> (__m128i, __m128i) {
         vsum = _mm256_add_epi64(vsum, _mm256_sad_epu8(v, zero));
     }
     if !plane.is_multiple_of(32) {
-        // SAFETY: plane >= 32, so the last 32 bytes of the channel are inside it.
+        // SAFETY: plane >= 32 (the caller's promise), so the last 32 bytes are inside it.
         let v = unsafe { _mm256_loadu_si256(p.add(plane - 32).cast()) };
         vmax = _mm256_max_epu8(vmax, v);
         vsum = _mm256_add_epi64(vsum, _mm256_sad_epu8(_mm256_and_si256(v, tail_mask), zero));
@@ -207,6 +213,7 @@ fn u8_nchw_blocked(
     }
 }
 
+/// See [`scalar::u8_nchw`].
 #[target_feature(enable = "sse2")]
 pub fn u8_nchw_sse2(activation: &[u8], plane: usize, max: &mut [u8], sum: &mut [u32]) {
     if plane < 16 {
@@ -214,10 +221,12 @@ pub fn u8_nchw_sse2(activation: &[u8], plane: usize, max: &mut [u8], sum: &mut [
     }
     let mask = tail_mask_128(plane % 16);
     u8_nchw_blocked(activation, plane, max, sum, |channel| {
-        plane_u8_sse2(channel, mask)
+        // SAFETY: the driver hands over planes of `plane` >= 16 bytes.
+        unsafe { plane_u8_sse2(channel, mask) }
     });
 }
 
+/// See [`scalar::u8_nchw`].
 #[target_feature(enable = "avx2")]
 pub fn u8_nchw_avx2(activation: &[u8], plane: usize, max: &mut [u8], sum: &mut [u32]) {
     if plane < 32 {
@@ -227,12 +236,17 @@ pub fn u8_nchw_avx2(activation: &[u8], plane: usize, max: &mut [u8], sum: &mut [
     // SAFETY: the slice holds exactly 32 bytes.
     let mask = unsafe { _mm256_loadu_si256(TAIL_MASK[tail..32 + tail].as_ptr().cast()) };
     u8_nchw_blocked(activation, plane, max, sum, |channel| {
-        plane_u8_avx2(channel, mask)
+        // SAFETY: the driver hands over planes of `plane` >= 32 bytes.
+        unsafe { plane_u8_avx2(channel, mask) }
     });
 }
 
+/// See [`scalar::u8_nhwc`].
+///
+/// # Safety
+/// `max` and `sum` hold at least `channels` entries: whole vectors are stored into them.
 #[target_feature(enable = "sse2")]
-pub fn u8_nhwc_sse2(activation: &[u8], channels: usize, max: &mut [u8], sum: &mut [u32]) {
+pub unsafe fn u8_nhwc_sse2(activation: &[u8], channels: usize, max: &mut [u8], sum: &mut [u32]) {
     if channels < 16 {
         return scalar::u8_nhwc(activation, channels, max, sum);
     }
@@ -256,7 +270,7 @@ pub fn u8_nhwc_sse2(activation: &[u8], channels: usize, max: &mut [u8], sum: &mu
             acc[2] = _mm_add_epi32(acc[2], _mm_unpacklo_epi16(hi, zero));
             acc[3] = _mm_add_epi32(acc[3], _mm_unpackhi_epi16(hi, zero));
         }
-        // SAFETY: c + 16 <= channels = max.len() = sum.len().
+        // SAFETY: c + 16 <= channels <= max.len(), sum.len() (the caller's promise).
         unsafe {
             _mm_storeu_si128(max.as_mut_ptr().add(c).cast(), vmax);
             for (k, a) in acc.into_iter().enumerate() {
@@ -266,10 +280,15 @@ pub fn u8_nhwc_sse2(activation: &[u8], channels: usize, max: &mut [u8], sum: &mu
     }
 }
 
+/// See [`scalar::u8_nhwc`].
+///
+/// # Safety
+/// `max` and `sum` hold at least `channels` entries: whole vectors are stored into them.
 #[target_feature(enable = "avx2")]
-pub fn u8_nhwc_avx2(activation: &[u8], channels: usize, max: &mut [u8], sum: &mut [u32]) {
+pub unsafe fn u8_nhwc_avx2(activation: &[u8], channels: usize, max: &mut [u8], sum: &mut [u32]) {
     if channels < 32 {
-        return u8_nhwc_sse2(activation, channels, max, sum);
+        // SAFETY: forwarded from the caller.
+        return unsafe { u8_nhwc_sse2(activation, channels, max, sum) };
     }
     let rows = activation.len() / channels;
     let zero = _mm256_setzero_si256();
@@ -295,7 +314,7 @@ pub fn u8_nhwc_avx2(activation: &[u8], channels: usize, max: &mut [u8], sum: &mu
                 acc[2 * k + 1] = _mm256_add_epi32(acc[2 * k + 1], second);
             }
         }
-        // SAFETY: c + 32 <= channels = max.len() = sum.len().
+        // SAFETY: c + 32 <= channels <= max.len(), sum.len() (the caller's promise).
         unsafe {
             _mm256_storeu_si256(max.as_mut_ptr().add(c).cast(), vmax);
             for (k, a) in acc.into_iter().enumerate() {
@@ -305,6 +324,7 @@ pub fn u8_nhwc_avx2(activation: &[u8], channels: usize, max: &mut [u8], sum: &mu
     }
 }
 
+/// See [`scalar::f32_nchw`].
 #[target_feature(enable = "sse2")]
 pub fn f32_nchw_sse2(activation: &[f32], plane: usize, max: &mut [f32], sum: &mut [f32]) {
     let full = plane / 4;
@@ -326,6 +346,7 @@ pub fn f32_nchw_sse2(activation: &[f32], plane: usize, max: &mut [f32], sum: &mu
     }
 }
 
+/// See [`scalar::f32_nchw`].
 #[target_feature(enable = "avx2")]
 pub fn f32_nchw_avx2(activation: &[f32], plane: usize, max: &mut [f32], sum: &mut [f32]) {
     let full = plane / 8;
@@ -360,20 +381,29 @@ pub fn f32_nchw_avx2(activation: &[f32], plane: usize, max: &mut [f32], sum: &mu
 /// per block of channels would wait out the add latency on every row.
 const CHAINS: usize = 4;
 
+/// See [`scalar::f32_nhwc`].
+///
+/// # Safety
+/// `max` and `sum` hold at least `channels` entries: whole vectors are stored into them.
 #[target_feature(enable = "sse2")]
-pub fn f32_nhwc_sse2(activation: &[f32], channels: usize, max: &mut [f32], sum: &mut [f32]) {
+pub unsafe fn f32_nhwc_sse2(activation: &[f32], channels: usize, max: &mut [f32], sum: &mut [f32]) {
     if channels >= 4 * CHAINS {
-        f32_nhwc_sse2_chains::<CHAINS>(activation, channels, max, sum);
+        // SAFETY: forwarded from the caller; channels >= 4 * CHAINS.
+        unsafe { f32_nhwc_sse2_chains::<CHAINS>(activation, channels, max, sum) };
     } else if channels >= 4 {
-        f32_nhwc_sse2_chains::<1>(activation, channels, max, sum);
+        // SAFETY: forwarded from the caller; channels >= 4.
+        unsafe { f32_nhwc_sse2_chains::<1>(activation, channels, max, sum) };
     } else {
         scalar::f32_nhwc(activation, channels, max, sum);
     }
 }
 
 /// Blocks of `4 * N` channels (`channels >= 4 * N`), `N` independent vectors each.
+///
+/// # Safety
+/// `max` and `sum` hold at least `channels` entries: whole vectors are stored into them.
 #[target_feature(enable = "sse2")]
-fn f32_nhwc_sse2_chains<const N: usize>(
+unsafe fn f32_nhwc_sse2_chains<const N: usize>(
     activation: &[f32],
     channels: usize,
     max: &mut [f32],
@@ -392,7 +422,7 @@ fn f32_nhwc_sse2_chains<const N: usize>(
             }
         }
         for k in 0..N {
-            // SAFETY: c + 4 * N <= channels = max.len() = sum.len().
+            // SAFETY: c + 4 * N <= channels <= max.len(), sum.len() (the caller's promise).
             unsafe {
                 _mm_storeu_ps(max.as_mut_ptr().add(c + 4 * k), vmax[k]);
                 _mm_storeu_ps(sum.as_mut_ptr().add(c + 4 * k), vsum[k]);
@@ -401,20 +431,30 @@ fn f32_nhwc_sse2_chains<const N: usize>(
     }
 }
 
+/// See [`scalar::f32_nhwc`].
+///
+/// # Safety
+/// `max` and `sum` hold at least `channels` entries: whole vectors are stored into them.
 #[target_feature(enable = "avx2")]
-pub fn f32_nhwc_avx2(activation: &[f32], channels: usize, max: &mut [f32], sum: &mut [f32]) {
+pub unsafe fn f32_nhwc_avx2(activation: &[f32], channels: usize, max: &mut [f32], sum: &mut [f32]) {
     if channels >= 8 * CHAINS {
-        f32_nhwc_avx2_chains::<CHAINS>(activation, channels, max, sum);
+        // SAFETY: forwarded from the caller; channels >= 8 * CHAINS.
+        unsafe { f32_nhwc_avx2_chains::<CHAINS>(activation, channels, max, sum) };
     } else if channels >= 8 {
-        f32_nhwc_avx2_chains::<1>(activation, channels, max, sum);
+        // SAFETY: forwarded from the caller; channels >= 8.
+        unsafe { f32_nhwc_avx2_chains::<1>(activation, channels, max, sum) };
     } else {
-        f32_nhwc_sse2(activation, channels, max, sum);
+        // SAFETY: forwarded from the caller.
+        unsafe { f32_nhwc_sse2(activation, channels, max, sum) };
     }
 }
 
 /// Blocks of `8 * N` channels (`channels >= 8 * N`), `N` independent vectors each.
+///
+/// # Safety
+/// `max` and `sum` hold at least `channels` entries: whole vectors are stored into them.
 #[target_feature(enable = "avx2")]
-fn f32_nhwc_avx2_chains<const N: usize>(
+unsafe fn f32_nhwc_avx2_chains<const N: usize>(
     activation: &[f32],
     channels: usize,
     max: &mut [f32],
@@ -436,7 +476,7 @@ fn f32_nhwc_avx2_chains<const N: usize>(
             }
         }
         for k in 0..N {
-            // SAFETY: c + 8 * N <= channels = max.len() = sum.len().
+            // SAFETY: c + 8 * N <= channels <= max.len(), sum.len() (the caller's promise).
             unsafe {
                 _mm256_storeu_ps(max.as_mut_ptr().add(c + 8 * k), vmax[k]);
                 _mm256_storeu_ps(sum.as_mut_ptr().add(c + 8 * k), vsum[k]);
