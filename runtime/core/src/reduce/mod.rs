@@ -17,6 +17,34 @@ mod neon;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+/// Rows a u16 lane can accumulate without overflow: 257 * 255 = 65535. The interleaved u8 fast
+/// paths flush their u16 sums to u32 this often.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const U16_ROWS: usize = 257;
+
+/// `N / 2` zero bytes, then `N / 2` bytes 0xFF: a vector read from it ending `r` bytes into the
+/// second half keeps only its last `r` bytes, the ones a plane's overlapping last vector has not
+/// counted yet.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const fn tail_mask<const N: usize>() -> [u8; N] {
+    let mut m = [0u8; N];
+    let mut i = N / 2;
+    while i < N {
+        m[i] = 0xFF;
+        i += 1;
+    }
+    m
+}
+
+/// Channel starts for blocks of `width` channels (`width <= channels`), the last one moved back
+/// to end at `channels`: the interleaved fast paths then only ever handle whole blocks.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+fn channel_blocks(channels: usize, width: usize) -> impl Iterator<Item = usize> {
+    (0..channels)
+        .step_by(width)
+        .map(move |c| c.min(channels - width))
+}
+
 /// Memory order of one frame's pre-pool activation (batch dimension already removed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Layout {

@@ -8,29 +8,11 @@
 //! u8 sums in u16 lanes flushed to u32 every [`U16_ROWS`] rows; the last partial block of
 //! channels overlaps the previous one and writes the same values again.
 
-use super::scalar;
+use super::{U16_ROWS, channel_blocks, scalar, tail_mask};
 use core::arch::aarch64::*;
 
-/// Rows a u16 lane can accumulate without overflow: 257 * 255 = 65535.
-const U16_ROWS: usize = 257;
-
 /// `TAIL_MASK[r..][..16]` keeps the last `r` bytes of a 16-byte vector.
-const TAIL_MASK: [u8; 32] = {
-    let mut m = [0u8; 32];
-    let mut i = 16;
-    while i < 32 {
-        m[i] = 0xFF;
-        i += 1;
-    }
-    m
-};
-
-/// Channel starts for blocks of `width` channels, the last one moved back to end at `channels`.
-fn channel_blocks(channels: usize, width: usize) -> impl Iterator<Item = usize> {
-    (0..channels)
-        .step_by(width)
-        .map(move |c| c.min(channels - width))
-}
+const TAIL_MASK: [u8; 32] = tail_mask();
 
 /// See [`scalar::u8_nchw`].
 #[target_feature(enable = "neon")]

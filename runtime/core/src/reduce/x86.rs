@@ -11,22 +11,11 @@
 //! as a block overlapping the previous one; it writes the same values again.
 #![allow(clippy::cast_ptr_alignment)] // every load and store here is an unaligned one
 
-use super::scalar;
+use super::{U16_ROWS, channel_blocks, scalar, tail_mask};
 use core::arch::x86_64::*;
 
-/// Rows a u16 lane can accumulate without overflow: 257 * 255 = 65535.
-const U16_ROWS: usize = 257;
-
 /// `TAIL_MASK[32 - width + r..][..width]` keeps the last `r` bytes of a `width`-byte vector.
-const TAIL_MASK: [u8; 64] = {
-    let mut m = [0u8; 64];
-    let mut i = 32;
-    while i < 64 {
-        m[i] = 0xFF;
-        i += 1;
-    }
-    m
-};
+const TAIL_MASK: [u8; 64] = tail_mask();
 
 #[target_feature(enable = "sse2")]
 fn tail_mask_128(tail: usize) -> __m128i {
@@ -61,13 +50,6 @@ fn hsum_f32_128(v: __m128) -> f32 {
     let v = _mm_add_ps(v, _mm_movehl_ps(v, v));
     let v = _mm_add_ss(v, _mm_shuffle_ps::<0b01>(v, v));
     _mm_cvtss_f32(v)
-}
-
-/// Channel starts for blocks of `width` channels, the last one moved back to end at `channels`.
-fn channel_blocks(channels: usize, width: usize) -> impl Iterator<Item = usize> {
-    (0..channels)
-        .step_by(width)
-        .map(move |c| c.min(channels - width))
 }
 
 /// Channels whose horizontal reductions are done together by [`finish_block`].
