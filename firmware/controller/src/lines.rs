@@ -67,31 +67,21 @@ impl<R: OutputPin, F: OutputPin> Lines<R, F> {
 
     /// Raises or lowers the fault line (no pin write if it is already there).
     pub fn set_fault(&mut self, high: bool) -> Result<(), LineError> {
-        if self.fault_high != high {
-            // The level is recorded only once the pin took it, so after an error the next call
-            // writes the pin again.
-            let result = if high {
-                self.fault.set_high()
-            } else {
-                self.fault.set_low()
-            };
-            result.map_err(|_| LineError::Fault)?;
-            self.fault_high = high;
-        }
-        Ok(())
+        drive(
+            &mut self.fault,
+            &mut self.fault_high,
+            high,
+            LineError::Fault,
+        )
     }
 
     fn set_reject(&mut self, high: bool) -> Result<(), LineError> {
-        if self.reject_high != high {
-            let result = if high {
-                self.reject.set_high()
-            } else {
-                self.reject.set_low()
-            };
-            result.map_err(|_| LineError::Reject)?;
-            self.reject_high = high;
-        }
-        Ok(())
+        drive(
+            &mut self.reject,
+            &mut self.reject_high,
+            high,
+            LineError::Reject,
+        )
     }
 
     /// Applies one verdict in `mode` at `now`. Returns `true` when this activated the line (a
@@ -134,4 +124,20 @@ impl<R: OutputPin, F: OutputPin> Lines<R, F> {
     pub fn release(self) -> (R, F) {
         (self.reject, self.fault)
     }
+}
+
+/// Drives `pin` to `high` unless `level` says it is there already. The level is recorded only
+/// once the pin took it, so after an error the next call writes the pin again.
+fn drive<P: OutputPin>(
+    pin: &mut P,
+    level: &mut bool,
+    high: bool,
+    error: LineError,
+) -> Result<(), LineError> {
+    if *level != high {
+        let result = if high { pin.set_high() } else { pin.set_low() };
+        result.map_err(|_| error)?;
+        *level = high;
+    }
+    Ok(())
 }
