@@ -322,7 +322,10 @@ fn fpgaio_leds_follow_the_pins() -> TestResult {
     Ok(())
 }
 
-const TESTS: &[(&str, fn() -> TestResult)] = &[
+/// A test: its name and its body.
+type Test = (&'static str, fn() -> TestResult);
+
+const TESTS: &[Test] = &[
     ("golden_heartbeat_frame", golden_heartbeat_frame),
     ("every_message_round_trips", every_message_round_trips),
     (
