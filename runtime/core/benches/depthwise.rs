@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p nap-core --bench depthwise`
 
+mod common;
+
+use common::XorShift64;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nap_core::depthwise::{Clip, Depthwise, Geometry, TAPS};
 use nap_core::isa::Isa;
@@ -11,16 +14,9 @@ use std::hint::black_box;
 /// (channels, input side, stride): TF "SAME" padding, as in the shared model.
 const LAYERS: [(usize, usize, usize); 4] = [(32, 112, 1), (96, 112, 2), (144, 56, 1), (960, 7, 1)];
 
+/// `n` values in `-1..5`: ReLU6's range, and some below it.
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 * 6.0 - 1.0
-        })
-        .collect()
+    XorShift64::new(seed | 1).uniform(n, -1.0, 5.0)
 }
 
 fn depthwise(c: &mut Criterion) {

@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p nap-core --bench head`
 
+mod common;
+
+use common::XorShift64;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nap_core::gemv::Int8Gemv;
 use nap_core::isa::Isa;
@@ -12,17 +15,9 @@ use std::hint::black_box;
 const CLASSES: usize = 1000;
 const FEATURES: usize = 1280;
 
-/// Deterministic pseudo-random values in `0..1`.
+/// `n` values in `0..1`.
 fn noise(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32
-        })
-        .collect()
+    XorShift64::new(seed).uniform(n, 0.0, 1.0)
 }
 
 fn heads(c: &mut Criterion) {

@@ -4,6 +4,9 @@
 //!
 //! `cargo bench -p nap-core --bench pointwise`
 
+mod common;
+
+use common::XorShift64;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nap_core::isa::Isa;
 use nap_core::pointwise::{Clip, Pointwise, Shape, pack};
@@ -14,16 +17,9 @@ use std::hint::black_box;
 const LAYERS: [(usize, usize, usize); 4] =
     [(16, 96, 112), (144, 24, 56), (96, 576, 14), (576, 96, 14)];
 
+/// `n` values in `-1..1`.
 fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-        })
-        .collect()
+    XorShift64::new(seed | 1).uniform(n, -1.0, 1.0)
 }
 
 fn pointwise(c: &mut Criterion) {

@@ -3,6 +3,9 @@
 //!
 //! `cargo bench -p nap-core --bench reduce`
 
+mod common;
+
+use common::XorShift64;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use nap_core::activation::{ActivationQuant, DEFAULT_EPS, nap_f32, nap_u8};
 use nap_core::reduce::{Isa, Layout, Reducer, Shape};
@@ -11,21 +14,21 @@ use std::hint::black_box;
 const CHANNELS: usize = 1280;
 const PLANE: usize = 49;
 
-/// A deterministic activation that looks like a ReLU6 output: about half zeros.
-fn activation_u8() -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    (0..CHANNELS * PLANE)
+/// A deterministic activation that looks like a ReLU6 output (about half zeros), as u8 codes
+/// and as the floats they stand for.
+fn activations() -> (Vec<u8>, Vec<f32>) {
+    let mut rng = XorShift64::new(0x2545_f491_4f6c_dd1d);
+    let codes: Vec<u8> = (0..CHANNELS * PLANE)
         .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            if state & 1 == 0 {
-                0
-            } else {
-                (state >> 8) as u8
-            }
+            let bits = rng.next_u64();
+            if bits & 1 == 0 { 0 } else { (bits >> 8) as u8 }
         })
-        .collect()
+        .collect();
+    let floats = codes
+        .iter()
+        .map(|&x| ActivationQuant::RELU6.real(f32::from(x)))
+        .collect();
+    (codes, floats)
 }
 
 fn reducers() -> Vec<Reducer> {
@@ -33,11 +36,7 @@ fn reducers() -> Vec<Reducer> {
 }
 
 fn reductions(c: &mut Criterion) {
-    let a = activation_u8();
-    let af: Vec<f32> = a
-        .iter()
-        .map(|&x| ActivationQuant::RELU6.real(f32::from(x)))
-        .collect();
+    let (a, af) = activations();
     for layout in [Layout::Nchw, Layout::Nhwc] {
         let shape = Shape {
             channels: CHANNELS,
@@ -77,11 +76,7 @@ fn reductions(c: &mut Criterion) {
 /// Everything the device does to the pre-pool tensor per frame before the head: reduce, then
 /// S_NAP and the pooled feature.
 fn per_frame(c: &mut Criterion) {
-    let a = activation_u8();
-    let af: Vec<f32> = a
-        .iter()
-        .map(|&x| ActivationQuant::RELU6.real(f32::from(x)))
-        .collect();
+    let (a, af) = activations();
     let reducer = Reducer::new();
     let mut group = c.benchmark_group("nap-and-pooled-1280x7x7");
     for layout in [Layout::Nchw, Layout::Nhwc] {
