@@ -14,6 +14,7 @@
 pub(crate) mod graph;
 mod head;
 mod inspect;
+pub mod proto;
 mod split;
 pub(crate) mod tensor;
 

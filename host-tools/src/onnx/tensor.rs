@@ -1,6 +1,7 @@
 //! Reading constant tensors (initializers and `Constant` nodes) out of ONNX protobufs.
 
 use super::OnnxError;
+use super::proto::{f32_tensor_typed, i64_tensor_typed};
 use tract_onnx::pb::tensor_proto::{DataLocation, DataType};
 use tract_onnx::pb::{AttributeProto, NodeProto, TensorProto};
 
@@ -99,30 +100,15 @@ pub(crate) fn i64_values(t: &TensorProto) -> Option<Vec<i64>> {
 /// or `value_float(s)` / `value_int(s)`); `None` for sparse or string constants.
 pub(crate) fn constant_node_tensor(node: &NodeProto) -> Option<TensorProto> {
     let attr = node.attribute.first()?;
-    let mut t = TensorProto::default();
-    match attr.name.as_str() {
+    let list = |n: usize| [n as i64];
+    Some(match attr.name.as_str() {
         "value" => return attr.t.clone(),
-        "value_float" => {
-            t.data_type = DataType::Float as i32;
-            t.float_data = vec![attr.f];
-        }
-        "value_floats" => {
-            t.data_type = DataType::Float as i32;
-            t.dims = vec![attr.floats.len() as i64];
-            t.float_data = attr.floats.clone();
-        }
-        "value_int" => {
-            t.data_type = DataType::Int64 as i32;
-            t.int64_data = vec![attr.i];
-        }
-        "value_ints" => {
-            t.data_type = DataType::Int64 as i32;
-            t.dims = vec![attr.ints.len() as i64];
-            t.int64_data = attr.ints.clone();
-        }
+        "value_float" => f32_tensor_typed("", &[], &[attr.f]),
+        "value_floats" => f32_tensor_typed("", &list(attr.floats.len()), &attr.floats),
+        "value_int" => i64_tensor_typed("", &[], &[attr.i]),
+        "value_ints" => i64_tensor_typed("", &list(attr.ints.len()), &attr.ints),
         _ => return None,
-    }
-    Some(t)
+    })
 }
 
 /// The attribute `name` of `node`, if present.

@@ -12,12 +12,11 @@
 //!   kernel is faster than any int8 form tract offers). The pre-pool tensor leaves as u8 codes.
 
 use super::ranges::Observed;
-use nap_core::activation::ActivationQuant;
+use crate::onnx::proto::{self, Element, attr_int};
+use nap_core::nap::ActivationQuant;
 use std::collections::{HashMap, HashSet};
 use tract_onnx::pb::tensor_proto::DataType;
-use tract_onnx::pb::{
-    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, attribute_proto,
-};
+use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 
 /// A convolution of the backbone as the quantizer sees it.
 #[derive(Clone, Debug)]
@@ -151,36 +150,29 @@ impl Emitter {
         name
     }
 
-    fn constant(&mut self, base: &str, tensor: TensorProto) -> String {
+    /// A new initializer holding `values`, named after `base`.
+    fn constant<T: Element>(&mut self, base: &str, dims: &[i64], values: &[T]) -> String {
         let name = self.fresh(base);
-        self.initializers.push(TensorProto {
-            name: name.clone(),
-            ..tensor
-        });
+        self.initializers.push(proto::tensor(&name, dims, values));
         name
     }
 
     fn node(&mut self, op: &str, inputs: &[&str], output: &str, attributes: Vec<AttributeProto>) {
         let name = self.fresh(&format!("{output}/{op}"));
-        self.nodes.push(NodeProto {
-            name,
-            op_type: op.into(),
-            input: inputs.iter().map(|s| s.to_string()).collect(),
-            output: vec![output.to_string()],
-            attribute: attributes,
-            ..Default::default()
-        });
+        self.nodes
+            .push(proto::node(op, &name, inputs, &[output], attributes));
     }
 
     /// `x` (float) to u8 codes: `floor(clip(x / scale + zero + 0.5, 0, 255))`, i.e. rounded.
     fn quantize(&mut self, x: &str, q: ActivationQuant, output: &str) {
-        let inv = self.constant(&format!("{x}/inv_scale"), f32_tensor(&[], &[1.0 / q.scale]));
+        let inv = self.constant(&format!("{x}/inv_scale"), &[], &[1.0 / q.scale]);
         let offset = self.constant(
             &format!("{x}/offset"),
-            f32_tensor(&[], &[f32::from(q.zero_point) + 0.5]),
+            &[],
+            &[f32::from(q.zero_point) + 0.5],
         );
-        let lo = self.constant(&format!("{x}/q_min"), f32_tensor(&[], &[0.0]));
-        let hi = self.constant(&format!("{x}/q_max"), f32_tensor(&[], &[255.0]));
+        let lo = self.constant(&format!("{x}/q_min"), &[], &[0.0f32]);
+        let hi = self.constant(&format!("{x}/q_max"), &[], &[255.0f32]);
         let scaled = self.fresh(&format!("{x}/scaled"));
         let shifted = self.fresh(&format!("{x}/shifted"));
         let clipped = self.fresh(&format!("{x}/clipped"));
@@ -191,46 +183,46 @@ impl Emitter {
             "Cast",
             &[&clipped],
             output,
-            vec![int_attr("to", DataType::Uint8 as i64)],
+            vec![attr_int("to", DataType::Uint8 as i64)],
         );
     }
 
     /// The weights of `site` as f16 with a `Cast` to float producing `output`.
     fn f16_weights(&mut self, site: &ConvSite, output: &str) {
-        let bits = site.weights.iter();
-        let bytes = bits.flat_map(|&w| half::f16::from_f32(w).to_bits().to_le_bytes());
-        let halves = tensor(&site.dims, DataType::Float16, bytes.collect());
-        let halves = self.constant(&format!("{output}/f16"), halves);
+        let halves: Vec<half::f16> = site
+            .weights
+            .iter()
+            .map(|&w| half::f16::from_f32(w))
+            .collect();
+        let halves = self.constant(&format!("{output}/f16"), &site.dims, &halves);
         self.node(
             "Cast",
             &[&halves],
             output,
-            vec![int_attr("to", DataType::Float as i64)],
+            vec![attr_int("to", DataType::Float as i64)],
         );
     }
 
     /// The weights of `site` as int8 codes with a `DequantizeLinear` producing `output`.
     fn dequantized_weights(&mut self, site: &ConvSite, per_channel: bool, output: &str) {
         let q = quantize_weights(&site.weights, site.outputs(), per_channel);
-        let codes = self.constant(&format!("{output}/codes"), i8_tensor(&site.dims, &q.codes));
+        let codes = self.constant(&format!("{output}/codes"), &site.dims, &q.codes);
         let scale_dims: Vec<i64> = if per_channel {
             vec![site.dims[0]]
         } else {
             vec![]
         };
-        let scales = self.constant(
-            &format!("{output}/scales"),
-            f32_tensor(&scale_dims, &q.scales),
-        );
+        let scales = self.constant(&format!("{output}/scales"), &scale_dims, &q.scales);
         let zeros = self.constant(
             &format!("{output}/zero_points"),
-            i8_tensor(&scale_dims, &vec![0; q.scales.len()]),
+            &scale_dims,
+            &vec![0i8; q.scales.len()],
         );
         self.node(
             "DequantizeLinear",
             &[&codes, &scales, &zeros],
             output,
-            vec![int_attr("axis", 0)],
+            vec![attr_int("axis", 0)],
         );
     }
 }
@@ -322,7 +314,8 @@ pub(crate) fn rewrite(
                     };
                     let shape = e.constant(
                         &format!("{x}/matrix_shape"),
-                        i64_tensor(&[2], &[c as i64, (h * w) as i64]),
+                        &[2],
+                        &[c as i64, (h * w) as i64],
                     );
                     let matrix = e.fresh(&format!("{x}/matrix"));
                     e.node("Reshape", &[x, &shape], &matrix, vec![]);
@@ -351,7 +344,7 @@ pub(crate) fn rewrite(
                         .enumerate()
                         .map(|(k, w)| w * scales[k / taps])
                         .collect();
-                    e.constant(&base, f32_tensor(&site.dims, &scaled))
+                    e.constant(&base, &site.dims, &scaled)
                 } else {
                     let weights = e.fresh(&base);
                     if site.grouped || storage == Storage::F16 {
@@ -397,15 +390,13 @@ fn pointwise_int8(
     let base = &node.output[0];
     let wq = e.constant(
         &format!("{base}/weights_i8"),
-        i8_tensor(&[out as i64, c as i64], &weights.codes),
+        &[out as i64, c as i64],
+        &weights.codes,
     );
     let mut inputs = vec![wq.clone(), codes.to_string()];
     if q.zero_point != 0 {
-        let a_zero = e.constant(&format!("{base}/weights_zero"), i8_tensor(&[], &[0]));
-        let x_zero = e.constant(
-            &format!("{base}/input_zero"),
-            u8_tensor(&[], &[q.zero_point]),
-        );
+        let a_zero = e.constant(&format!("{base}/weights_zero"), &[], &[0i8]);
+        let x_zero = e.constant(&format!("{base}/input_zero"), &[], &[q.zero_point]);
         inputs.extend([a_zero, x_zero]);
     }
     let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
@@ -416,7 +407,8 @@ fn pointwise_int8(
         .collect();
     let nchw = e.constant(
         &format!("{base}/nchw"),
-        i64_tensor(&[4], &[1, out as i64, h as i64, w as i64]),
+        &[4],
+        &[1, out as i64, h as i64, w as i64],
     );
     if let Some((max, output)) = fold {
         let mut acc = acc;
@@ -426,20 +418,14 @@ fn pointwise_int8(
                 .zip(&scales)
                 .map(|(b, s)| (b / s).round() as i32)
                 .collect();
-            let column = e.constant(
-                &format!("{base}/bias_i32"),
-                i32_tensor(&[out as i64, 1], &codes),
-            );
+            let column = e.constant(&format!("{base}/bias_i32"), &[out as i64, 1], &codes);
             let biased = e.fresh(&format!("{base}/biased"));
             e.node("Add", &[&acc, &column], &biased, vec![]);
             acc = biased;
         }
-        let zero = e.constant(&format!("{base}/zero_i32"), i32_tensor(&[], &[0]));
+        let zero = e.constant(&format!("{base}/zero_i32"), &[], &[0i32]);
         let ceiling: Vec<i32> = scales.iter().map(|s| (max / s).round() as i32).collect();
-        let ceiling = e.constant(
-            &format!("{base}/max_i32"),
-            i32_tensor(&[out as i64, 1], &ceiling),
-        );
+        let ceiling = e.constant(&format!("{base}/max_i32"), &[out as i64, 1], &ceiling);
         let floored = e.fresh(&format!("{base}/floored"));
         e.node("Max", &[&acc, &zero], &floored, vec![]);
         let clipped = e.fresh(&format!("{base}/clipped"));
@@ -449,7 +435,7 @@ fn pointwise_int8(
             "Cast",
             &[&clipped],
             &accf,
-            vec![int_attr("to", DataType::Float as i64)],
+            vec![attr_int("to", DataType::Float as i64)],
         );
         e.node("Reshape", &[&accf, &nchw], output, vec![]);
         return scales;
@@ -459,17 +445,14 @@ fn pointwise_int8(
         "Cast",
         &[&acc],
         &accf,
-        vec![int_attr("to", DataType::Float as i64)],
+        vec![attr_int("to", DataType::Float as i64)],
     );
-    let scale = e.constant(
-        &format!("{base}/scale"),
-        f32_tensor(&[out as i64, 1], &scales),
-    );
+    let scale = e.constant(&format!("{base}/scale"), &[out as i64, 1], &scales);
     let scaled = e.fresh(&format!("{base}/scaled"));
     e.node("Mul", &[&accf, &scale], &scaled, vec![]);
     let mut matrix = scaled;
     if let Some(bias) = &site.bias {
-        let column = e.constant(&format!("{base}/bias"), f32_tensor(&[out as i64, 1], bias));
+        let column = e.constant(&format!("{base}/bias"), &[out as i64, 1], bias);
         let biased = e.fresh(&format!("{base}/biased"));
         e.node("Add", &[&matrix, &column], &biased, vec![]);
         matrix = biased;
@@ -515,51 +498,6 @@ fn drop_unused_initializers(graph: &mut GraphProto) {
         .flat_map(|n| n.input.iter().cloned())
         .collect();
     graph.initializer.retain(|t| used.contains(&t.name));
-}
-
-fn int_attr(name: &str, value: i64) -> AttributeProto {
-    AttributeProto {
-        name: name.into(),
-        r#type: attribute_proto::AttributeType::Int as i32,
-        i: value,
-        ..Default::default()
-    }
-}
-
-fn tensor(dims: &[i64], data_type: DataType, raw_data: Vec<u8>) -> TensorProto {
-    TensorProto {
-        dims: dims.to_vec(),
-        data_type: data_type as i32,
-        raw_data,
-        ..Default::default()
-    }
-}
-
-fn f32_tensor(dims: &[i64], values: &[f32]) -> TensorProto {
-    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    tensor(dims, DataType::Float, bytes)
-}
-
-fn i8_tensor(dims: &[i64], values: &[i8]) -> TensorProto {
-    tensor(
-        dims,
-        DataType::Int8,
-        values.iter().map(|&v| v as u8).collect(),
-    )
-}
-
-fn i32_tensor(dims: &[i64], values: &[i32]) -> TensorProto {
-    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    tensor(dims, DataType::Int32, bytes)
-}
-
-fn u8_tensor(dims: &[i64], values: &[u8]) -> TensorProto {
-    tensor(dims, DataType::Uint8, values.to_vec())
-}
-
-fn i64_tensor(dims: &[i64], values: &[i64]) -> TensorProto {
-    let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    tensor(dims, DataType::Int64, bytes)
 }
 
 #[cfg(test)]
