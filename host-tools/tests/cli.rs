@@ -2,96 +2,33 @@
 //! a non-zero exit, never a panic; good input succeeds. Uses a tiny model the project builds
 //! itself, so it needs no shared data.
 
-use napctl::onnx::fixture::{self, TinyCnn};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn napctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_napctl"))
-        .args(args)
-        .output()
-        .expect("napctl runs")
-}
+use common::{fixture_bundle, napctl};
+use nap_test_support::cli::{Scratch, stderr};
+use nap_test_support::onnx::{self as fixture, TinyCnn};
+use std::path::Path;
+use std::process::Output;
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Fails with a message naming the problem, not a panic.
+/// Fails with exit code 1 and a message naming the problem, not a panic.
 fn assert_fails_with(out: &Output, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(1), "exit status; stderr: {err}");
-    assert!(
-        err.contains(needle),
-        "stderr should mention {needle:?}: {err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
+    nap_test_support::cli::assert_fails_with(out, 1, needle);
 }
 
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("napctl-cli-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> String {
-        std::fs::write(self.0.join(name), bytes).unwrap();
-        self.path(name)
-    }
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("napctl-cli-{name}"))
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A bundle of the torchvision-style fixture (Conv -> Relu -> GAP -> Flatten -> Gemm).
-fn fixture_bundle(dir: &Scratch) -> String {
-    let model = prost::Message::encode_to_vec(&fixture::torchvision(&TinyCnn::default()));
-    let onnx = dir.write("tiny.onnx", &model);
-    let bundle = dir.path("tiny.nap");
-    let size = fixture::SIZE.to_string();
-    let out = napctl(&[
-        "split",
-        &onnx,
-        "-o",
-        &bundle,
-        "--input-size",
-        &size,
-        "--crop",
-        "1",
-    ]);
-    assert!(out.status.success(), "split: {}", stderr(&out));
-    bundle
-}
-
+/// A gradient frame.
 fn png(width: u32, height: u32) -> Vec<u8> {
-    let image = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([(x * 20) as u8, (y * 20) as u8, 90])
-    });
-    let mut bytes = Vec::new();
-    image
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .unwrap();
-    bytes
+    common::png(width, height, |x, y| [(x * 20) as u8, (y * 20) as u8, 90])
 }
 
 #[test]
 fn split_score_and_inspect_a_good_model() {
-    let dir = Scratch::new("good");
+    let dir = scratch("good");
     let bundle = fixture_bundle(&dir);
-    let images = Path::new(&dir.0).join("frames");
+    let images = dir.dir().join("frames");
     std::fs::create_dir_all(&images).unwrap();
     std::fs::write(images.join("a.png"), png(12, 10)).unwrap();
     let out = napctl(&["score", &bundle, &images.to_string_lossy()]);
@@ -111,7 +48,7 @@ fn split_score_and_inspect_a_good_model() {
 
 #[test]
 fn bad_models_are_named() {
-    let dir = Scratch::new("models");
+    let dir = scratch("models");
     let not_onnx = dir.write("notes.onnx", b"these are not protobuf bytes \xff\xff\xff");
     assert_fails_with(
         &napctl(&["split", &not_onnx, "-o", &dir.path("x.nap")]),
@@ -134,10 +71,10 @@ fn bad_models_are_named() {
 
 #[test]
 fn damaged_bundles_are_named() {
-    let dir = Scratch::new("bundles");
+    let dir = scratch("bundles");
     let bundle = fixture_bundle(&dir);
     let bytes = std::fs::read(&bundle).unwrap();
-    let frames = dir.0.join("frames");
+    let frames = dir.dir().join("frames");
     std::fs::create_dir_all(&frames).unwrap();
     std::fs::write(frames.join("a.png"), png(8, 8)).unwrap();
     let frames = frames.to_string_lossy().into_owned();
@@ -162,9 +99,9 @@ fn damaged_bundles_are_named() {
 
 #[test]
 fn bad_images_are_named_and_the_rest_still_scored() {
-    let dir = Scratch::new("images");
+    let dir = scratch("images");
     let bundle = fixture_bundle(&dir);
-    let frames = dir.0.join("frames");
+    let frames = dir.dir().join("frames");
     std::fs::create_dir_all(&frames).unwrap();
     std::fs::write(frames.join("good.png"), png(9, 9)).unwrap();
     std::fs::write(frames.join("garbage.jpg"), b"not an image at all").unwrap();
@@ -184,7 +121,7 @@ fn bad_images_are_named_and_the_rest_still_scored() {
     );
     assert!(table.contains("good.png"));
 
-    let empty = dir.0.join("none");
+    let empty = dir.dir().join("none");
     std::fs::create_dir_all(&empty).unwrap();
     assert_fails_with(
         &napctl(&["score", &bundle, &empty.to_string_lossy()]),
@@ -194,9 +131,9 @@ fn bad_images_are_named_and_the_rest_still_scored() {
 
 #[test]
 fn quantize_makes_an_int8_bundle_and_names_bad_input() {
-    let dir = Scratch::new("quantize");
+    let dir = scratch("quantize");
     let bundle = fixture_bundle(&dir);
-    let frames = dir.0.join("calib");
+    let frames = dir.dir().join("calib");
     std::fs::create_dir_all(&frames).unwrap();
     for i in 0..4u32 {
         std::fs::write(frames.join(format!("{i}.png")), png(9 + i, 10)).unwrap();
@@ -239,13 +176,13 @@ fn quantize_makes_an_int8_bundle_and_names_bad_input() {
 
     let again = dir.path("again.nap");
     assert_fails_with(&run(args(&int8, &calib, &again)), "already quantized");
-    let empty = dir.0.join("empty");
+    let empty = dir.dir().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     assert_fails_with(
         &run(args(&bundle, &empty.to_string_lossy(), &again)),
         "no .jpg, .jpeg or .png file",
     );
-    let junk = dir.0.join("junk");
+    let junk = dir.dir().join("junk");
     std::fs::create_dir_all(&junk).unwrap();
     std::fs::write(junk.join("a.png"), b"not a png").unwrap();
     assert_fails_with(
@@ -260,7 +197,7 @@ fn quantize_makes_an_int8_bundle_and_names_bad_input() {
 
 #[test]
 fn bench_times_encoded_or_raw_frames() {
-    let dir = Scratch::new("bench");
+    let dir = scratch("bench");
     let bundle = fixture_bundle(&dir);
     let image = dir.write("frame.png", &png(32, 24));
     let stages = |raw: bool| {

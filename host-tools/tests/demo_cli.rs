@@ -2,19 +2,18 @@
 //! output folder. It must succeed, separate Fashion-MNIST from MNIST with NAP-E, show every
 //! method, and the controller must act on every verdict.
 
-use std::process::Command;
+use nap_test_support::cli::{self, assert_ok};
+use std::ffi::OsStr;
 
 #[test]
 fn demo_runs_end_to_end_on_the_built_in_model() {
     let out = std::env::temp_dir().join(format!("napctl-demo-{}", std::process::id()));
-    let run = Command::new(env!("CARGO_BIN_EXE_napctl"))
-        .args(["demo", "--out"])
-        .arg(&out)
-        .output()
-        .expect("napctl runs");
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "{stdout}\n{stderr}");
+    let run = cli::run(
+        env!("CARGO_BIN_EXE_napctl"),
+        [OsStr::new("demo"), OsStr::new("--out"), out.as_os_str()],
+    );
+    assert_ok(&run);
+    let stdout = cli::stdout(&run);
     assert!(
         stdout.contains("Kept the bundle's fusion weights"),
         "{stdout}"

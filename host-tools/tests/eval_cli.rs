@@ -2,111 +2,32 @@
 //! itself (no shared data): the JSON schema, the feature cache (hits, stale entries after a file
 //! changes, damaged entries ignored), calibrated bundles, and clear errors for bad input.
 
-use napctl::onnx::fixture::{self, TinyCnn};
+mod common;
+
+use common::{fixture_bundle, napctl, png};
+use nap_test_support::cli::{Scratch, assert_fails_with, assert_ok, stderr, stdout};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn napctl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_napctl"))
-        .args(args)
-        .output()
-        .expect("napctl runs")
+/// Exit code of a run that failed on its input.
+const FAILED: i32 = 1;
+/// Exit code of a command line that does not parse (clap's usage error).
+const USAGE: i32 = 2;
+
+/// A scratch folder for one test.
+fn scratch(name: &str) -> Scratch {
+    Scratch::new(&format!("napctl-eval-{name}"))
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        stdout(out),
-        stderr(out)
-    );
-}
-
-/// Fails with a message naming the problem, not a panic.
-fn assert_fails_with(out: &Output, needle: &str) {
-    let err = stderr(out);
-    assert_ne!(out.status.code(), Some(0), "exit status; stderr: {err}");
-    assert!(
-        err.contains(needle),
-        "stderr should mention {needle:?}: {err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("napctl-eval-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+/// A folder of `n` PNGs in `dir` drawn by `pixel(image index, x, y)`.
+fn folder(dir: &Scratch, name: &str, n: u32, pixel: impl Fn(u32, u32, u32) -> [u8; 3]) -> String {
+    for i in 0..n {
+        dir.write(
+            &format!("{name}/{i:02}.png"),
+            &png(16, 16, |x, y| pixel(i, x, y)),
+        );
     }
-
-    fn path(&self, name: &str) -> String {
-        self.0.join(name).to_string_lossy().into_owned()
-    }
-
-    /// A folder of `n` PNGs drawn by `pixel(image index, x, y)`.
-    fn folder(&self, name: &str, n: u32, pixel: impl Fn(u32, u32, u32) -> [u8; 3]) -> String {
-        let dir = self.0.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..n {
-            std::fs::write(
-                dir.join(format!("{i:02}.png")),
-                png(16, 16, |x, y| pixel(i, x, y)),
-            )
-            .unwrap();
-        }
-        dir.to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn png(width: u32, height: u32, pixel: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
-    let image = image::RgbImage::from_fn(width, height, |x, y| image::Rgb(pixel(x, y)));
-    let mut bytes = Vec::new();
-    image
-        .write_to(
-            &mut std::io::Cursor::new(&mut bytes),
-            image::ImageFormat::Png,
-        )
-        .unwrap();
-    bytes
-}
-
-/// A bundle of the torchvision-style fixture (Conv -> Relu -> GAP -> Flatten -> Gemm).
-fn fixture_bundle(dir: &Scratch) -> String {
-    let model = prost::Message::encode_to_vec(&fixture::torchvision(&TinyCnn::default()));
-    let onnx = dir.path("tiny.onnx");
-    std::fs::write(&onnx, model).unwrap();
-    let bundle = dir.path("tiny.nap");
-    let size = fixture::SIZE.to_string();
-    let out = napctl(&[
-        "split",
-        &onnx,
-        "-o",
-        &bundle,
-        "--input-size",
-        &size,
-        "--crop",
-        "1",
-    ]);
-    assert_ok(&out);
-    bundle
+    dir.path(name)
 }
 
 /// Structured ID frames (a bright spot on a dark field) and flat or noisy OOD frames.
@@ -141,10 +62,10 @@ fn cache_counts(out: &Output) -> (u64, u64) {
 
 #[test]
 fn eval_reports_every_method_in_the_json_schema_and_caches_features() {
-    let dir = Scratch::new("eval");
+    let dir = scratch("eval");
     let bundle = fixture_bundle(&dir);
-    let id = dir.folder("id", 12, id_pixel);
-    let ood = dir.folder("ood", 8, ood_pixel);
+    let id = folder(&dir, "id", 12, id_pixel);
+    let ood = folder(&dir, "ood", 8, ood_pixel);
     let cache = dir.path("cache");
     let json = dir.path("eval.json");
     let plots = dir.path("plots");
@@ -272,10 +193,10 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn calibrate_writes_a_bundle_with_threshold_clip_and_weights() {
-    let dir = Scratch::new("calibrate");
+    let dir = scratch("calibrate");
     let bundle = fixture_bundle(&dir);
-    let id = dir.folder("id", 20, id_pixel);
-    let ood = dir.folder("ood", 10, ood_pixel);
+    let id = folder(&dir, "id", 20, id_pixel);
+    let ood = folder(&dir, "ood", 10, ood_pixel);
     let cache = dir.path("cache");
     for (label, extra) in [
         ("with-ood", vec!["--ood", ood.as_str()]),
@@ -334,10 +255,10 @@ fn calibrate_writes_a_bundle_with_threshold_clip_and_weights() {
 
 #[test]
 fn bad_input_is_named() {
-    let dir = Scratch::new("bad");
+    let dir = scratch("bad");
     let bundle = fixture_bundle(&dir);
-    let id = dir.folder("id", 4, id_pixel);
-    let ood = dir.folder("ood", 3, ood_pixel);
+    let id = folder(&dir, "id", 4, id_pixel);
+    let ood = folder(&dir, "ood", 3, ood_pixel);
     let cache = dir.path("cache");
     let out_nap = dir.path("out.nap");
     let calibrate = |extra: &[&str]| {
@@ -355,12 +276,25 @@ fn bad_input_is_named() {
         napctl(&args)
     };
     for tpr in ["0", "1", "1.5", "-0.2", "nan"] {
-        assert_fails_with(&calibrate(&[&format!("--tpr={tpr}")]), "outside (0, 1)");
+        assert_fails_with(
+            &calibrate(&[&format!("--tpr={tpr}")]),
+            FAILED,
+            "outside (0, 1)",
+        );
     }
-    assert_fails_with(&calibrate(&["--method", "NAP-X"]), "unknown scoring method");
-    assert_fails_with(&calibrate(&["--ash-percentile", "100"]), "outside [0, 100)");
+    assert_fails_with(
+        &calibrate(&["--method", "NAP-X"]),
+        USAGE,
+        "unknown scoring method",
+    );
+    assert_fails_with(
+        &calibrate(&["--ash-percentile", "100"]),
+        FAILED,
+        "outside [0, 100)",
+    );
     assert_fails_with(
         &calibrate(&["--corruptions", "noise,fog"]),
+        USAGE,
         "unknown corruption",
     );
     assert!(
@@ -380,15 +314,19 @@ fn bad_input_is_named() {
             &cache,
         ])
     };
-    assert_fails_with(&eval(&id, &dir.path("missing")), "missing");
+    assert_fails_with(&eval(&id, &dir.path("missing")), FAILED, "missing");
     let empty = dir.path("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    assert_fails_with(&eval(&empty, &ood), "no .jpg, .jpeg or .png");
+    assert_fails_with(&eval(&empty, &ood), FAILED, "no .jpg, .jpeg or .png");
     let junk = dir.path("junk");
     std::fs::create_dir_all(&junk).unwrap();
     std::fs::write(Path::new(&junk).join("a.png"), b"not a png").unwrap();
     std::fs::write(Path::new(&junk).join("b.jpg"), b"").unwrap();
-    assert_fails_with(&eval(&id, &junk), "none of its 2 image(s) could be read");
+    assert_fails_with(
+        &eval(&id, &junk),
+        FAILED,
+        "none of its 2 image(s) could be read",
+    );
     assert_fails_with(
         &napctl(&[
             "eval",
@@ -404,6 +342,7 @@ fn bad_input_is_named() {
             "--cache-dir",
             &cache,
         ]),
+        FAILED,
         "--channel 999999 is out of range",
     );
 
@@ -413,10 +352,12 @@ fn bad_input_is_named() {
     std::fs::write(&other, other_version).unwrap();
     assert_fails_with(
         &napctl(&["eval", &other, "--id", &id, "--ood", &ood]),
+        FAILED,
         "format version",
     );
     assert_fails_with(
         &napctl(&["calibrate", &other, "--id", &id, "-o", &out_nap]),
+        FAILED,
         "format version",
     );
 }

@@ -2,38 +2,17 @@
 //! on tiny models built in code, with every result checked by running tract and by independent
 //! arithmetic, and every error case named.
 
-use napctl::onnx::fixture::{self, CLASSES, FEATURES, IN_CHANNELS, SIZE, TinyCnn};
+use nap_test_support::data::shared_data_file;
+use nap_test_support::onnx::{self as fixture, CLASSES, FEATURES, IN_CHANNELS, SIZE, TinyCnn};
 use napctl::onnx::{
     Dim, HeadForm, HeadStatus, OnnxError, PoolKind, SplitModel, decode, inspect, read_model, split,
 };
 use proptest::prelude::*;
-use std::path::PathBuf;
 use std::time::Instant;
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 
-/// Env var naming the shared data folder (same setting as the `nap-tests` crate).
-const SHARED_DATA_ENV: &str = "NAP_SHARED_DATA";
 const MOBILENET: &str = "mobilenetv2/mobilenet_v2_1.0_224.onnx";
-
-/// `relative` inside `$NAP_SHARED_DATA` (default `<workspace root>/../shared/data`), or `None`
-/// after printing a skip line.
-fn shared_file(relative: &str) -> Option<PathBuf> {
-    let dir = match std::env::var_os(SHARED_DATA_ENV) {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-    };
-    let path = dir.join(relative);
-    if path.exists() {
-        return Some(path);
-    }
-    eprintln!(
-        "SKIPPED: shared data file {} not found; set {SHARED_DATA_ENV} to the shared data folder \
-         to run this test",
-        path.display()
-    );
-    None
-}
 
 /// Runs `model` in tract on one input of shape `shape`, returning the named outputs (all outputs
 /// of the graph when `outputs` is empty).
@@ -127,7 +106,7 @@ fn ops(model: &ModelProto) -> Vec<&str> {
 
 #[test]
 fn mobilenet_v2_splits_at_conv_1_with_its_conv_head() {
-    let Some(path) = shared_file(MOBILENET) else {
+    let Some(path) = shared_data_file(MOBILENET) else {
         return;
     };
     let t = Instant::now();

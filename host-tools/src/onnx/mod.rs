@@ -18,9 +18,6 @@ pub mod proto;
 mod split;
 pub(crate) mod tensor;
 
-#[doc(hidden)]
-pub mod fixture;
-
 pub use inspect::{Dim, HeadStatus, ModelInfo, PoolCandidate, PoolKind, TensorInfo, inspect};
 pub use split::{DenseHead, SplitModel, split};
 
