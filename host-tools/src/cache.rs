@@ -49,7 +49,7 @@ impl Features {
     /// accumulation, with the mean already divided).
     pub fn nap(&self, eps: f32) -> f32 {
         let mut scratch = vec![0.0; self.pooled.len()];
-        nap_core::activation::nap_f32(&self.max, &self.pooled, 1, eps, &mut scratch)
+        nap_core::nap::nap_f32(&self.max, &self.pooled, 1, eps, &mut scratch)
     }
 }
 

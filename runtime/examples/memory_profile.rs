@@ -16,20 +16,25 @@ struct Counting;
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
+// SAFETY: every call is forwarded unchanged to the system allocator, which upholds the
+// contract; the counters on the side touch no memory the allocator hands out.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let live = LIVE.fetch_add(layout.size(), Relaxed) + layout.size();
         PEAK.fetch_max(live, Relaxed);
+        // SAFETY: the caller's layout, as GlobalAlloc::alloc requires it.
         unsafe { System.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size(), Relaxed);
+        // SAFETY: `ptr` came from this allocator, that is from System, with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
         let live = LIVE.fetch_add(new, Relaxed) + new - layout.size();
         LIVE.fetch_sub(layout.size(), Relaxed);
         PEAK.fetch_max(live, Relaxed);
+        // SAFETY: `ptr` came from System with `layout`; the caller guarantees `new` is valid.
         unsafe { System.realloc(ptr, layout, new) }
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::backbone::{self, BackboneOptions};
 use crate::bundle::{ActivationStorage, Bundle, BundleError, HeadStorage, Manifest};
-use nap_core::activation::{nap_f32, nap_u8};
+use nap_core::nap::{nap_f32, nap_u8};
 use nap_core::reduce::{Reducer, Shape, ShapeError};
 use nap_core::score::{Evidence, Head, Int8Head, LinearHead, Method, Score, ScoreError, Workspace};
 use std::sync::Arc;
@@ -344,7 +344,7 @@ impl Detector {
             ActivationStorage::F32 => worker.max.clone(),
             ActivationStorage::U8(q) => {
                 let zero = f32::from(q.zero_point);
-                // The same expression as `nap_core::activation::nap_u8`.
+                // The same expression as `nap_core::nap::nap_u8`.
                 worker
                     .max_u8
                     .iter()

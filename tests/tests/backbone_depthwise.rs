@@ -9,7 +9,7 @@ use nap_runtime::backbone::{
 };
 use nap_runtime::bundle::Bundle;
 use nap_runtime::preprocess::Preprocessor;
-use nap_tests::shared_data_file;
+use nap_test_support::data::shared_data_file;
 use napctl::onnx::fixture::{Builder, attr_int, attr_ints, tensor_f32, values};
 use tract_onnx::prelude::*;
 

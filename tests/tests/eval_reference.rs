@@ -8,7 +8,7 @@ use nap_core::score::{FusionWeights, LinearHead, Method, Params, fuse};
 use nap_runtime::bundle::{Bundle, InputSpec};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
-use nap_tests::{REFERENCE_SCORES, read_reference_scores, shared_data_file};
+use nap_test_support::data::{REFERENCE_SCORES, read_reference_scores, shared_data_file};
 use napctl::bundle_build::{BuildOptions, build_bundle};
 use napctl::cache::FeatureCache;
 use napctl::calibrate::react_clip;

@@ -10,16 +10,16 @@
 
 use nap_core::protocol::{Health, Message, RuntimeStatus};
 use nap_runtime::bundle::{Bundle, InputSpec};
-use nap_runtime::daemon::{self, Options, Served};
-use nap_runtime::link::code;
-use nap_runtime::link::peer::Peer;
 use nap_runtime::preprocess::{Preprocessor, decode};
-use nap_runtime::source::PixelFormat;
-use nap_runtime::source::pixel::from_rgb8;
-use nap_runtime::source::raw::{encode_frame, header};
-use nap_tests::shared_data_file;
+use nap_test_support::data::shared_data_file;
+use nap_test_support::peer::Peer;
 use napctl::bundle_build::{BuildOptions, build_bundle};
 use napctl::images::{self, ImageFile};
+use napd::source::PixelFormat;
+use napd::source::pixel::from_rgb8;
+use napd::source::raw::{encode_frame, header};
+use napd::status::code;
+use napd::{Options, Served};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -116,7 +116,7 @@ fn serve(args: Options) -> (Served, Vec<Value>) {
     };
     let _ = std::fs::remove_file(&log);
     let settings = args.resolve().unwrap();
-    let served = daemon::serve(&settings, Arc::new(AtomicBool::new(false)));
+    let served = napd::serve(&settings, Arc::new(AtomicBool::new(false)));
     let lines = std::fs::read_to_string(&log)
         .unwrap()
         .lines()

@@ -6,10 +6,10 @@
 
 use nap_core::protocol::{Health, Message, RuntimeStatus};
 use nap_runtime::bundle::{Bundle, InputSpec};
-use nap_runtime::link::code;
-use nap_runtime::link::peer::Peer;
-use nap_tests::{shared_data_file, workspace_root};
+use nap_test_support::data::{shared_data_file, workspace_root};
+use nap_test_support::peer::Peer;
 use napctl::bundle_build::{BuildOptions, build_bundle};
+use napd::status::code;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,7 +24,7 @@ fn napd_binary() -> PathBuf {
     if !bin.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
-            .args(["build", "-p", "nap-runtime", "--bin", "napd"])
+            .args(["build", "-p", "napd", "--bin", "napd"])
             .current_dir(workspace_root())
             .status()
             .unwrap();
@@ -92,7 +92,7 @@ fn stop_with(signal: &str) {
         .args(["--workers", "1", "--heartbeat-ms", "50"])
         .spawn()
         .unwrap();
-    let verdict = |r: &[nap_runtime::link::peer::Received]| {
+    let verdict = |r: &[nap_test_support::peer::Received]| {
         r.iter().any(|m| matches!(m.message, Message::Verdict(_)))
     };
     assert!(

@@ -6,7 +6,7 @@ use nap_runtime::backbone::{self, BackboneOptions};
 use nap_runtime::bundle::{ActivationStorage, Bundle, InputSpec, Precision};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
-use nap_tests::shared_data_file;
+use nap_test_support::data::shared_data_file;
 use napctl::bundle_build::{BuildOptions, build_bundle};
 use napctl::images;
 use napctl::quantize::{self, Options, QuantizeError, RangeMethod, Target};

@@ -5,7 +5,7 @@
 //! data is absent; set `NAP_SHARED_DATA` to run it.
 
 use nap_core::score::fuse;
-use nap_tests::{
+use nap_test_support::data::{
     REFERENCE_SCORES, ReferenceScore, read_reference_scores, rows_of, shared_data_file,
 };
 use napctl::metrics::{DEFAULT_TPR, OodMetrics, OodMetricsPercent};

@@ -6,7 +6,7 @@ use nap_core::score::{Head, LinearHead};
 use nap_runtime::bundle::{Bundle, HeadForm, InputSpec};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
-use nap_tests::{REFERENCE_SCORES, read_reference_scores, shared_data_file};
+use nap_test_support::data::{REFERENCE_SCORES, read_reference_scores, shared_data_file};
 use napctl::bundle_build::{BuildOptions, build_bundle};
 use napctl::images;
 

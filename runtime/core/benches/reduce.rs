@@ -7,7 +7,7 @@ mod common;
 
 use common::XorShift64;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use nap_core::activation::{ActivationQuant, DEFAULT_EPS, nap_f32, nap_u8};
+use nap_core::nap::{ActivationQuant, DEFAULT_EPS, nap_f32, nap_u8};
 use nap_core::reduce::{Isa, Layout, Reducer, Shape};
 use std::hint::black_box;
 

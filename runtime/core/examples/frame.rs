@@ -6,7 +6,7 @@
 //! The "familiar" activation has what NAP looks for in in-distribution frames: each channel a sharp
 //! peak over a quiet plane. The "unfamiliar" one has the same total activation spread flat.
 
-use nap_core::activation::{ActivationQuant, DEFAULT_EPS, nap_u8};
+use nap_core::nap::{ActivationQuant, DEFAULT_EPS, nap_u8};
 use nap_core::protocol::{FrameDecoder, MAX_FRAME_LEN, Message, Verdict, encode};
 use nap_core::reduce::{Reducer, Shape};
 use nap_core::score::{Evidence, Head, LinearHead, Method, Params, Workspace};

@@ -5,7 +5,8 @@
 //! - [`pointwise`]: the backbone's 1x1 convolutions, most of its float work.
 //! - [`reduce`]: one pass over the pre-pool activation giving per-channel max and sum.
 //! - [`gemv`]: the classifier head's product over int8 weight rows.
-//! - [`activation`]: S_NAP and the pooled feature from those reductions (u8 or f32 activations).
+//! - [`nap`]: NAP itself: S_NAP and the pooled feature from those reductions (u8 or f32
+//!   activations).
 //! - [`score`]: the OOD scoring methods (MSP, Energy, ReAct, ASH, NAP and its fusions), by name.
 //! - [`protocol`]: the wire format between the runtime and the sensor controller.
 #![no_std]
@@ -13,10 +14,10 @@
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
-pub mod activation;
 pub mod depthwise;
 pub mod gemv;
 pub mod isa;
+pub mod nap;
 pub mod pointwise;
 pub mod protocol;
 pub mod reduce;

@@ -5,7 +5,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-use nap_core::protocol::invariants::{StreamStats, check_stream};
+use nap_test_support::protocol::{StreamStats, check_stream};
 
 #[test]
 fn fuzz_corpus_replays_cleanly() {

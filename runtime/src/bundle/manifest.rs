@@ -1,6 +1,6 @@
 //! What a bundle says about its model: everything the device needs besides the weights.
 
-use nap_core::activation::ActivationQuant;
+use nap_core::nap::ActivationQuant;
 use nap_core::reduce::Layout;
 use nap_core::score::{Method, Params};
 use serde::{Deserialize, Serialize};

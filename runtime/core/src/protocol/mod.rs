@@ -78,8 +78,6 @@
 //! ```
 
 mod frame;
-#[doc(hidden)]
-pub mod invariants;
 mod message;
 
 pub use frame::{

@@ -5,7 +5,7 @@ use super::fusion::fuse;
 use super::head::Head;
 use super::logits::{max_softmax, neg_energy};
 use super::shaping::{Ash, ash, react};
-use crate::activation::DEFAULT_EPS;
+use crate::nap::DEFAULT_EPS;
 
 /// An OOD scoring method.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

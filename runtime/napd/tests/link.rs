@@ -4,8 +4,9 @@
 //! a last status on close.
 
 use nap_core::protocol::{Health, Message, RuntimeStatus};
-use nap_runtime::link::peer::{Peer, Received};
-use nap_runtime::link::{Link, LinkEvent, LinkOptions, LinkSpec, code};
+use nap_test_support::peer::{Peer, Received};
+use napd::link::{Link, LinkEvent, LinkOptions, LinkSpec};
+use napd::status::code;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 

@@ -1,5 +1,5 @@
-//! Helpers shared by the end-to-end tests: locating the shared real data and reading the
-//! reference scores.
+//! The shared real data: where it is, and the reference scores an independent implementation
+//! gave for it.
 //!
 //! The data lives outside the repository (read-only, never committed). One setting finds it: the
 //! env var [`SHARED_DATA_ENV`], defaulting to `<workspace root>/../shared/data`. Tests that need a
@@ -21,10 +21,9 @@ pub fn shared_data_dir() -> PathBuf {
     }
 }
 
-/// The workspace root: the parent of this package's folder `tests/`.
+/// The workspace root: two levels above this package's folder `tests/support/`.
 pub fn workspace_root() -> PathBuf {
-    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
-    here.parent().unwrap_or(here).to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// `relative` inside the shared data folder if it exists. Otherwise prints one line saying what is

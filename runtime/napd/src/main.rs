@@ -2,7 +2,7 @@
 //! controller about each one, in order and in time, or that the runtime is gone.
 
 use clap::Parser;
-use nap_runtime::daemon::{self, Options};
+use napd::Options;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,7 +31,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     // Timestamps on the wire count from here.
-    nap_runtime::link::monotonic_us();
+    napd::link::monotonic_us();
     let cli = Cli::parse();
     let options = match &cli.config {
         None => cli.options,
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         }
     };
     if cli.check {
-        return match daemon::check(&settings) {
+        return match napd::check(&settings) {
             Ok(report) => {
                 println!("{report}\nnapd: configuration OK");
                 ExitCode::SUCCESS
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let served = daemon::serve(&settings, stop);
+    let served = napd::serve(&settings, stop);
     if let Some(s) = &served.summary {
         eprintln!(
             "napd: {} verdicts ({} OOD), {} dropped, {} rejected; {:.1} fps, p50 {} us, p99 {} us",

@@ -2,9 +2,9 @@
 //! written; malformed headers, truncated frames and absurd sizes are rejected one frame at a time
 //! and the stream goes on; YUV conversions round-trip within their stated tolerance.
 
-use nap_runtime::source::pixel::{from_rgb8, to_rgb8};
-use nap_runtime::source::raw::{HEADER_LEN, RawSource, encode_frame, header};
-use nap_runtime::source::{PixelFormat, Pixels, Source, SourceEvent};
+use napd::source::pixel::{from_rgb8, to_rgb8};
+use napd::source::raw::{HEADER_LEN, RawSource, encode_frame, header};
+use napd::source::{PixelFormat, Pixels, Source, SourceEvent};
 use proptest::prelude::*;
 use std::io::Cursor;
 

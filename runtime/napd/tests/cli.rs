@@ -3,12 +3,13 @@
 //! corrupt bundle at start: a fault status reaches the controller before the non-zero exit.
 
 use nap_core::protocol::{Health, Message, RuntimeStatus};
-use nap_runtime::daemon::Options;
-use nap_runtime::daemon::log::LogTarget;
-use nap_runtime::link::peer::Peer;
-use nap_runtime::link::{LinkSpec, code};
-use nap_runtime::ood_line::{GpioSpec, LineMode};
-use nap_runtime::source::SourceSpec;
+use nap_test_support::peer::Peer;
+use napd::Options;
+use napd::link::LinkSpec;
+use napd::log::LogTarget;
+use napd::ood_line::{GpioSpec, LineMode};
+use napd::source::SourceSpec;
+use napd::status::code;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;

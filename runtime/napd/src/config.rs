@@ -4,11 +4,11 @@
 //! the same name (`--ood-gpio` is `ood-gpio = "..."`) and nothing exists in only one of them.
 //! Flags override the file. [`Options::resolve`] checks every value and gives [`Settings`].
 
-use super::log::LogTarget;
-use super::pipeline::PipelineOptions;
-use super::queue::Overflow;
 use crate::link::{LinkOptions, LinkSpec};
+use crate::log::LogTarget;
 use crate::ood_line::{GpioSpec, LineMode};
+use crate::pipeline::PipelineOptions;
+use crate::queue::Overflow;
 use crate::source::raw::DEFAULT_MAX_FRAME_BYTES;
 use crate::source::{SourceOptions, SourceSpec};
 use serde::Deserialize;
@@ -145,11 +145,6 @@ impl Options {
             stats_ms: self.stats_ms.or(base.stats_ms),
             max_frame_bytes: self.max_frame_bytes.or(base.max_frame_bytes),
         }
-    }
-
-    /// The link alone, for reporting a fault when the rest does not resolve.
-    pub fn link_spec(&self) -> Option<LinkSpec> {
-        self.link.as_deref().and_then(|l| l.parse().ok())
     }
 
     /// Checks every value and fills the defaults.

@@ -5,13 +5,14 @@
 //! fatal errors end the run with the right reason. Also the OOD line on a mock pin.
 
 use embedded_hal_mock::eh1::digital::{Mock as PinMock, State, Transaction};
-use nap_runtime::daemon::log::{JsonLog, LogTarget};
-use nap_runtime::daemon::pipeline::{self, Outputs};
-use nap_runtime::daemon::queue::Overflow;
-use nap_runtime::daemon::{EndReason, PipelineOptions, ScoreError, Scored, Scorer};
-use nap_runtime::link::Link;
-use nap_runtime::ood_line::{LineMode, OodLine, OodOutput};
-use nap_runtime::source::{Frame, Pixels, Source, SourceEvent};
+use napd::DaemonError;
+use napd::link::Link;
+use napd::log::{JsonLog, LogTarget};
+use napd::ood_line::{LineMode, OodLine, OodOutput};
+use napd::pipeline::{self, Outputs};
+use napd::pipeline::{EndReason, PipelineOptions, ScoreError, Scored, Scorer};
+use napd::queue::Overflow;
+use napd::source::{Frame, Pixels, Source, SourceEvent};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -398,7 +399,7 @@ fn a_fatal_scoring_error_ends_the_run() {
     );
     assert_eq!(
         r.summary.reason,
-        EndReason::Fatal("scripted backbone failure".into())
+        EndReason::Failed(DaemonError::Backbone("scripted backbone failure".into()))
     );
     assert!(!r.summary.reason.is_clean());
     assert_eq!(
@@ -474,8 +475,9 @@ fn line_modes_parse() {
 #[test]
 fn the_daemon_rides_out_a_controller_that_vanishes_and_returns() {
     use nap_core::protocol::{Health, Message, RuntimeStatus};
-    use nap_runtime::link::peer::Peer;
-    use nap_runtime::link::{LinkOptions, code};
+    use nap_test_support::peer::Peer;
+    use napd::link::LinkOptions;
+    use napd::status::code;
 
     let peer = Peer::bind().unwrap();
     let link_options = LinkOptions {

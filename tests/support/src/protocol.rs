@@ -1,8 +1,9 @@
 //! Decoder invariants, shared by the `frame_decoder` fuzz target and the corpus replay test so
-//! that both check exactly the same thing. Test support, not part of the protocol's API.
+//! that both check exactly the same thing.
 
-use super::frame::{FrameDecoder, FrameError, MAX_COBS_LEN, MAX_FRAME_LEN, decode, encode};
-use super::message::Message;
+use nap_core::protocol::{
+    FrameDecoder, FrameError, MAX_COBS_LEN, MAX_FRAME_LEN, Message, decode, encode,
+};
 
 /// What [`check_stream`] saw in its input.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +22,7 @@ pub struct StreamStats {
 ///    within the limit yield nothing. The decoder is idle exactly after a 0x00.
 /// 2. Chunking: [`FrameDecoder::push_slice`] over chunks (sizes derived from the first input
 ///    byte) yields the same results as byte-wise [`FrameDecoder::push`], and its
-///    [`remainder`](super::Frames::remainder) is right after each result.
+///    [`remainder`](nap_core::protocol::Frames::remainder) is right after each result.
 /// 3. Round trip: every decoded message encodes into at most [`MAX_FRAME_LEN`] bytes, and that
 ///    frame decodes (one-shot and streaming) to a message with byte-identical encoding (so NaN
 ///    floats compare by bits).

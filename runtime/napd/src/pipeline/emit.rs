@@ -1,0 +1,277 @@
+//! The ordered emission: each frame's outcome, in frame order, to the link, the OOD line, the log
+//! and the stats; and the periodic work beside it (stats objects, health, link events).
+
+use super::summary::{EndReason, Summary, round2};
+use super::{Outcome, Outputs};
+use crate::link::{self, Link, LinkEvent};
+use crate::log::JsonLog;
+use crate::ood_line::OodOutput;
+use crate::reorder::Reorder;
+use crate::stats::{self, Counts, Stats};
+use crate::status::{self, code};
+use nap_core::protocol::RuntimeStatus;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Where outcomes go, and the state of the run's reporting.
+pub(super) struct Emitter<'a, 'l> {
+    link: &'a Link,
+    line: Option<&'l mut (dyn OodOutput + 'l)>,
+    log: &'a mut JsonLog,
+    threshold: f32,
+    stats: Stats,
+    reorder: Reorder<Outcome>,
+    /// Frame numbers seen so far (the highest plus one).
+    frames: u64,
+    health: RuntimeStatus,
+    stats_interval: Duration,
+    next_stats: Instant,
+    /// The OOD line's first error is reported; the rest would flood the log.
+    line_failed: bool,
+}
+
+impl<'a, 'l> Emitter<'a, 'l> {
+    /// An emitter for a run that started at `started`.
+    pub(super) fn new(
+        outputs: Outputs<'a, 'l>,
+        threshold: f32,
+        started: Instant,
+        stats_interval: Duration,
+    ) -> Self {
+        Emitter {
+            link: outputs.link,
+            line: outputs.line,
+            log: outputs.log,
+            threshold,
+            stats: Stats::new(started),
+            reorder: Reorder::new(),
+            frames: 0,
+            health: status::OK,
+            stats_interval,
+            next_stats: started + stats_interval,
+            line_failed: false,
+        }
+    }
+
+    /// Frame `seq`'s outcome arrived: emit it and every later one that was waiting for it.
+    pub(super) fn outcome(&mut self, seq: u64, outcome: Outcome) {
+        self.frames = self.frames.max(seq + 1);
+        self.reorder.insert(seq, outcome);
+        while let Some((seq, outcome)) = self.reorder.pop_ready() {
+            self.emit(seq, outcome);
+        }
+    }
+
+    /// How long the pipeline may wait for the next outcome before the periodic work is due.
+    pub(super) fn patience(&self, now: Instant) -> Duration {
+        let mut wait = self
+            .next_stats
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(50));
+        if let Some(d) = self.line.as_deref().and_then(OodOutput::deadline) {
+            wait = wait.min(d.saturating_duration_since(now));
+        }
+        wait
+    }
+
+    /// The periodic work: the OOD line's pulses, link events, and every stats interval a stats
+    /// object and the health the controller hears.
+    pub(super) fn tick(&mut self, now: Instant) {
+        if let Some(l) = self.line.as_deref_mut()
+            && let Err(e) = l.poll(now)
+            && !std::mem::replace(&mut self.line_failed, true)
+        {
+            eprintln!("napd: {e}");
+        }
+        self.log_link_events();
+        if now >= self.next_stats {
+            self.next_stats = now + self.stats_interval;
+            let (interval, span) = self.stats.roll(now);
+            self.report(&interval, span);
+            let new = health_of(&interval);
+            if new != self.health {
+                self.health = new;
+                self.link.status(new);
+                self.log.write(&json!({"type": "status", "health": format!("{:?}", new.health), "code": new.code}));
+            }
+        }
+    }
+
+    /// Emits what is left in frame order (numbers whose outcome never came were frames lost in
+    /// the shutdown race: counted as dropped), releases the OOD line and sums the run up.
+    pub(super) fn finish(mut self, reason: EndReason, started: Instant) -> Summary {
+        for (seq, skipped, outcome) in self.reorder.drain() {
+            for _ in 0..skipped {
+                self.stats.dropped();
+            }
+            self.emit(seq, outcome);
+        }
+        self.log_link_events();
+        if let Some(l) = self.line.as_deref_mut()
+            && let Err(e) = l.shutdown()
+        {
+            eprintln!("napd: {e}");
+        }
+        let now = Instant::now();
+        let (interval, span) = self.stats.roll(now);
+        self.report(&interval, span);
+        let total = &self.stats.total;
+        Summary {
+            reason,
+            frames: self.frames,
+            verdicts: total.verdicts,
+            ood: total.ood,
+            dropped: total.dropped,
+            bad: total.bad,
+            p50_us: total.latency.quantile_us(0.5),
+            p99_us: total.latency.quantile_us(0.99),
+            fps: stats::rate(total.verdicts, now - started),
+            first_verdict: self.stats.first_verdict,
+            first_verdict_since_start: self
+                .stats
+                .first_verdict
+                .map(|d| Duration::from_micros(link::timestamp_us(started + d))),
+            elapsed: now - started,
+            peak_rss_kib: stats::memory_kib().1,
+        }
+    }
+
+    fn emit(&mut self, seq: u64, outcome: Outcome) {
+        let now = Instant::now();
+        match outcome {
+            Outcome::Verdict {
+                name,
+                captured,
+                scored,
+            } => {
+                let latency = now.saturating_duration_since(captured);
+                let threshold = self.threshold;
+                self.link.verdict(
+                    link::timestamp_us(captured),
+                    scored.score,
+                    threshold,
+                    scored.ood,
+                );
+                if let Some(l) = self.line.as_deref_mut()
+                    && let Err(e) = l.verdict(scored.ood, now)
+                    && !std::mem::replace(&mut self.line_failed, true)
+                {
+                    eprintln!("napd: {e}");
+                    self.log
+                        .write(&json!({"type": "error", "seq": seq, "frame": name, "error": e}));
+                }
+                self.stats.verdict(scored.ood, latency, now);
+                self.log.write(&json!({
+                    "type": "verdict",
+                    "seq": seq,
+                    "frame": name,
+                    "ood": scored.ood,
+                    "score": scored.score,
+                    "threshold": threshold,
+                    "latency_us": latency.as_micros() as u64,
+                    "top1": scored.top1,
+                }));
+            }
+            Outcome::Bad { name, error } => {
+                self.stats.bad();
+                eprintln!("napd: frame {seq} ({name}) rejected: {error}");
+                self.log
+                    .write(&json!({"type": "error", "seq": seq, "frame": name, "error": error}));
+            }
+            Outcome::Dropped { name } => {
+                self.stats.dropped();
+                self.log
+                    .write(&json!({"type": "dropped", "seq": seq, "frame": name}));
+            }
+        }
+    }
+
+    fn log_link_events(&mut self) {
+        for event in self.link.events() {
+            self.log.write(&link_event_json(&event));
+        }
+    }
+
+    /// The `stats` object for the interval just closed, and its one-line summary on stderr.
+    fn report(&mut self, interval: &Counts, span: Duration) {
+        let (stats, c) = (&self.stats, self.link.counters());
+        let (rss, peak) = stats::memory_kib();
+        let fps = stats::rate(interval.verdicts, span);
+        let ood_rate = if interval.verdicts > 0 {
+            interval.ood as f64 / interval.verdicts as f64
+        } else {
+            0.0
+        };
+        self.log.write(&json!({
+            "type": "stats",
+            "uptime_s": round2(stats.started.elapsed().as_secs_f64()),
+            "fps": round2(fps),
+            "p50_us": interval.latency.quantile_us(0.5),
+            "p99_us": interval.latency.quantile_us(0.99),
+            "ood_rate": round2(ood_rate * 100.0) / 100.0,
+            "verdicts": interval.verdicts,
+            "dropped": interval.dropped,
+            "bad": interval.bad,
+            "total_verdicts": stats.total.verdicts,
+            "total_dropped": stats.total.dropped,
+            "total_bad": stats.total.bad,
+            "rss_kib": rss,
+            "peak_rss_kib": peak,
+            "link": {
+                "connected": c.connected.load(Ordering::Relaxed),
+                "sent": c.sent.load(Ordering::Relaxed),
+                "heartbeats": c.heartbeats.load(Ordering::Relaxed),
+                "unsent": c.unsent.load(Ordering::Relaxed),
+                "reconnects": c.reconnects.load(Ordering::Relaxed),
+                "acks": c.acks.load(Ordering::Relaxed),
+                "rx_errors": c.rx_errors.load(Ordering::Relaxed),
+            },
+        }));
+        eprintln!(
+            "napd: {:.1} fps, p50 {} us, p99 {} us, OOD {:.0}%, dropped {}, rejected {} (totals: {} verdicts, {} dropped)",
+            fps,
+            interval.latency.quantile_us(0.5).unwrap_or(0),
+            interval.latency.quantile_us(0.99).unwrap_or(0),
+            ood_rate * 100.0,
+            interval.dropped,
+            interval.bad,
+            stats.total.verdicts,
+            stats.total.dropped,
+        );
+    }
+}
+
+/// The health an interval's counts call for: dropped frames first, then rejected ones.
+fn health_of(interval: &Counts) -> RuntimeStatus {
+    if interval.dropped > 0 {
+        status::degraded(code::FRAMES_DROPPED)
+    } else if interval.bad > 0 {
+        status::degraded(code::BAD_FRAMES)
+    } else {
+        status::OK
+    }
+}
+
+/// A link event as a `link` log object (up and down also go to stderr).
+fn link_event_json(event: &LinkEvent) -> serde_json::Value {
+    match event {
+        LinkEvent::Up { reconnects } => {
+            eprintln!("napd: link up (reconnects: {reconnects})");
+            json!({"type": "link", "event": "up", "reconnects": reconnects})
+        }
+        LinkEvent::Down { reason } => {
+            eprintln!("napd: link down: {reason}");
+            json!({"type": "link", "event": "down", "reason": reason})
+        }
+        LinkEvent::Controller(s) => json!({
+            "type": "link",
+            "event": "controller",
+            "state": format!("{:?}", s.state),
+            "frames": s.frames,
+            "ood": s.ood,
+            "crc_errors": s.crc_errors,
+            "seq_gaps": s.seq_gaps,
+        }),
+    }
+}

@@ -1,0 +1,150 @@
+//! The daemon's life: open the link first (so even a failure to start reaches the controller as a
+//! fault status), load the bundle, open the OOD line and the source, run the pipeline, and end
+//! with a final status.
+
+use crate::DaemonError;
+use crate::config::Settings;
+use crate::link::Link;
+use crate::log::JsonLog;
+use crate::ood_line::{OodOutput, open_gpio_cdev};
+use crate::pipeline::{self, Scorer, Summary};
+use crate::scorer::DetectorScorer;
+use crate::source;
+use crate::status;
+use nap_runtime::bundle::Bundle;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+/// How long a failing daemon tries to reach the controller with its fault status.
+pub const FAULT_PATIENCE: Duration = Duration::from_secs(2);
+
+/// How a daemon run ended, for the exit code.
+#[derive(Debug)]
+pub struct Served {
+    /// 0 for a clean end (end of stream, SIGINT / SIGTERM), 1 otherwise.
+    pub exit_code: u8,
+    /// What the pipeline did, if it ran.
+    pub summary: Option<Summary>,
+    /// Why it could not start or ended badly.
+    pub error: Option<DaemonError>,
+}
+
+/// Loads the bundle and everything it needs, without running: `napd --check`. Gives a report
+/// of what would run.
+pub fn check(settings: &Settings) -> Result<String, DaemonError> {
+    let bundle = Bundle::read(&settings.bundle).map_err(|e| DaemonError::Bundle(e.to_string()))?;
+    let scorer = DetectorScorer::new(bundle, settings.threshold)?;
+    drop(scorer.worker().map_err(DaemonError::Bundle)?);
+    let m = scorer.manifest();
+    Ok(format!(
+        "bundle {}: {} ({}x{} input, {:?} scorer, threshold {})\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nworkers {}, queue {}",
+        settings.bundle.display(),
+        m.source,
+        m.input.size,
+        m.input.size,
+        m.scorer.method,
+        scorer.threshold(),
+        settings.source,
+        settings.link,
+        settings
+            .ood_gpio
+            .as_ref()
+            .map_or("none".to_string(), |g| format!(
+                "{}:{} ({:?})",
+                g.chip, g.line, settings.ood_line
+            )),
+        settings.log,
+        settings.pipeline.workers,
+        settings.pipeline.queue,
+    ))
+}
+
+/// Runs the daemon until the source ends, `stop` is raised, or something fatal happens. The
+/// controller hears a status at every step: degraded while starting, ok once scoring, a fault
+/// with the reason at the end (a clean end included: no verdict follows, so it must go safe).
+pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
+    let mut log = match JsonLog::open(&settings.log) {
+        Ok(l) => l,
+        Err(e) => {
+            let link = Link::open(&settings.link, settings.link_options, status::STARTING);
+            return fail(link, &mut JsonLog::none(), DaemonError::Config(e));
+        }
+    };
+    let link = Link::open(&settings.link, settings.link_options, status::STARTING);
+    let Started {
+        scorer,
+        mut line,
+        source,
+    } = match start(settings) {
+        Ok(started) => started,
+        Err(e) => return fail(link, &mut log, e),
+    };
+    link.status(status::OK);
+    let summary = pipeline::run(
+        Arc::new(scorer),
+        source,
+        pipeline::Outputs {
+            link: &link,
+            line: line.as_deref_mut().map(|l| l as &mut dyn OodOutput),
+            log: &mut log,
+        },
+        &settings.pipeline,
+        &stop,
+    );
+    log.write(&summary.to_json());
+    // A clean end gets the same patience: the controller should learn why verdicts stopped.
+    link.close(summary.reason.status(), FAULT_PATIENCE);
+    Served {
+        exit_code: if summary.reason.is_clean() { 0 } else { 1 },
+        error: summary.reason.error().cloned(),
+        summary: Some(summary),
+    }
+}
+
+/// What the pipeline runs with.
+struct Started {
+    scorer: DetectorScorer,
+    line: Option<Box<dyn OodOutput>>,
+    source: Box<dyn source::Source>,
+}
+
+/// Everything the pipeline needs, in the order a failure should be reported: the bundle and its
+/// detector, the OOD line, the source.
+fn start(settings: &Settings) -> Result<Started, DaemonError> {
+    let bundle =
+        Bundle::read(&settings.bundle).map_err(|e| DaemonError::Bundle(format!("bundle: {e}")))?;
+    let scorer = DetectorScorer::new(bundle, settings.threshold)?;
+    let line: Option<Box<dyn OodOutput>> = match &settings.ood_gpio {
+        None => None,
+        Some(spec) => Some(Box::new(
+            open_gpio_cdev(spec, settings.ood_line).map_err(DaemonError::Config)?,
+        )),
+    };
+    let source = source::open(&settings.source, &settings.source_options)
+        .map_err(|e| DaemonError::Source(format!("source: {e}")))?;
+    Ok(Started {
+        scorer,
+        line,
+        source,
+    })
+}
+
+/// Fails before the pipeline runs: fault status to the controller, a log line, exit 1.
+fn fail(link: Link, log: &mut JsonLog, error: DaemonError) -> Served {
+    eprintln!("napd: {error}");
+    log.write(&serde_json::json!({
+        "type": "final",
+        "reason": "fault",
+        "code": error.code(),
+        "error": error.to_string(),
+    }));
+    if !link.close(error.status(), FAULT_PATIENCE) {
+        eprintln!("napd: the fault status could not be delivered (link down)");
+    }
+    Served {
+        exit_code: 1,
+        summary: None,
+        error: Some(error),
+    }
+}
