@@ -1,11 +1,11 @@
 //! From a classifier ONNX to a bundle: the split, the pre-pool tensor's shape as tract sees it,
 //! and the manifest with the default scorer.
 
-use crate::onnx::{self, HeadForm as OnnxHeadForm, OnnxError};
+use crate::onnx::{self, OnnxError};
 use nap_core::reduce::Layout;
 use nap_runtime::bundle::{
-    ActivationStorage, BackboneSpec, Bundle, BundleError, HeadForm, HeadSpec, HeadStorage,
-    InputSpec, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+    ActivationStorage, BackboneSpec, Bundle, BundleError, HeadSpec, HeadStorage, InputSpec,
+    Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
 };
 use nap_runtime::detector::{DetectorError, probe_backbone_output};
 use tract_onnx::pb::ModelProto;
@@ -73,11 +73,6 @@ pub fn build_bundle(
             });
         }
     };
-    let form = match head.form {
-        OnnxHeadForm::Conv1x1 => HeadForm::Conv1x1,
-        OnnxHeadForm::Gemm => HeadForm::Gemm,
-        OnnxHeadForm::MatMulAdd => HeadForm::MatMulAdd,
-    };
     let manifest = Manifest {
         source: source.to_owned(),
         backbone: BackboneSpec {
@@ -97,7 +92,7 @@ pub fn build_bundle(
         head: HeadSpec {
             classes: head.classes as u32,
             features: head.features as u32,
-            form,
+            form: head.form,
             storage: HeadStorage::F32,
         },
         scorer: ScorerConfig::default(),

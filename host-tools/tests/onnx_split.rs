@@ -2,10 +2,11 @@
 //! on tiny models built in code, with every result checked by running tract and by independent
 //! arithmetic, and every error case named.
 
+use nap_runtime::bundle::HeadForm;
 use nap_test_support::data::shared_data_file;
 use nap_test_support::onnx::{self as fixture, CLASSES, FEATURES, IN_CHANNELS, SIZE, TinyCnn};
 use napctl::onnx::{
-    Dim, HeadForm, HeadStatus, OnnxError, PoolKind, SplitModel, decode, inspect, read_model, split,
+    Dim, HeadStatus, OnnxError, PoolKind, SplitModel, decode, inspect, read_model, split,
 };
 use proptest::prelude::*;
 use std::time::Instant;
@@ -257,7 +258,7 @@ fn check_fixture(model: &ModelProto, form: HeadForm, pre_pool: &str, logits: &st
     let d = max_rel_diff(&ours, f32s(&original[0]));
     assert!(
         d < 1e-5,
-        "{form}: head(mean(backbone)) vs original logits differ by {d}"
+        "{form:?}: head(mean(backbone)) vs original logits differ by {d}"
     );
     s
 }

@@ -1,14 +1,70 @@
 //! An index over an ONNX graph: who produces and who consumes each tensor, the constants, and the
-//! tensor shapes we know (declared in the file, completed by tract's shape inference).
+//! tensor shapes we know (declared in the file, completed by tract's shape inference), as [`Dim`]s.
 
-use super::inspect::Dim;
+use super::error::OnnxError;
 use super::tensor::{constant_node_tensor, type_name};
-use super::{OnnxError, check_model};
+use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use tract_onnx::pb::tensor_shape_proto::dimension;
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto, type_proto};
 use tract_onnx::tract_hir::infer::{GenericFactoid, InferenceModelExt};
+
+/// One dimension of a tensor shape: a number, a symbol (`N`, `batch`), or unknown.
+/// Serialises as a number, a string, or `null`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(i64),
+    /// A named symbolic size.
+    Symbol(String),
+    /// Not stated and not inferred.
+    Unknown,
+}
+
+impl Dim {
+    /// How much this dimension says: unknown < symbol < fixed.
+    pub(crate) fn specificity(&self) -> u8 {
+        match self {
+            Dim::Unknown => 0,
+            Dim::Symbol(_) => 1,
+            Dim::Fixed(_) => 2,
+        }
+    }
+
+    /// The size when fixed and non-negative.
+    pub fn fixed(&self) -> Option<usize> {
+        match self {
+            Dim::Fixed(v) => usize::try_from(*v).ok(),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Fixed(v) => write!(f, "{v}"),
+            Dim::Symbol(s) => f.write_str(s),
+            Dim::Unknown => f.write_str("?"),
+        }
+    }
+}
+
+/// The model's graph, or [`OnnxError::NotOnnx`] when it has none or it has no node.
+pub(crate) fn check_model(model: &ModelProto) -> Result<&GraphProto, OnnxError> {
+    let graph = model.graph.as_ref().ok_or_else(|| OnnxError::NotOnnx {
+        reason: "the model has no graph".into(),
+    })?;
+    if graph.node.is_empty() {
+        return Err(OnnxError::NotOnnx {
+            reason: "the graph has no nodes".into(),
+        });
+    }
+    Ok(graph)
+}
 
 /// Read-only index over one model's main graph.
 pub(crate) struct Graph<'a> {

@@ -1,23 +1,30 @@
 //! Recognising the classifier head after a pooling node and reading it as a dense affine map.
 
+use super::error::OnnxError;
 use super::graph::Graph;
 use super::tensor::{attr_f, attr_i, attr_ints, element_count, f32_values};
-use super::{HeadForm, OnnxError};
+use nap_runtime::bundle::HeadForm;
 use std::borrow::Cow;
 use tract_onnx::pb::TensorProto;
 
-/// A recognised head: `logits = weights * pooled + bias`.
-#[derive(Clone, Debug)]
-pub(crate) struct Head {
+/// The classifier head as a dense affine map: `logits = weights * pooled + bias`, where `pooled`
+/// is the per-channel mean of the pre-pool tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseHead {
+    /// The form it had in the source graph.
     pub form: HeadForm,
+    /// Pooled features C (pre-pool channels).
     pub features: usize,
+    /// Classes K (logits).
     pub classes: usize,
     /// Row-major `[classes][features]`.
     pub weights: Vec<f32>,
+    /// `[classes]`.
     pub bias: Vec<f32>,
-    /// The tensor of the source graph that holds the logits.
+    /// The tensor of the source model that holds these logits (e.g. `logits`), for comparisons.
     pub logits: String,
-    /// The graph output the logits reach through post-processing only (Softmax, Squeeze, ...).
+    /// The graph output the logits reach through post-processing only (Softmax, Squeeze, ...);
+    /// `None` for a pooling inside the network (e.g. a squeeze-excite block).
     pub output: Option<String>,
 }
 
@@ -48,23 +55,20 @@ pub(crate) fn analyse(
     pool: usize,
     pooled_rank: usize,
     channels: Option<usize>,
-) -> Result<Head, OnnxError> {
-    let unsupported = |reason: String| OnnxError::UnsupportedHead {
-        pool: g.label(pool),
-        reason,
-    };
+) -> Result<DenseHead, OnnxError> {
+    let unsupported_head = |reason: String| unsupported(g, pool, reason);
     // Head readers label unsupported cases with their own node; report the pooling node instead.
     let with_pool = |e: OnnxError| match e {
-        OnnxError::UnsupportedHead { reason, .. } => unsupported(reason),
+        OnnxError::UnsupportedHead { reason, .. } => unsupported_head(reason),
         e => e,
     };
     let expected = "expected Conv (1x1) [-> Squeeze], Flatten/Reshape -> Gemm, or \
                     Flatten/Reshape -> MatMul [-> Add]";
-    let mut tensor = first_output(g, pool).map_err(unsupported)?;
+    let mut tensor = first_output(g, pool).map_err(unsupported_head)?;
     let mut flat = pooled_rank == 2;
     // Each step moves one node on; more steps than nodes means a (malformed) cycle.
     for _ in 0..=g.g.node.len() {
-        let next = single_consumer(g, tensor).map_err(unsupported)?;
+        let next = single_consumer(g, tensor).map_err(unsupported_head)?;
         let node = g.node(next);
         let op = node.op_type.as_str();
         let known = PASS_THROUGH.contains(&op)
@@ -76,13 +80,13 @@ pub(crate) fn analyse(
             } else {
                 format!(" (domain {:?})", node.domain)
             };
-            return Err(unsupported(format!(
+            return Err(unsupported_head(format!(
                 "{op}{domain} node {:?} follows; {expected}",
                 g.label(next)
             )));
         }
         if node.input.first().map(String::as_str) != Some(tensor) {
-            return Err(unsupported(format!(
+            return Err(unsupported_head(format!(
                 "the pooled feature {tensor:?} enters {op} node {:?} as a later input, not as its \
                  data input",
                 g.label(next)
@@ -92,7 +96,7 @@ pub(crate) fn analyse(
             "Flatten" => {
                 let axis = attr_i(node, "axis", 1);
                 if !(axis == 1 || (!flat && axis == -3)) {
-                    return Err(unsupported(format!(
+                    return Err(unsupported_head(format!(
                         "Flatten node {:?} has axis {axis}; expected 1",
                         g.label(next)
                     )));
@@ -102,7 +106,7 @@ pub(crate) fn analyse(
             _ if FLATTEN.contains(&op) => flat = true,
             "Conv" if !flat => return conv(g, next, channels).map_err(with_pool),
             "Conv" => {
-                return Err(unsupported(format!(
+                return Err(unsupported_head(format!(
                     "Conv node {:?} follows the flattened pooled feature",
                     g.label(next)
                 )));
@@ -110,16 +114,16 @@ pub(crate) fn analyse(
             "Gemm" if flat => return gemm(g, next, channels).map_err(with_pool),
             "MatMul" if flat => return matmul(g, next, channels).map_err(with_pool),
             "Gemm" | "MatMul" => {
-                return Err(unsupported(format!(
+                return Err(unsupported_head(format!(
                     "{op} node {:?} takes the 4-D pooled tensor without a Flatten/Reshape",
                     g.label(next)
                 )));
             }
             _ => {} // pass-through
         }
-        tensor = first_output(g, next).map_err(unsupported)?;
+        tensor = first_output(g, next).map_err(unsupported_head)?;
     }
-    Err(unsupported(format!(
+    Err(unsupported_head(format!(
         "the nodes after the pooling form a cycle at {tensor:?}"
     )))
 }
@@ -179,6 +183,14 @@ fn opt_const_input<'a>(
     }
 }
 
+/// Why what follows node `n` is not a head we read, reported at that node.
+fn unsupported(g: &Graph, n: usize, reason: String) -> OnnxError {
+    OnnxError::UnsupportedHead {
+        pool: g.label(n),
+        reason,
+    }
+}
+
 fn shape_error(tensor: &str, expected: String, found: &[i64]) -> OnnxError {
     OnnxError::HeadShape {
         tensor: tensor.to_string(),
@@ -187,30 +199,56 @@ fn shape_error(tensor: &str, expected: String, found: &[i64]) -> OnnxError {
     }
 }
 
-fn channels_note(channels: Option<usize>) -> String {
-    channels.map_or_else(String::new, |c| {
+/// A weight of the wrong shape for `expected`, naming the pre-pool channels when known.
+fn weight_shape_error(
+    tensor: &str,
+    expected: &str,
+    channels: Option<usize>,
+    found: &[i64],
+) -> OnnxError {
+    let note = channels.map_or_else(String::new, |c| {
         format!(" with C = {c} (the pre-pool channels)")
-    })
+    });
+    shape_error(tensor, format!("{expected}{note}"), found)
 }
 
-/// Checks the feature count `c` read from a weight against the pre-pool channels.
-fn check_channels(
-    tensor: &str,
-    c: i64,
-    channels: Option<usize>,
+/// The head's weight matrix: constant input 1 of the head node, with the classes K and features
+/// C its shape gives.
+struct Weight<'a> {
+    name: String,
+    tensor: Cow<'a, TensorProto>,
+    classes: usize,
+    features: usize,
+}
+
+/// Reads input 1 of node `n` as the head's weight. `kc` gives K and C from its dimensions
+/// (`None`: a shape no head of this form has); `expected` names that shape in errors. K must be
+/// positive and C equal the pre-pool channels when they are known.
+fn weight<'a>(
+    g: &Graph<'a>,
+    n: usize,
     expected: &str,
-    dims: &[i64],
-) -> Result<usize, OnnxError> {
-    let ok = c > 0 && channels.is_none_or(|ch| ch as i64 == c);
-    if ok {
-        Ok(c as usize)
-    } else {
-        Err(shape_error(
-            tensor,
-            format!("{expected}{}", channels_note(channels)),
-            dims,
-        ))
+    channels: Option<usize>,
+    kc: impl Fn(&[i64]) -> Option<(i64, i64)>,
+) -> Result<Weight<'a>, OnnxError> {
+    let name = g.node(n).input.get(1).cloned().unwrap_or_default();
+    let tensor = const_input(g, n, 1)?;
+    let dims = &tensor.dims;
+    let Some((k, c)) = kc(dims) else {
+        return Err(weight_shape_error(&name, expected, channels, dims));
+    };
+    if k <= 0 {
+        return Err(shape_error(&name, expected.into(), dims));
     }
+    if c <= 0 || channels.is_some_and(|ch| ch as i64 != c) {
+        return Err(weight_shape_error(&name, expected, channels, dims));
+    }
+    Ok(Weight {
+        name,
+        classes: k as usize,
+        features: c as usize,
+        tensor,
+    })
 }
 
 /// A bias of `classes` values: `[K]`, `[1, K]`, or one value broadcast (`[]`, `[1]`, `[1, 1]`).
@@ -285,20 +323,20 @@ fn reaches_output(g: &Graph, logits: &str) -> Option<String> {
     None
 }
 
+/// The head with its logits tensor named as the source model names it.
 fn finish<'a>(
     g: &Graph<'a>,
     form: HeadForm,
-    features: usize,
-    classes: usize,
+    w: &Weight,
     weights: Vec<f32>,
     bias: Vec<f32>,
     logits: &'a str,
-) -> Head {
+) -> DenseHead {
     let logits = follow_shape_ops(g, logits);
-    Head {
+    DenseHead {
         form,
-        features,
-        classes,
+        features: w.features,
+        classes: w.classes,
         weights,
         bias,
         output: reaches_output(g, logits),
@@ -307,145 +345,101 @@ fn finish<'a>(
 }
 
 /// Pooling -> 1x1 Conv: weights `[K, C, 1, 1]`, optional bias `[K]`, group 1, no padding.
-fn conv(g: &Graph, n: usize, channels: Option<usize>) -> Result<Head, OnnxError> {
+fn conv(g: &Graph, n: usize, channels: Option<usize>) -> Result<DenseHead, OnnxError> {
     let node = g.node(n);
-    let unsupported = |reason: String| OnnxError::UnsupportedHead {
-        pool: g.label(n),
-        reason,
-    };
     let group = attr_i(node, "group", 1);
     if group != 1 {
-        return Err(unsupported(format!(
-            "the 1x1 Conv {:?} has group = {group}; only group 1 is supported",
-            g.label(n)
-        )));
+        return Err(unsupported(
+            g,
+            n,
+            format!(
+                "the 1x1 Conv {:?} has group = {group}; only group 1 is supported",
+                g.label(n)
+            ),
+        ));
     }
     if attr_ints(node, "pads").is_some_and(|p| p.iter().any(|&v| v != 0)) {
-        return Err(unsupported(format!(
-            "the 1x1 Conv {:?} pads its input; expected no padding",
-            g.label(n)
-        )));
-    }
-    let w_name = node.input.get(1).cloned().unwrap_or_default();
-    let w = const_input(g, n, 1)?;
-    let expected = "[K, C, 1, 1] (a 1x1 convolution)";
-    let [k, c, 1, 1] = w.dims[..] else {
-        return Err(shape_error(
-            &w_name,
-            format!("{expected}{}", channels_note(channels)),
-            &w.dims,
+        return Err(unsupported(
+            g,
+            n,
+            format!(
+                "the 1x1 Conv {:?} pads its input; expected no padding",
+                g.label(n)
+            ),
         ));
-    };
-    if k <= 0 {
-        return Err(shape_error(&w_name, expected.into(), &w.dims));
     }
-    let features = check_channels(&w_name, c, channels, expected, &w.dims)?;
-    let classes = k as usize;
-    let weights = f32_values(&w, &w_name)?;
+    let w = weight(
+        g,
+        n,
+        "[K, C, 1, 1] (a 1x1 convolution)",
+        channels,
+        |d| match d {
+            [k, c, 1, 1] => Some((*k, *c)),
+            _ => None,
+        },
+    )?;
+    let weights = f32_values(&w.tensor, &w.name)?;
     let bias = match opt_const_input(g, n, 2)? {
         Some((name, b)) => {
-            if element_count(&b.dims) != Some(classes) || b.dims.len() != 1 {
-                return Err(shape_error(&name, format!("[{classes}]"), &b.dims));
+            if element_count(&b.dims) != Some(w.classes) || b.dims.len() != 1 {
+                return Err(shape_error(&name, format!("[{}]", w.classes), &b.dims));
             }
             f32_values(&b, &name)?
         }
-        None => vec![0.0; classes],
+        None => vec![0.0; w.classes],
     };
-    let out = first_output(g, n).map_err(unsupported)?;
-    Ok(finish(
-        g,
-        HeadForm::Conv1x1,
-        features,
-        classes,
-        weights,
-        bias,
-        out,
-    ))
+    let out = first_output(g, n).map_err(|reason| unsupported(g, n, reason))?;
+    Ok(finish(g, HeadForm::Conv1x1, &w, weights, bias, out))
 }
 
 /// Flattened pooling -> Gemm: `alpha * A * op(B) + beta * C`, `op(B) = B^T` when `transB`.
-fn gemm(g: &Graph, n: usize, channels: Option<usize>) -> Result<Head, OnnxError> {
+fn gemm(g: &Graph, n: usize, channels: Option<usize>) -> Result<DenseHead, OnnxError> {
     let node = g.node(n);
     if attr_i(node, "transA", 0) != 0 {
-        return Err(OnnxError::UnsupportedHead {
-            pool: g.label(n),
-            reason: format!(
+        return Err(unsupported(
+            g,
+            n,
+            format!(
                 "Gemm {:?} transposes the pooled feature (transA = 1)",
                 g.label(n)
             ),
-        });
+        ));
     }
     let trans_b = attr_i(node, "transB", 0) != 0;
     let alpha = attr_f(node, "alpha", 1.0);
     let beta = attr_f(node, "beta", 1.0);
-    let b_name = node.input.get(1).cloned().unwrap_or_default();
-    let b = const_input(g, n, 1)?;
     let expected = if trans_b {
         "[K, C] (Gemm with transB = 1)"
     } else {
         "[C, K] (Gemm with transB = 0)"
     };
-    let [r, s] = b.dims[..] else {
-        return Err(shape_error(
-            &b_name,
-            format!("{expected}{}", channels_note(channels)),
-            &b.dims,
-        ));
-    };
-    let (k, c) = if trans_b { (r, s) } else { (s, r) };
-    if k <= 0 {
-        return Err(shape_error(&b_name, expected.into(), &b.dims));
-    }
-    let features = check_channels(&b_name, c, channels, expected, &b.dims)?;
-    let classes = k as usize;
-    let values = f32_values(&b, &b_name)?;
+    let w = weight(g, n, expected, channels, |d| match d {
+        [k, c] if trans_b => Some((*k, *c)),
+        [c, k] => Some((*k, *c)),
+        _ => None,
+    })?;
+    let values = f32_values(&w.tensor, &w.name)?;
     let weights = if trans_b {
         values.iter().map(|v| v * alpha).collect()
     } else {
-        transpose(&values, features, classes, alpha)
+        transpose(&values, w.features, w.classes, alpha)
     };
     let bias = match opt_const_input(g, n, 2)? {
-        Some((name, t)) => bias_values(&name, &t, classes, beta)?,
-        None => vec![0.0; classes],
+        Some((name, t)) => bias_values(&name, &t, w.classes, beta)?,
+        None => vec![0.0; w.classes],
     };
-    let out = first_output(g, n).map_err(|reason| OnnxError::UnsupportedHead {
-        pool: g.label(n),
-        reason,
-    })?;
-    Ok(finish(
-        g,
-        HeadForm::Gemm,
-        features,
-        classes,
-        weights,
-        bias,
-        out,
-    ))
+    let out = first_output(g, n).map_err(|reason| unsupported(g, n, reason))?;
+    Ok(finish(g, HeadForm::Gemm, &w, weights, bias, out))
 }
 
 /// Flattened pooling -> MatMul with weight `[C, K]` -> Add with a constant bias (optional).
-fn matmul(g: &Graph, n: usize, channels: Option<usize>) -> Result<Head, OnnxError> {
-    let node = g.node(n);
-    let w_name = node.input.get(1).cloned().unwrap_or_default();
-    let w = const_input(g, n, 1)?;
-    let expected = "[C, K] (MatMul weight)";
-    let [c, k] = w.dims[..] else {
-        return Err(shape_error(
-            &w_name,
-            format!("{expected}{}", channels_note(channels)),
-            &w.dims,
-        ));
-    };
-    if k <= 0 {
-        return Err(shape_error(&w_name, expected.into(), &w.dims));
-    }
-    let features = check_channels(&w_name, c, channels, expected, &w.dims)?;
-    let classes = k as usize;
-    let weights = transpose(&f32_values(&w, &w_name)?, features, classes, 1.0);
-    let product = first_output(g, n).map_err(|reason| OnnxError::UnsupportedHead {
-        pool: g.label(n),
-        reason,
+fn matmul(g: &Graph, n: usize, channels: Option<usize>) -> Result<DenseHead, OnnxError> {
+    let w = weight(g, n, "[C, K] (MatMul weight)", channels, |d| match d {
+        [c, k] => Some((*k, *c)),
+        _ => None,
     })?;
+    let weights = transpose(&f32_values(&w.tensor, &w.name)?, w.features, w.classes, 1.0);
+    let product = first_output(g, n).map_err(|reason| unsupported(g, n, reason))?;
     // The bias: an Add whose other operand is a constant; without one the head has no bias.
     let add = match g.consumers(product) {
         [a] if g.node(*a).op_type == "Add" && g.node(*a).domain.is_empty() => {
@@ -459,18 +453,10 @@ fn matmul(g: &Graph, n: usize, channels: Option<usize>) -> Result<Head, OnnxErro
         _ => None,
     };
     let (logits, bias) = match add {
-        Some((out, name, t)) => (out, bias_values(&name, &t, classes, 1.0)?),
-        None => (product, vec![0.0; classes]),
+        Some((out, name, t)) => (out, bias_values(&name, &t, w.classes, 1.0)?),
+        None => (product, vec![0.0; w.classes]),
     };
-    Ok(finish(
-        g,
-        HeadForm::MatMulAdd,
-        features,
-        classes,
-        weights,
-        bias,
-        logits,
-    ))
+    Ok(finish(g, HeadForm::MatMulAdd, &w, weights, bias, logits))
 }
 
 /// `[C][K]` row-major -> `[K][C]` row-major, scaled.

@@ -1,54 +1,12 @@
 //! `napctl inspect`: what a classifier ONNX holds, and where it can be cut.
 
-use super::graph::{Graph, elem_type_name, shape_string};
-use super::head::{self, Head};
-use super::tensor::{attr, attr_i, attr_ints, attr_s, i64_values};
-use super::{HeadForm, OnnxError};
+use super::error::OnnxError;
+use super::graph::{Dim, Graph, elem_type_name, shape_string};
+use super::pooling::{PoolKind, find_candidates, select};
+use nap_runtime::bundle::HeadForm;
 use serde::Serialize;
 use std::fmt;
 use tract_onnx::pb::ModelProto;
-
-/// One dimension of a tensor shape: a number, a symbol (`N`, `batch`), or unknown.
-/// Serialises as a number, a string, or `null`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(untagged)]
-pub enum Dim {
-    /// A fixed size.
-    Fixed(i64),
-    /// A named symbolic size.
-    Symbol(String),
-    /// Not stated and not inferred.
-    Unknown,
-}
-
-impl Dim {
-    /// How much this dimension says: unknown < symbol < fixed.
-    pub(crate) fn specificity(&self) -> u8 {
-        match self {
-            Dim::Unknown => 0,
-            Dim::Symbol(_) => 1,
-            Dim::Fixed(_) => 2,
-        }
-    }
-
-    /// The size when fixed and non-negative.
-    pub fn fixed(&self) -> Option<usize> {
-        match self {
-            Dim::Fixed(v) => usize::try_from(*v).ok(),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for Dim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Dim::Fixed(v) => write!(f, "{v}"),
-            Dim::Symbol(s) => f.write_str(s),
-            Dim::Unknown => f.write_str("?"),
-        }
-    }
-}
 
 /// A graph input or output: name, element type and shape (when known).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -59,30 +17,6 @@ pub struct TensorInfo {
     pub elem_type: String,
     /// Shape, `None` when even the rank is unknown.
     pub shape: Option<Vec<Dim>>,
-}
-
-/// How a candidate pools globally.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum PoolKind {
-    /// `GlobalAveragePool`.
-    GlobalAveragePool,
-    /// `ReduceMean` over axes 2 and 3 of a rank-4 tensor.
-    ReduceMean {
-        /// Whether the reduced axes are kept (output `[N, C, 1, 1]` rather than `[N, C]`).
-        keepdims: bool,
-    },
-    /// `AveragePool` whose window covers the whole (fixed) H x W without padding.
-    AveragePool,
-}
-
-impl fmt::Display for PoolKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PoolKind::GlobalAveragePool => f.write_str("GlobalAveragePool"),
-            PoolKind::ReduceMean { keepdims } => write!(f, "ReduceMean(H,W, keepdims={keepdims})"),
-            PoolKind::AveragePool => f.write_str("AveragePool(full window)"),
-        }
-    }
 }
 
 /// What follows a pooling candidate.
@@ -148,26 +82,6 @@ pub struct ModelInfo {
     pub selected: Option<usize>,
 }
 
-/// A pooling candidate with its head analysis (crate-internal form of [`PoolCandidate`]).
-pub(crate) struct Found {
-    pub pool: usize,
-    pub kind: PoolKind,
-    pub pre_pool: String,
-    pub head: Result<Head, OnnxError>,
-}
-
-impl Found {
-    /// `pre-pool tensor (Op node)`, for error messages.
-    pub fn describe(&self, g: &Graph) -> String {
-        format!(
-            "{:?} ({} {:?})",
-            self.pre_pool,
-            self.kind,
-            g.label(self.pool)
-        )
-    }
-}
-
 /// Lists the graph inputs and outputs, every global pooling candidate, and the head after each.
 pub fn inspect(model: &ModelProto) -> Result<ModelInfo, OnnxError> {
     let g = Graph::new(model)?;
@@ -224,123 +138,6 @@ pub fn inspect(model: &ModelProto) -> Result<ModelInfo, OnnxError> {
     })
 }
 
-/// Every global pooling node of the main graph, in graph order, with its head analysed.
-pub(crate) fn find_candidates(g: &Graph) -> Vec<Found> {
-    let mut found = vec![];
-    for (i, node) in g.g.node.iter().enumerate() {
-        if !node.domain.is_empty() && node.domain != "ai.onnx" {
-            continue;
-        }
-        let Some(x) = node.input.first().filter(|x| !x.is_empty()) else {
-            continue;
-        };
-        let shape = g.shape(x);
-        let rank = shape.map(<[Dim]>::len);
-        let (kind, pooled_rank) = match node.op_type.as_str() {
-            "GlobalAveragePool" => (PoolKind::GlobalAveragePool, 4),
-            "ReduceMean" if rank == Some(4) && reduces_hw(g, node) => {
-                let keepdims = attr_i(node, "keepdims", 1) != 0;
-                (
-                    PoolKind::ReduceMean { keepdims },
-                    if keepdims { 4 } else { 2 },
-                )
-            }
-            "AveragePool" if shape.is_some_and(|s| is_full_window(node, s)) => {
-                (PoolKind::AveragePool, 4)
-            }
-            _ => continue,
-        };
-        let head = match rank {
-            Some(r) if r != 4 => Err(OnnxError::PrePoolRank {
-                tensor: x.clone(),
-                shape: shape_string(shape),
-            }),
-            _ => {
-                let channels = shape.and_then(|s| s.get(1)).and_then(Dim::fixed);
-                head::analyse(g, i, pooled_rank, channels)
-            }
-        };
-        found.push(Found {
-            pool: i,
-            kind,
-            pre_pool: x.clone(),
-            head,
-        });
-    }
-    found
-}
-
-/// Whether a rank-4 `ReduceMean` reduces exactly axes 2 and 3 (H and W). The axes come from the
-/// attribute (opset < 18) or the constant second input (opset >= 18); without axes it reduces all.
-fn reduces_hw(g: &Graph, node: &tract_onnx::pb::NodeProto) -> bool {
-    let axes: Vec<i64> = if let Some(a) = attr(node, "axes") {
-        a.ints.clone()
-    } else if let Some(name) = node.input.get(1).filter(|n| !n.is_empty()) {
-        match g.constant(name).and_then(|t| i64_values(&t)) {
-            Some(v) => v,
-            None => return false,
-        }
-    } else {
-        return false;
-    };
-    let mut axes: Vec<i64> = axes
-        .iter()
-        .map(|&a| if a < 0 { a + 4 } else { a })
-        .collect();
-    axes.sort_unstable();
-    axes == [2, 3]
-}
-
-/// Whether an `AveragePool` covers the whole fixed H x W of its rank-4 input without padding, so
-/// it is a global pooling.
-fn is_full_window(node: &tract_onnx::pb::NodeProto, shape: &[Dim]) -> bool {
-    let [_, _, h, w] = shape else { return false };
-    let (Some(h), Some(w)) = (h.fixed(), w.fixed()) else {
-        return false;
-    };
-    let kernel_ok = attr_ints(node, "kernel_shape") == Some(&[h as i64, w as i64][..]);
-    let no_pads = attr_ints(node, "pads").is_none_or(|p| p.iter().all(|&v| v == 0));
-    let auto_ok = attr_s(node, "auto_pad").is_none_or(|p| p == "NOTSET" || p == "VALID");
-    kernel_ok && no_pads && auto_ok && attr_i(node, "ceil_mode", 0) == 0
-}
-
-/// Picks a candidate: the one `layer` names (pre-pool tensor or pooling node name); else the only
-/// candidate; else the only one whose supported head reaches a graph output (the classifier, as
-/// opposed to poolings inside squeeze-excite blocks).
-pub(crate) fn select(g: &Graph, found: &[Found], layer: Option<&str>) -> Result<usize, OnnxError> {
-    let list = || found.iter().map(|f| f.describe(g)).collect::<Vec<_>>();
-    if found.is_empty() {
-        return Err(OnnxError::NoPooling);
-    }
-    if let Some(layer) = layer {
-        return found
-            .iter()
-            .position(|f| f.pre_pool == layer)
-            .or_else(|| {
-                found
-                    .iter()
-                    .position(|f| !g.node(f.pool).name.is_empty() && g.node(f.pool).name == layer)
-            })
-            .ok_or_else(|| OnnxError::UnknownLayer {
-                layer: layer.to_string(),
-                candidates: list(),
-            });
-    }
-    if found.len() == 1 {
-        return Ok(0);
-    }
-    let classifiers: Vec<usize> = found
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| f.head.as_ref().is_ok_and(|h| h.output.is_some()))
-        .map(|(i, _)| i)
-        .collect();
-    match classifiers[..] {
-        [one] => Ok(one),
-        _ => Err(OnnxError::AmbiguousPooling { candidates: list() }),
-    }
-}
-
 impl fmt::Display for ModelInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let producer = if self.producer.is_empty() {
@@ -394,7 +191,7 @@ impl fmt::Display for ModelInfo {
                     };
                     writeln!(
                         f,
-                        "    head: {form}, {features} features -> {classes} classes, logits {logits} ({reach})"
+                        "    head: {form:?}, {features} features -> {classes} classes, logits {logits} ({reach})"
                     )?;
                 }
                 HeadStatus::Unsupported { reason } => {

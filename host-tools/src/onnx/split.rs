@@ -1,33 +1,14 @@
 //! `napctl split`: cut a classifier at its global pooling into a pruned ONNX backbone and a dense
 //! head.
 
-use super::graph::{FLOAT, Graph, node_uses, shape_string, value_info_type};
-use super::inspect::{Dim, PoolKind, find_candidates, select};
-use super::{HeadForm, OnnxError};
+use super::error::OnnxError;
+use super::graph::{Dim, FLOAT, Graph, node_uses, shape_string, value_info_type};
+use super::head::DenseHead;
+use super::pooling::{PoolKind, find_candidates, select};
+use super::proto::{dim, dim_param, value_info};
 use std::collections::HashSet;
-use tract_onnx::pb::tensor_shape_proto::{Dimension, dimension};
-use tract_onnx::pb::{
-    GraphProto, ModelProto, StringStringEntryProto, TensorShapeProto, TypeProto, ValueInfoProto,
-    type_proto,
-};
-
-/// The classifier head as a dense affine map: `logits = weights * pooled + bias`, where `pooled`
-/// is the per-channel mean of the pre-pool tensor.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DenseHead {
-    /// The form it had in the source graph.
-    pub form: HeadForm,
-    /// Pooled features C (pre-pool channels).
-    pub features: usize,
-    /// Classes K (logits).
-    pub classes: usize,
-    /// Row-major `[classes][features]`.
-    pub weights: Vec<f32>,
-    /// `[classes]`.
-    pub bias: Vec<f32>,
-    /// The tensor of the source model that holds these logits (e.g. `logits`), for comparisons.
-    pub logits: String,
-}
+use tract_onnx::pb::tensor_shape_proto::Dimension;
+use tract_onnx::pb::{GraphProto, ModelProto, StringStringEntryProto, ValueInfoProto};
 
 /// A classifier cut at its global pooling.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,7 +40,7 @@ impl SplitModel {
 }
 
 /// Cuts `model` at a global pooling: the one `layer` names (pre-pool tensor or pooling node
-/// name), or the one [`inspect`](super::inspect) marks as selected when `layer` is `None`.
+/// name), or the one `napctl inspect` marks as selected when `layer` is `None`.
 pub fn split(model: &ModelProto, layer: Option<&str>) -> Result<SplitModel, OnnxError> {
     let g = Graph::new(model)?;
     let mut found = find_candidates(&g);
@@ -102,14 +83,7 @@ pub fn split(model: &ModelProto, layer: Option<&str>) -> Result<SplitModel, Onnx
         pre_pool_shape: g.shape(&pre_pool).map(<[Dim]>::to_vec),
         pool_node: g.label(chosen.pool),
         pool_kind: chosen.kind,
-        head: DenseHead {
-            form: head.form,
-            features: head.features,
-            classes: head.classes,
-            weights: head.weights,
-            bias: head.bias,
-            logits: head.logits,
-        },
+        head,
         pre_pool,
     })
 }
@@ -226,31 +200,19 @@ fn output_info(g: &Graph, target: &str) -> ValueInfoProto {
     if let Some(info) = declared {
         return info.clone();
     }
-    let shape = g.shape(target).map(|dims| TensorShapeProto {
-        dim: dims
-            .iter()
-            .map(|d| Dimension {
-                denotation: String::new(),
-                value: match d {
-                    Dim::Fixed(v) => Some(dimension::Value::DimValue(*v)),
-                    Dim::Symbol(s) if is_identifier(s) => {
-                        Some(dimension::Value::DimParam(s.clone()))
-                    }
-                    _ => None,
-                },
+    let dims = g.shape(target).map(|dims| {
+        dims.iter()
+            .map(|d| match d {
+                Dim::Fixed(v) => dim(*v),
+                Dim::Symbol(s) if is_identifier(s) => dim_param(s),
+                _ => Dimension::default(),
             })
-            .collect(),
+            .collect()
     });
+    let elem_type = g.elem_type(target).unwrap_or(FLOAT);
     ValueInfoProto {
-        name: target.to_string(),
-        r#type: Some(TypeProto {
-            denotation: String::new(),
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: g.elem_type(target).unwrap_or(FLOAT),
-                shape,
-            })),
-        }),
         doc_string: "pre-pool activation (input of the removed global pooling)".into(),
+        ..value_info(target, elem_type, dims)
     }
 }
 
