@@ -6,39 +6,22 @@
 //! were computed by PIL + numpy with `runtime/tests/preprocess_pil_reference.py expected ...`.
 
 use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use image::codecs::jpeg::JpegEncoder;
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, LumaA, Rgb, RgbImage, Rgba};
 use nap_runtime::bundle::manifest::{ChannelOrder, InputSpec};
 use nap_runtime::preprocess::{CropBox, PreprocessError, Preprocessor, decode, decode_with_limits};
+use nap_test_support::data::{shared_data_dir, shared_data_file};
 use proptest::prelude::*;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// `$NAP_SHARED_DATA` or `<workspace>/../shared/data`.
-fn shared_data_dir() -> PathBuf {
-    match std::env::var_os("NAP_SHARED_DATA") {
-        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
-        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-    }
-}
-
 /// The bytes of a shared image, or `None` after printing why the test is skipped.
 fn shared_image(relative: &str) -> Option<Vec<u8>> {
-    let path = shared_data_dir().join("images").join(relative);
-    match std::fs::read(&path) {
-        Ok(bytes) => Some(bytes),
-        Err(e) => {
-            eprintln!(
-                "SKIPPED: shared data file {} not readable ({e}); set NAP_SHARED_DATA to the \
-                 shared data folder to run this test",
-                path.display()
-            );
-            None
-        }
-    }
+    let path = shared_data_file(Path::new("images").join(relative))?;
+    Some(std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display())))
 }
 
 fn tf() -> Preprocessor {
