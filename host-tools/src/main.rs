@@ -7,7 +7,7 @@ use nap_runtime::backbone::BackboneOptions;
 use nap_runtime::bundle::{Bundle, ChannelOrder, InputSpec, MAGIC};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
-use napctl::bundle_build::{BuildOptions, build_bundle};
+use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::{bench, images, onnx, score};
 
 mod commands;

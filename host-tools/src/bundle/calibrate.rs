@@ -1,9 +1,9 @@
 //! Calibration of a bundle's scorer from cached features: ReAct's clip, ASH's percentile, the
 //! fusion weights `w` and the decision threshold, as `napctl calibrate` does it.
 
-use crate::cache::Features;
+use crate::eval::features::Features;
+use crate::eval::metrics::{MetricsError, percentile, threshold_at_tpr};
 use crate::eval::{Components, FUSED_METHODS, mean_fpr_auroc, scores};
-use crate::metrics::{MetricsError, percentile, threshold_at_tpr};
 use nap_core::score::{LinearHead, Method, Params, ScoreError};
 
 /// Percentile of the ID pooled activations ReAct clips at (Sun et al.; DESIGN.md section 1).

@@ -21,6 +21,7 @@
 //! version, length or checksum does not match is a miss (damaged ones with a warning), never an
 //! error and never a wrong answer.
 
+use super::features::Features;
 use crc::{CRC_32_ISCSI, Crc};
 use nap_runtime::bundle::Bundle;
 use sha2::{Digest, Sha256};
@@ -33,25 +34,6 @@ pub const CACHE_MAGIC: [u8; 8] = *b"NAPFEAT\0";
 pub const CACHE_VERSION: u16 = 1;
 const HEADER_LEN: usize = 48;
 static CHECKSUM: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
-
-/// What one frame gives every method: the per-channel mean (the pooled feature) and max of the
-/// pre-pool activation. S_NAP for any `eps` and the logits of any shaping follow from them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Features {
-    /// Per-channel mean of the pre-pool activation (the classifier head's input).
-    pub pooled: Vec<f32>,
-    /// Per-channel max of the pre-pool activation.
-    pub max: Vec<f32>,
-}
-
-impl Features {
-    /// S_NAP with this `eps`, bit-identical to the runtime's (same per-channel formula and
-    /// accumulation, with the mean already divided).
-    pub fn nap(&self, eps: f32) -> f32 {
-        let mut scratch = vec![0.0; self.pooled.len()];
-        nap_core::nap::nap_f32(&self.max, &self.pooled, 1, eps, &mut scratch)
-    }
-}
 
 /// SHA-256 of everything in a bundle that changes a frame's features: backbone, input spec,
 /// pre-pool spec, head spec and head weights. The scorer section is left out on purpose.
@@ -314,13 +296,6 @@ mod tests {
         }
         assert!(decode_entry(&bytes[..bytes.len() - 5], &key).is_err());
         assert!(decode_entry(&[], &key).is_err());
-    }
-
-    #[test]
-    fn nap_from_features_by_hand() {
-        // Channel 0: (3 / 1.5)^2 = 4; channel 1: 0; channel 2: (6 / 3)^2 = 4. Mean 8 / 3.
-        let nap = sample().nap(1.0);
-        assert!((nap - 8.0 / 3.0).abs() < 1e-6, "{nap}");
     }
 
     #[test]

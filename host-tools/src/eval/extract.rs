@@ -1,8 +1,9 @@
 //! Per-image features (pooled feature and per-channel max) for whole folders, on all cores,
-//! through the [`cache`](crate::cache): the only place `eval` and `calibrate` run the backbone.
+//! through the [`cache`](super::cache): the only place `eval` and `calibrate` run the backbone.
 
-use crate::cache::{FeatureCache, Features, content_hash};
-use crate::corrupt::Corruption;
+use super::cache::{FeatureCache, content_hash};
+use super::corrupt::Corruption;
+use super::features::Features;
 use crate::images::ImageFile;
 use crate::score::ImageError;
 use nap_runtime::detector::{Detector, DetectorError, Worker};

@@ -5,8 +5,9 @@
 //! Text is drawn with a bundled font (DejaVu Sans, see `assets/`), so rendering needs no system
 //! font or fontconfig.
 
-use crate::cache::Features;
-use crate::eval::{EVAL_METHODS, ScoredSet, scores};
+use super::components::{EVAL_METHODS, scores};
+use super::features::Features;
+use super::report::ScoredSet;
 use nap_core::score::{FusionWeights, Method};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -19,7 +20,7 @@ pub const SIZE: (u32, u32) = (900, 600);
 /// The methods whose score histograms are drawn.
 pub const HISTOGRAM_METHODS: [Method; 3] = [Method::Energy, Method::Nap, Method::NapE];
 
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
 fn register_font() {

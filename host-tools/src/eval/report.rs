@@ -1,132 +1,13 @@
-//! Evaluation of every method on cached features: what `napctl eval` prints, as the NAP paper's
-//! Table 2 (all methods) and Table 5 (NAP variants over `w`).
-//!
-//! Each frame is reduced once to its [`Components`], the handful of logit scores the methods are
-//! made of; every method and every `w` is then a fusion of those, so sweeping `w` costs nothing.
+//! The paper's tables from component scores: Table 2 (every method's FPR95 in both
+//! conventions, AUROC, AUPR-In and AUPR-Out per OOD set and averaged), as text and as the JSON
+//! `napctl eval --json` writes, and Table 5 (the fused methods over `w`).
 
-use crate::cache::Features;
-use crate::metrics::{MetricsError, OodMetrics};
-use nap_core::score::{
-    Evidence, FusionWeights, Head, LinearHead, Method, Params, ScoreError, Workspace, fuse,
-};
-use rayon::prelude::*;
+use super::components::{Components, FUSED_METHODS, scores};
+use super::metrics::{DEFAULT_TPR, MetricsError, OodMetrics};
+use nap_core::score::{FusionWeights, Method};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-
-/// The methods `eval` reports, in the paper's order.
-pub const EVAL_METHODS: [Method; 10] = [
-    Method::Msp,
-    Method::Energy,
-    Method::React,
-    Method::AshS,
-    Method::AshB,
-    Method::Nap,
-    Method::NapE,
-    Method::NapR,
-    Method::NapA,
-    Method::NapM,
-];
-
-/// The fused methods, whose weight `w` calibration chooses.
-pub const FUSED_METHODS: [Method; 4] = [Method::NapE, Method::NapR, Method::NapA, Method::NapM];
-
-/// One frame's ingredient scores: every method is one of these or a fusion of one with `nap`.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Components {
-    /// S_NAP.
-    pub nap: f32,
-    /// Negative energy of the frame's logits.
-    pub lse: f32,
-    /// Maximum softmax probability.
-    pub msp: f32,
-    /// Negative energy after ReAct clipping.
-    pub react: f32,
-    /// Negative energy after ASH-S.
-    pub ash_s: f32,
-    /// Negative energy after ASH-B.
-    pub ash_b: f32,
-    /// Negative energy after ASH-P.
-    pub ash_p: f32,
-}
-
-impl Components {
-    /// Computes the components of one frame with the core's own method code, so the numbers are
-    /// the device's. `params.react_clip` must be set.
-    pub fn of(
-        features: &Features,
-        head: &LinearHead<'_>,
-        params: &Params,
-    ) -> Result<Self, ScoreError> {
-        let nap = features.nap(params.eps);
-        let mut logits = vec![0.0; head.classes()];
-        head.logits(&features.pooled, &mut logits);
-        let mut buffer = vec![0.0; Workspace::required(head.features(), head.classes())];
-        let evidence = Evidence {
-            nap,
-            pooled: &features.pooled,
-            logits: &logits,
-        };
-        let mut score = |m: Method| -> Result<f32, ScoreError> {
-            Ok(
-                m.score(params, &evidence, head, &mut Workspace::new(&mut buffer))?
-                    .value,
-            )
-        };
-        Ok(Components {
-            nap,
-            lse: score(Method::Energy)?,
-            msp: score(Method::Msp)?,
-            react: score(Method::React)?,
-            ash_s: score(Method::AshS)?,
-            ash_b: score(Method::AshB)?,
-            ash_p: score(Method::AshP)?,
-        })
-    }
-
-    /// Components of many frames, in parallel.
-    pub fn of_all(
-        features: &[Features],
-        head: &LinearHead<'_>,
-        params: &Params,
-    ) -> Result<Vec<Self>, ScoreError> {
-        features
-            .par_iter()
-            .map(|f| Components::of(f, head, params))
-            .collect()
-    }
-
-    /// The score of `method` with fusion weight `w` (ignored by unfused methods). Equals
-    /// `Method::score` with `w` as the method's weight.
-    pub fn score_with_w(&self, method: Method, w: f32) -> f32 {
-        let fused = |logit: f32| fuse(logit, self.nap, w).score;
-        match method {
-            Method::Msp => self.msp,
-            Method::Energy => self.lse,
-            Method::React => self.react,
-            Method::AshS => self.ash_s,
-            Method::AshB => self.ash_b,
-            Method::AshP => self.ash_p,
-            Method::Nap => self.nap,
-            Method::NapE => fused(self.lse),
-            Method::NapR => fused(self.react),
-            Method::NapA => fused(self.ash_s),
-            Method::NapM => fused(self.msp),
-        }
-    }
-
-    /// The score of `method` with the bundle's weights.
-    pub fn score(&self, method: Method, weights: &FusionWeights) -> f32 {
-        self.score_with_w(method, weights.of(method))
-    }
-}
-
-/// Scores of a set of frames under one method and weight, widened for the metrics.
-pub fn scores(set: &[Components], method: Method, w: f32) -> Vec<f64> {
-    set.iter()
-        .map(|c| f64::from(c.score_with_w(method, w)))
-        .collect()
-}
 
 /// One set's name and component scores.
 #[derive(Clone, Debug)]
@@ -223,7 +104,7 @@ pub fn evaluate(
             let metrics = OodMetrics::compute(
                 &scores(&id.frames, m, w),
                 &scores(&set.frames, m, w),
-                crate::metrics::DEFAULT_TPR,
+                DEFAULT_TPR,
             )?;
             table.insert(m.name().to_string(), MethodMetrics::from(&metrics));
         }
@@ -332,8 +213,7 @@ pub fn sweep_table(id: &ScoredSet, oods: &[ScoredSet]) -> Result<String, Metrics
             let w = step as f32 / 10.0;
             let _ = write!(out, "{w:>5.1}");
             for m in FUSED_METHODS {
-                let (fpr, auroc) =
-                    mean_fpr_auroc(&id.frames, &sets, m, w, crate::metrics::DEFAULT_TPR)?;
+                let (fpr, auroc) = mean_fpr_auroc(&id.frames, &sets, m, w, DEFAULT_TPR)?;
                 let _ = write!(
                     out,
                     "  {:>17}",
@@ -363,67 +243,6 @@ pub fn sweep_table(id: &ScoredSet, oods: &[ScoredSet]) -> Result<String, Metrics
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A small random-ish head and feature vectors.
-    fn fixture() -> (Vec<f32>, Vec<f32>, Vec<Features>) {
-        let (c, k) = (12, 5);
-        let weights: Vec<f32> = (0..c * k)
-            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
-            .collect();
-        let bias: Vec<f32> = (0..k).map(|i| i as f32 * 0.1).collect();
-        let features = (0..6)
-            .map(|n| {
-                let pooled: Vec<f32> = (0..c)
-                    .map(|j| ((j * 13 + n * 7) % 17) as f32 / 5.0)
-                    .collect();
-                let max = pooled
-                    .iter()
-                    .enumerate()
-                    .map(|(j, p)| p * (1.0 + ((j + n) % 4) as f32))
-                    .collect();
-                Features { pooled, max }
-            })
-            .collect();
-        (weights, bias, features)
-    }
-
-    #[test]
-    fn components_give_every_method_exactly_as_the_core_scores_it() {
-        let (w, b, features) = fixture();
-        let head = LinearHead::new(&w, &b, 12).unwrap();
-        let params = Params {
-            react_clip: Some(1.5),
-            weights: FusionWeights {
-                nap_e: 0.25,
-                nap_r: 0.5,
-                nap_a: 0.75,
-                nap_m: 0.4,
-            },
-            ..Params::default()
-        };
-        for f in &features {
-            let comps = Components::of(f, &head, &params).unwrap();
-            let nap = f.nap(params.eps);
-            let mut logits = vec![0.0; 5];
-            head.logits(&f.pooled, &mut logits);
-            let evidence = Evidence {
-                nap,
-                pooled: &f.pooled,
-                logits: &logits,
-            };
-            let mut buf = vec![0.0; Workspace::required(12, 5)];
-            for m in Method::ALL {
-                let want = m
-                    .score(&params, &evidence, &head, &mut Workspace::new(&mut buf))
-                    .unwrap()
-                    .value;
-                assert_eq!(comps.score(m, &params.weights), want, "{m}");
-            }
-        }
-        // ReAct without a clip is refused, not silently scored.
-        let unset = Params::default();
-        assert!(Components::of(&features[0], &head, &unset).is_err());
-    }
 
     fn set(name: &str, values: &[(f32, f32)]) -> ScoredSet {
         ScoredSet {

@@ -1,13 +1,15 @@
 //! `napctl quantize`: post-training static quantization of a float bundle.
 //!
-//! Calibration frames give the range of every activation that becomes u8 codes
-//! ([`ranges`]); the backbone graph is rewritten into a form tract runs well ([`rewrite`]); the
-//! head is stored as int8 rows. The result is compared with the float bundle frame by frame
-//! ([`compare`]), so a user sees what quantization cost before flashing it.
+//! The backbone's convolutions are found (`sites`); calibration frames give the range of every
+//! activation that becomes u8 codes (`ranges`, coded by `codes`); the backbone graph is
+//! rewritten into a form tract runs well (`rewrite`); the head is stored as int8 rows. The result is compared with the float bundle frame by frame
+//! (`compare`), so a user sees what quantization cost before flashing it.
 
+mod codes;
 mod compare;
 mod ranges;
 mod rewrite;
+mod sites;
 
 pub use compare::{Agreement, compare};
 pub use ranges::RangeMethod;
@@ -15,7 +17,8 @@ pub use ranges::RangeMethod;
 use crate::onnx::graph::Graph;
 use crate::onnx::{self, OnnxError};
 use nap_runtime::bundle::{ActivationStorage, Bundle, Precision};
-use rewrite::{ConvSite, ExpandFold, Int8Plan, Storage};
+use rewrite::{Int8Plan, Storage};
+use sites::{clip_bounds, conv_sites, expand_folds};
 use std::collections::HashMap;
 
 /// The precisions `napctl quantize` produces.
@@ -88,6 +91,11 @@ pub fn quantize(
     let (sites, folds, output, output_clip) = {
         let graph = Graph::new(&model)?;
         let sites = conv_sites(&graph)?;
+        if sites.is_empty() {
+            return Err(QuantizeError::Graph(
+                "no convolution with constant float weights".into(),
+            ));
+        }
         let folds = expand_folds(&graph, &sites);
         let output = graph
             .g
@@ -123,7 +131,7 @@ pub fn quantize(
             .ok_or_else(|| QuantizeError::Graph("the pre-pool tensor was not observed".into()))?;
         // A ReLU6-style clip gives the pre-pool tensor's exact range, whatever the frames showed.
         let (low, high) = output_clip.unwrap_or((seen.low, seen.high));
-        let q = rewrite::activation_quant(low, high);
+        let q = codes::activation_quant(low, high);
         out.manifest.pre_pool.storage = ActivationStorage::U8(q);
         pre_pool = Some(q);
     }
@@ -143,103 +151,4 @@ pub fn quantize(
     out.manifest.backbone.precision = options.target.precision();
     out.quantize_head();
     Ok(out)
-}
-
-/// Every convolution with constant float weights, and whether it is pointwise.
-fn conv_sites(graph: &Graph) -> Result<Vec<ConvSite>, QuantizeError> {
-    use crate::onnx::tensor::{attr_i, attr_ints, f32_values};
-    let mut sites = Vec::new();
-    for (i, node) in graph.g.node.iter().enumerate() {
-        if node.op_type != "Conv" || !node.domain.is_empty() {
-            continue;
-        }
-        let Some(w) = node.input.get(1).and_then(|w| graph.constant(w)) else {
-            continue;
-        };
-        let weights = f32_values(&w, &node.input[1])?;
-        if w.dims.len() != 4 || w.dims[0] <= 0 || weights.is_empty() {
-            continue;
-        }
-        let bias = match node.input.get(2).filter(|b| !b.is_empty()) {
-            None => None,
-            Some(b) => match graph.constant(b) {
-                Some(t) => Some(f32_values(&t, b)?),
-                None => continue,
-            },
-        };
-        let ones = |name: &str| attr_ints(node, name).is_none_or(|v| v.iter().all(|&x| x == 1));
-        let zeros = attr_ints(node, "pads").is_none_or(|v| v.iter().all(|&x| x == 0));
-        let pointwise = w.dims[2] == 1
-            && w.dims[3] == 1
-            && attr_i(node, "group", 1) == 1
-            && ones("strides")
-            && ones("dilations")
-            && zeros;
-        sites.push(ConvSite {
-            node: i,
-            weights,
-            dims: w.dims.clone(),
-            bias,
-            pointwise,
-            grouped: attr_i(node, "group", 1) != 1,
-        });
-    }
-    if sites.is_empty() {
-        return Err(QuantizeError::Graph(
-            "no convolution with constant float weights".into(),
-        ));
-    }
-    Ok(sites)
-}
-
-/// The expansion layers of the graph (see [`ExpandFold`]).
-fn expand_folds(graph: &Graph, sites: &[ConvSite]) -> Vec<ExpandFold> {
-    let only_use = |tensor: &str| match graph.consumers(tensor) {
-        [one] if !graph.is_output(tensor) => Some(*one),
-        _ => None,
-    };
-    let mut folds = Vec::new();
-    for site in sites.iter().filter(|s| s.pointwise && !s.stays_float()) {
-        let Some(clip) = only_use(&graph.node(site.node).output[0]) else {
-            continue;
-        };
-        let Some((0.0, max)) = clip_bounds(graph, clip) else {
-            continue;
-        };
-        let clipped = &graph.node(clip).output[0];
-        let Some(depthwise) = only_use(clipped) else {
-            continue;
-        };
-        let is_depthwise = sites
-            .iter()
-            .any(|s| s.node == depthwise && s.grouped && !s.stays_float());
-        if is_depthwise && graph.node(depthwise).input[0] == *clipped {
-            folds.push(ExpandFold {
-                conv: site.node,
-                clip,
-                depthwise,
-                max,
-            });
-        }
-    }
-    folds
-}
-
-/// The constant bounds of the Clip at node `i`, if it is one.
-fn clip_bounds(graph: &Graph, i: usize) -> Option<(f32, f32)> {
-    use crate::onnx::tensor::{attr, f32_values};
-    let node = graph.node(i);
-    if node.op_type != "Clip" {
-        return None;
-    }
-    let bound = |i: usize, attr_name: &str| -> Option<f32> {
-        match node.input.get(i).filter(|s| !s.is_empty()) {
-            Some(name) => f32_values(&*graph.constant(name)?, name)
-                .ok()?
-                .first()
-                .copied(),
-            None => attr(node, attr_name).map(|a| a.f),
-        }
-    };
-    Some((bound(1, "min")?, bound(2, "max")?))
 }

@@ -2,7 +2,7 @@
 //!
 //! - Weights only: every convolution's weights become int8 codes with a `DequantizeLinear`
 //!   that tract folds into a float constant when it loads the model. Small file, float speed.
-//!   Grouped (depthwise) convolutions keep f16 weights instead: see [`ConvSite::grouped`].
+//!   Grouped (depthwise) convolutions keep f16 weights instead: see `ConvSite::grouped`.
 //! - Int8: each pointwise (1x1) convolution, which together hold nearly all of MobileNetV2's
 //!   multiply-adds, becomes an int8 x u8 `MatMulInteger` over the activation reshaped to
 //!   `[C, H*W]`. The reshape sits on the float side: reshaping the u8 tensor lets a tract rewrite
@@ -11,111 +11,14 @@
 //!   with its neighbours. Depthwise convolutions and residual adds stay float (our own depthwise
 //!   kernel is faster than any int8 form tract offers). The pre-pool tensor leaves as u8 codes.
 
+use super::codes::{activation_quant, quantize_weights};
 use super::ranges::Observed;
+use super::sites::{ConvSite, ExpandFold};
 use crate::onnx::proto::{self, Element, attr_int};
 use nap_core::nap::ActivationQuant;
 use std::collections::{HashMap, HashSet};
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
-
-/// A convolution of the backbone as the quantizer sees it.
-#[derive(Clone, Debug)]
-pub(crate) struct ConvSite {
-    /// Index of the node in the graph.
-    pub node: usize,
-    /// Its float weights.
-    pub weights: Vec<f32>,
-    /// Their dimensions `[out, in / group, kh, kw]`.
-    pub dims: Vec<i64>,
-    /// Its float bias, if it has one.
-    pub bias: Option<Vec<f32>>,
-    /// A 1x1 convolution, stride 1, no padding, one group: it becomes a matrix product.
-    pub pointwise: bool,
-    /// A grouped (depthwise) convolution: few weights per channel, each of which matters, so
-    /// they are stored as f16 rather than int8 (int8 here cost MobileNetV2 more pre-pool
-    /// accuracy than all its pointwise layers together).
-    pub grouped: bool,
-}
-
-impl ConvSite {
-    /// Output channels.
-    pub fn outputs(&self) -> usize {
-        self.dims[0] as usize
-    }
-
-    /// Weights per output channel.
-    pub fn fan_in(&self) -> usize {
-        self.weights.len() / self.outputs()
-    }
-
-    /// Not worth quantizing: a layer with few weights costs nothing to store as float and sits
-    /// early in the network (MobileNetV2's first five pointwise layers), where int8 error does
-    /// the most harm downstream; a pointwise layer with short dot products (fewer than 64 inputs
-    /// per output) gains less from int8 arithmetic than it spends converting its activations.
-    pub fn stays_float(&self) -> bool {
-        self.weights.len() < SMALL_LAYER || (self.pointwise && self.fan_in() < 64)
-    }
-}
-
-/// Convolutions with fewer weights than this stay float.
-const SMALL_LAYER: usize = 4096;
-
-/// Symmetric int8 codes of a weight tensor: one scale per output channel, or one for all.
-#[derive(Clone, Debug, PartialEq)]
-pub(crate) struct QuantizedWeights {
-    /// Codes in -127..=127, same layout as the float weights.
-    pub codes: Vec<i8>,
-    /// One scale per output channel (per-channel), or one.
-    pub scales: Vec<f32>,
-}
-
-/// Quantizes `weights` of `outputs` rows symmetrically; an all-zero row gets scale 1.
-pub(crate) fn quantize_weights(
-    weights: &[f32],
-    outputs: usize,
-    per_channel: bool,
-) -> QuantizedWeights {
-    let row = weights.len() / outputs;
-    let scale_of = |w: &[f32]| {
-        let max = w.iter().fold(0f32, |m, x| m.max(x.abs()));
-        if max > 0.0 { max / 127.0 } else { 1.0 }
-    };
-    let scales: Vec<f32> = if per_channel {
-        weights.chunks(row).map(scale_of).collect()
-    } else {
-        vec![scale_of(weights)]
-    };
-    let codes = weights
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| {
-            let s = if per_channel {
-                scales[i / row]
-            } else {
-                scales[0]
-            };
-            (w / s).round().clamp(-127.0, 127.0) as i8
-        })
-        .collect();
-    QuantizedWeights { codes, scales }
-}
-
-/// u8 codes for an activation range: zero is always representable exactly.
-pub(crate) fn activation_quant(low: f32, high: f32) -> ActivationQuant {
-    let (low, high) = (low.min(0.0), high.max(0.0));
-    let span = high - low;
-    if span <= 0.0 {
-        return ActivationQuant {
-            scale: 1.0,
-            zero_point: 0,
-        };
-    }
-    let scale = span / 255.0;
-    ActivationQuant {
-        scale,
-        zero_point: (-low / scale).round().clamp(0.0, 255.0) as u8,
-    }
-}
 
 /// Builds new nodes and initializers with names that cannot clash with the graph's.
 struct Emitter {
@@ -225,22 +128,6 @@ impl Emitter {
             vec![attr_int("axis", 0)],
         );
     }
-}
-
-/// An expansion layer: a pointwise convolution whose only use is a ReLU6-style clip whose only
-/// use is a depthwise convolution. Its bias and clip run on the int32 accumulator and its
-/// per-channel scale moves into the depthwise weights, so only a cast is left between the
-/// integer product and the depthwise kernel.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct ExpandFold {
-    /// The pointwise convolution's node.
-    pub conv: usize,
-    /// The clip's node.
-    pub clip: usize,
-    /// The depthwise convolution's node.
-    pub depthwise: usize,
-    /// The clip's upper bound (its lower bound is 0).
-    pub max: f32,
 }
 
 /// What the int8 rewrite needs besides the graph.
@@ -498,31 +385,4 @@ fn drop_unused_initializers(graph: &mut GraphProto) {
         .flat_map(|n| n.input.iter().cloned())
         .collect();
     graph.initializer.retain(|t| used.contains(&t.name));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn per_channel_codes_use_the_full_range_of_each_row() {
-        let q = quantize_weights(&[0.5, -1.0, 0.25, 0.0, 0.0, 0.0], 2, true);
-        assert_eq!(q.codes, vec![64, -127, 32, 0, 0, 0]);
-        assert_eq!(q.scales, vec![1.0 / 127.0, 1.0]);
-        let t = quantize_weights(&[0.5, -1.0, 0.25, 2.0], 2, false);
-        assert_eq!(t.scales, vec![2.0 / 127.0]);
-        assert_eq!(t.codes, vec![32, -64, 16, 127]);
-    }
-
-    #[test]
-    fn activation_ranges_always_hold_zero() {
-        let relu6 = activation_quant(0.0, 6.0);
-        assert_eq!(relu6, ActivationQuant::RELU6);
-        let signed = activation_quant(-1.0, 3.0);
-        assert_eq!(signed.zero_point, 64);
-        assert!((signed.scale - 4.0 / 255.0).abs() < 1e-9);
-        // A range above zero still codes zero exactly.
-        assert_eq!(activation_quant(2.0, 4.0).zero_point, 0);
-        assert_eq!(activation_quant(0.0, 0.0).scale, 1.0);
-    }
 }

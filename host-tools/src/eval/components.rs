@@ -1,0 +1,189 @@
+//! Every method's score of one frame from its cached features: the frame is reduced once to its
+//! [`Components`], the handful of logit scores the methods are made of; every method and every
+//! `w` is then a fusion of those, so sweeping `w` costs nothing.
+
+use super::features::Features;
+use nap_core::score::{
+    Evidence, FusionWeights, Head, LinearHead, Method, Params, ScoreError, Workspace, fuse,
+};
+use rayon::prelude::*;
+
+/// The methods `eval` reports, in the paper's order.
+pub const EVAL_METHODS: [Method; 10] = [
+    Method::Msp,
+    Method::Energy,
+    Method::React,
+    Method::AshS,
+    Method::AshB,
+    Method::Nap,
+    Method::NapE,
+    Method::NapR,
+    Method::NapA,
+    Method::NapM,
+];
+
+/// The fused methods, whose weight `w` calibration chooses.
+pub const FUSED_METHODS: [Method; 4] = [Method::NapE, Method::NapR, Method::NapA, Method::NapM];
+
+/// One frame's ingredient scores: every method is one of these or a fusion of one with `nap`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Components {
+    /// S_NAP.
+    pub nap: f32,
+    /// Negative energy of the frame's logits.
+    pub lse: f32,
+    /// Maximum softmax probability.
+    pub msp: f32,
+    /// Negative energy after ReAct clipping.
+    pub react: f32,
+    /// Negative energy after ASH-S.
+    pub ash_s: f32,
+    /// Negative energy after ASH-B.
+    pub ash_b: f32,
+    /// Negative energy after ASH-P.
+    pub ash_p: f32,
+}
+
+impl Components {
+    /// Computes the components of one frame with the core's own method code, so the numbers are
+    /// the device's. `params.react_clip` must be set.
+    pub fn of(
+        features: &Features,
+        head: &LinearHead<'_>,
+        params: &Params,
+    ) -> Result<Self, ScoreError> {
+        let nap = features.nap(params.eps);
+        let mut logits = vec![0.0; head.classes()];
+        head.logits(&features.pooled, &mut logits);
+        let mut buffer = vec![0.0; Workspace::required(head.features(), head.classes())];
+        let evidence = Evidence {
+            nap,
+            pooled: &features.pooled,
+            logits: &logits,
+        };
+        let mut score = |m: Method| -> Result<f32, ScoreError> {
+            Ok(
+                m.score(params, &evidence, head, &mut Workspace::new(&mut buffer))?
+                    .value,
+            )
+        };
+        Ok(Components {
+            nap,
+            lse: score(Method::Energy)?,
+            msp: score(Method::Msp)?,
+            react: score(Method::React)?,
+            ash_s: score(Method::AshS)?,
+            ash_b: score(Method::AshB)?,
+            ash_p: score(Method::AshP)?,
+        })
+    }
+
+    /// Components of many frames, in parallel.
+    pub fn of_all(
+        features: &[Features],
+        head: &LinearHead<'_>,
+        params: &Params,
+    ) -> Result<Vec<Self>, ScoreError> {
+        features
+            .par_iter()
+            .map(|f| Components::of(f, head, params))
+            .collect()
+    }
+
+    /// The score of `method` with fusion weight `w` (ignored by unfused methods). Equals
+    /// `Method::score` with `w` as the method's weight.
+    pub fn score_with_w(&self, method: Method, w: f32) -> f32 {
+        let fused = |logit: f32| fuse(logit, self.nap, w).score;
+        match method {
+            Method::Msp => self.msp,
+            Method::Energy => self.lse,
+            Method::React => self.react,
+            Method::AshS => self.ash_s,
+            Method::AshB => self.ash_b,
+            Method::AshP => self.ash_p,
+            Method::Nap => self.nap,
+            Method::NapE => fused(self.lse),
+            Method::NapR => fused(self.react),
+            Method::NapA => fused(self.ash_s),
+            Method::NapM => fused(self.msp),
+        }
+    }
+
+    /// The score of `method` with the bundle's weights.
+    pub fn score(&self, method: Method, weights: &FusionWeights) -> f32 {
+        self.score_with_w(method, weights.of(method))
+    }
+}
+
+/// Scores of a set of frames under one method and weight, widened for the metrics.
+pub fn scores(set: &[Components], method: Method, w: f32) -> Vec<f64> {
+    set.iter()
+        .map(|c| f64::from(c.score_with_w(method, w)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small random-ish head and feature vectors.
+    fn fixture() -> (Vec<f32>, Vec<f32>, Vec<Features>) {
+        let (c, k) = (12, 5);
+        let weights: Vec<f32> = (0..c * k)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        let bias: Vec<f32> = (0..k).map(|i| i as f32 * 0.1).collect();
+        let features = (0..6)
+            .map(|n| {
+                let pooled: Vec<f32> = (0..c)
+                    .map(|j| ((j * 13 + n * 7) % 17) as f32 / 5.0)
+                    .collect();
+                let max = pooled
+                    .iter()
+                    .enumerate()
+                    .map(|(j, p)| p * (1.0 + ((j + n) % 4) as f32))
+                    .collect();
+                Features { pooled, max }
+            })
+            .collect();
+        (weights, bias, features)
+    }
+
+    #[test]
+    fn components_give_every_method_exactly_as_the_core_scores_it() {
+        let (w, b, features) = fixture();
+        let head = LinearHead::new(&w, &b, 12).unwrap();
+        let params = Params {
+            react_clip: Some(1.5),
+            weights: FusionWeights {
+                nap_e: 0.25,
+                nap_r: 0.5,
+                nap_a: 0.75,
+                nap_m: 0.4,
+            },
+            ..Params::default()
+        };
+        for f in &features {
+            let comps = Components::of(f, &head, &params).unwrap();
+            let nap = f.nap(params.eps);
+            let mut logits = vec![0.0; 5];
+            head.logits(&f.pooled, &mut logits);
+            let evidence = Evidence {
+                nap,
+                pooled: &f.pooled,
+                logits: &logits,
+            };
+            let mut buf = vec![0.0; Workspace::required(12, 5)];
+            for m in Method::ALL {
+                let want = m
+                    .score(&params, &evidence, &head, &mut Workspace::new(&mut buf))
+                    .unwrap()
+                    .value;
+                assert_eq!(comps.score(m, &params.weights), want, "{m}");
+            }
+        }
+        // ReAct without a clip is refused, not silently scored.
+        let unset = Params::default();
+        assert!(Components::of(&features[0], &head, &unset).is_err());
+    }
+}
