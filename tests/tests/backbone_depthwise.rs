@@ -10,7 +10,8 @@ use nap_runtime::backbone::{
 use nap_runtime::bundle::Bundle;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::shared_data_file;
-use napctl::onnx::fixture::{Builder, attr_int, attr_ints, tensor_f32, values};
+use nap_test_support::onnx::{Builder, values};
+use napctl::onnx::proto::{attr_int, attr_ints, tensor};
 use tract_onnx::prelude::*;
 
 const OWN: BackboneOptions = BackboneOptions {
@@ -38,14 +39,14 @@ impl DepthwiseGraph {
         let k = self.kernel;
         let mut b = Builder::new(13)
             .input("input", &[1, 3, self.size, self.size])
-            .init(tensor_f32(
+            .init(tensor(
                 "w",
                 &[3, 1, k, k],
                 &values(7, (3 * k * k) as usize, 1.0),
             ))
-            .init(tensor_f32("bias", &[3], &[0.5, -0.25, 2.0]))
-            .init(tensor_f32("lo", &[], &[0.0]))
-            .init(tensor_f32("hi", &[], &[6.0]));
+            .init(tensor("bias", &[3], &[0.5f32, -0.25, 2.0]))
+            .init(tensor("lo", &[], &[0.0f32]))
+            .init(tensor("hi", &[], &[6.0f32]));
         let inputs: &[&str] = if self.bias {
             &["input", "w", "bias"]
         } else {
@@ -172,10 +173,10 @@ fn shared_mobilenet_v2_pre_pool_agrees_with_tract() {
         return;
     };
     let proto = napctl::onnx::read_model(&model).unwrap();
-    let bundle: Bundle = napctl::bundle_build::build_bundle(
+    let bundle: Bundle = napctl::bundle::build_bundle(
         &proto,
         "mobilenet_v2_1.0_224.onnx",
-        napctl::bundle_build::BuildOptions {
+        napctl::bundle::BuildOptions {
             layer: None,
             input: nap_runtime::bundle::InputSpec::TF,
         },

@@ -13,7 +13,7 @@ use nap_runtime::bundle::{Bundle, InputSpec};
 use nap_runtime::preprocess::{Preprocessor, decode};
 use nap_test_support::data::shared_data_file;
 use nap_test_support::peer::Peer;
-use napctl::bundle_build::{BuildOptions, build_bundle};
+use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::images::{self, ImageFile};
 use napd::source::PixelFormat;
 use napd::source::pixel::from_rgb8;

@@ -8,7 +8,7 @@ use nap_core::protocol::{Health, Message, RuntimeStatus};
 use nap_runtime::bundle::{Bundle, InputSpec};
 use nap_test_support::data::{shared_data_file, workspace_root};
 use nap_test_support::peer::Peer;
-use napctl::bundle_build::{BuildOptions, build_bundle};
+use napctl::bundle::{BuildOptions, build_bundle};
 use napd::status::code;
 use std::path::PathBuf;
 use std::process::Command;

@@ -8,7 +8,7 @@ use nap_core::score::fuse;
 use nap_test_support::data::{
     REFERENCE_SCORES, ReferenceScore, read_reference_scores, rows_of, shared_data_file,
 };
-use napctl::metrics::{DEFAULT_TPR, OodMetrics, OodMetricsPercent};
+use napctl::eval::metrics::{DEFAULT_TPR, OodMetrics, OodMetricsPercent};
 
 /// NAP-E weight of the paper for ImageNet MobileNetV2.
 const NAP_E_W: f32 = 0.6;

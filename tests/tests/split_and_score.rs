@@ -7,7 +7,7 @@ use nap_runtime::bundle::{Bundle, HeadForm, InputSpec};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::{REFERENCE_SCORES, read_reference_scores, shared_data_file};
-use napctl::bundle_build::{BuildOptions, build_bundle};
+use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::images;
 
 const MODEL: &str = "mobilenetv2/mobilenet_v2_1.0_224.onnx";

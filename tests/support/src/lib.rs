@@ -1,10 +1,15 @@
 //! Test support for the NAP workspace, shared by the crates' tests and the fuzz targets; never a
 //! dependency of a library or binary.
 //!
+//! - [`cli`]: running a command-line tool as its user does, and checking what it said.
 //! - [`data`]: the shared real data (models, photos, reference scores), found through one setting.
+//! - `onnx` (feature `onnx`): tiny ONNX classifiers built in code with napctl's proto builder.
 //! - [`peer`]: a stand-in sensor controller on TCP that records what a runtime sends.
 //! - [`protocol`]: the invariants every byte stream through the frame decoder must keep.
 
+pub mod cli;
 pub mod data;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod peer;
 pub mod protocol;
