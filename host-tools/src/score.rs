@@ -28,14 +28,27 @@ pub fn score_images(
     files: &[ImageFile],
     progress: impl Fn() + Sync,
 ) -> Result<Vec<Result<Analysis, ImageError>>, DetectorError> {
-    // Fail early, once, if a worker cannot be made at all.
+    with_workers(detector, files, progress, |worker, file| {
+        score_one(detector, preprocessor, worker, file)
+    })
+}
+
+/// Runs `f` on every item in parallel, with one detector worker per thread, calling `progress`
+/// after each; results come back in the order of `items`. Fails early, once, when no worker can
+/// be made at all.
+pub(crate) fn with_workers<T: Sync, R: Send>(
+    detector: &Detector,
+    items: &[T],
+    progress: impl Fn() + Sync,
+    f: impl Fn(&mut Worker, &T) -> R + Sync + Send,
+) -> Result<Vec<R>, DetectorError> {
     detector.worker()?;
-    Ok(files
+    Ok(items
         .par_iter()
         .map_init(
             || detector.worker().expect("a worker was made above"),
-            |worker, file| {
-                let result = score_one(detector, preprocessor, worker, file);
+            |worker, item| {
+                let result = f(worker, item);
                 progress();
                 result
             },

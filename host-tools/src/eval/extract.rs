@@ -4,11 +4,11 @@
 use super::cache::{FeatureCache, content_hash};
 use super::corrupt::Corruption;
 use super::features::Features;
-use crate::images::ImageFile;
-use crate::score::ImageError;
+use crate::images::{self, ImageFile, ImagesError};
+use crate::score::{ImageError, with_workers};
 use nap_runtime::detector::{Detector, DetectorError, Worker};
 use nap_runtime::preprocess::{Preprocessor, decode};
-use rayon::prelude::*;
+use std::path::Path;
 use tract_onnx::prelude::Tensor;
 
 /// One frame to extract: an image file, or a corrupted copy of it (pseudo-OOD).
@@ -20,6 +20,59 @@ pub struct Job {
     pub corruption: Option<Corruption>,
 }
 
+/// A named set of frames to extract: an image folder, or the pseudo-OOD copies of one
+/// corruption.
+#[derive(Clone, Debug)]
+pub struct FrameSet {
+    /// The set's name: the folder's base name, or `pseudo-ood-<corruption>`.
+    pub name: String,
+    /// Its frames.
+    pub jobs: Vec<Job>,
+}
+
+impl FrameSet {
+    /// The images below `dir` as a set named after the folder.
+    pub fn folder(dir: &Path) -> Result<FrameSet, ImagesError> {
+        let files = images::collect(&[dir.to_path_buf()])?;
+        let name = files
+            .first()
+            .map_or_else(|| dir.display().to_string(), |f| f.set.clone());
+        let jobs = files
+            .into_iter()
+            .map(|file| Job {
+                file,
+                corruption: None,
+            })
+            .collect();
+        Ok(FrameSet { name, jobs })
+    }
+
+    /// Pseudo-OOD made from these (ID) frames: frame `i` gets corruption `i mod 6` of
+    /// [`Corruption::ALL`], giving one set per corruption; only the sets of `chosen` are kept.
+    /// The assignment does not depend on `chosen`, so every choice reuses the same cached copies.
+    pub fn pseudo_ood(&self, chosen: &[Corruption]) -> Vec<FrameSet> {
+        Corruption::ALL
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| chosen.contains(c))
+            .map(|(k, &c)| FrameSet {
+                name: format!("pseudo-ood-{c}"),
+                jobs: self
+                    .jobs
+                    .iter()
+                    .skip(k)
+                    .step_by(Corruption::ALL.len())
+                    .map(|j| Job {
+                        file: j.file.clone(),
+                        corruption: Some(c),
+                    })
+                    .collect(),
+            })
+            .filter(|set| !set.jobs.is_empty())
+            .collect()
+    }
+}
+
 /// Extracts every job's features, in parallel, calling `progress` after each; results come back
 /// in job order. Cached entries are read instead of running the backbone; new ones are stored.
 pub fn extract(
@@ -29,19 +82,9 @@ pub fn extract(
     jobs: &[Job],
     progress: impl Fn() + Sync,
 ) -> Result<Vec<Result<Features, ImageError>>, DetectorError> {
-    // Fail early, once, if a worker cannot be made at all.
-    detector.worker()?;
-    Ok(jobs
-        .par_iter()
-        .map_init(
-            || detector.worker().expect("a worker was made above"),
-            |worker, job| {
-                let result = extract_one(detector, preprocessor, cache, worker, job);
-                progress();
-                result
-            },
-        )
-        .collect())
+    with_workers(detector, jobs, progress, |worker, job| {
+        extract_one(detector, preprocessor, cache, worker, job)
+    })
 }
 
 fn extract_one(

@@ -6,8 +6,10 @@
 //! firmware's state machine (running on the host), which drives its reject line as it would on
 //! the board.
 
-use crate::commands::{self, CacheOptions};
-use crate::quantize_command::{self, QuantizeArgs};
+use super::calibrate::{Against, Calibration, calibrate_bundle};
+use super::eval::{Evaluation, evaluate_bundle};
+use super::features::CacheOptions;
+use super::quantize::{Quantization, quantize_bundle};
 use anyhow::{Context, Result, bail};
 use embedded_hal::digital::{ErrorType, OutputPin};
 use nap_core::protocol::{self, Heartbeat, MAX_FRAME_LEN, Message, Verdict};
@@ -17,9 +19,8 @@ use nap_firmware::{Config, Controller};
 use nap_runtime::bundle::{Bundle, ChannelOrder, InputSpec};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
-use napctl::bundle::quantize::{RangeMethod, Target};
+use napctl::bundle::quantize::{Options, RangeMethod, Target};
 use napctl::bundle::{BuildOptions, build_bundle};
-use napctl::eval::corrupt::Corruption;
 use napctl::images;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,7 +53,14 @@ pub struct DemoArgs {
     out: PathBuf,
 }
 
-pub fn run(args: DemoArgs) -> Result<ExitCode> {
+impl DemoArgs {
+    /// Runs `napctl demo`.
+    pub fn run(self) -> Result<ExitCode> {
+        demo(self)
+    }
+}
+
+fn demo(args: DemoArgs) -> Result<ExitCode> {
     let start = Instant::now();
     let model = args
         .model
@@ -65,11 +73,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let out = |name: &str| args.out.join(name);
-    let cache = || CacheOptions {
-        cache_dir: Some(out("cache")),
-        no_cache: false,
-        threads: None,
-    };
+    let cache = CacheOptions::in_dir(out("cache"));
 
     step(1, "split the model at its global pooling");
     let proto = napctl::onnx::read_model(&model)
@@ -85,18 +89,18 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
     println!("wrote {}", out("f32.nap").display());
 
     step(2, "quantize to int8 from the ID frames");
-    quantize_command::run(QuantizeArgs {
-        bundle: out("f32.nap"),
-        calib: id.clone(),
+    quantize_bundle(&Quantization {
+        bundle: &out("f32.nap"),
+        calib: &id,
         calib_count: 100,
-        ranges: RangeMethod::Percentile,
-        per_channel: true,
-        per_tensor: false,
-        precision: Target::Int8,
+        options: Options {
+            target: Target::Int8,
+            ranges: RangeMethod::Percentile,
+            per_channel: true,
+        },
         val: None,
         json: None,
-        output: out("int8.nap"),
-        threads: None,
+        output: &out("int8.nap"),
     })?;
 
     // The threshold comes from the ID frames alone. w stays at the paper's 0.6: corrupted copies
@@ -106,34 +110,31 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         3,
         "calibrate the threshold from ID frames only (w stays at the paper's 0.6)",
     );
-    commands::calibrate(commands::CalibrateArgs {
-        bundle: out("int8.nap"),
-        id: id.clone(),
-        ood: Vec::new(),
+    calibrate_bundle(&Calibration {
+        bundle: &out("int8.nap"),
+        id: &id,
+        against: Against::Nothing,
         tpr: 0.95,
         method: Method::NapE,
         ash_percentile: 90.0,
-        output: out("int8-calibrated.nap"),
-        corruptions: Corruption::ALL.to_vec(),
-        keep_w: true,
-        cache: cache(),
+        output: &out("int8-calibrated.nap"),
+        cache: &cache,
     })?;
 
     step(
         4,
         "evaluate every method: Fashion-MNIST (ID) against the OOD sets",
     );
-    commands::eval(commands::EvalArgs {
-        bundle: out("int8-calibrated.nap"),
-        id: id.clone(),
-        ood: ood.clone(),
-        json: Some(out("eval.json")),
-        plots: Some(out("plots")),
-        channel: None,
+    evaluate_bundle(&Evaluation {
+        bundle: &out("int8-calibrated.nap"),
+        id: &id,
+        ood: &ood,
+        pseudo_ood: &[],
         sweep_w: false,
-        pseudo_ood: false,
-        corruptions: Vec::new(),
-        cache: cache(),
+        json: Some(&out("eval.json")),
+        plots: Some(&out("plots")),
+        channel: None,
+        cache: &cache,
     })?;
 
     step(

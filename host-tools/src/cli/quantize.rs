@@ -1,104 +1,139 @@
-//! `napctl quantize`: folders of images to a quantized bundle and its agreement report.
+//! `napctl quantize`: a float bundle quantized from calibration images, and how closely it
+//! follows the float one on other images.
 
+use super::shared::{Rate, init_threads, progress_bar, read_bundle, write_bundle, write_file};
 use anyhow::{Context, Result, bail};
-use nap_runtime::bundle::Bundle;
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use napctl::bundle::quantize::{self, Options, RangeMethod, Target};
 use napctl::images::{self, ImageFile};
 use rayon::prelude::*;
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Arguments of `napctl quantize`.
 #[derive(clap::Args)]
 pub struct QuantizeArgs {
     /// The float bundle (from `napctl split`; left unchanged).
-    pub bundle: PathBuf,
+    bundle: PathBuf,
     /// Calibration images (JPEG/PNG below this folder): activation ranges come from them.
     #[arg(long, required = true)]
-    pub calib: PathBuf,
+    calib: PathBuf,
     /// How many calibration images to use, spread evenly over the folder's sorted list.
     #[arg(long, default_value_t = 200)]
-    pub calib_count: usize,
+    calib_count: usize,
     /// How activation ranges are taken from the calibration images.
     #[arg(long, value_enum, default_value_t = RangeMethod::Percentile)]
-    pub ranges: RangeMethod,
+    ranges: RangeMethod,
     /// One weight scale per output channel (the default; MobileNet's folded batch norm makes
     /// channel magnitudes differ widely).
     #[arg(long, conflicts_with = "per_tensor")]
-    pub per_channel: bool,
+    per_channel: bool,
     /// One weight scale per weight tensor instead.
     #[arg(long)]
-    pub per_tensor: bool,
+    per_tensor: bool,
     /// What to produce. int8-weights is the default because it is the fastest form that keeps
     /// the accuracy on x86_64: tract runs the int8 form about 1.2x slower than float there (see
     /// BENCHMARKS.md). On boards with int8 dot-product instructions, measure int8 with
     /// `napctl bench --compare`.
     #[arg(long, value_enum, default_value_t = Target::Int8Weights)]
-    pub precision: Target,
+    precision: Target,
     /// Images to compare the quantized bundle with the float one on (default: the calibration
     /// folder). Images used for calibration are left out of the comparison.
     #[arg(long)]
-    pub val: Option<PathBuf>,
+    val: Option<PathBuf>,
     /// Also write the comparison as JSON to this file.
     #[arg(long)]
-    pub json: Option<PathBuf>,
+    json: Option<PathBuf>,
     /// Where to write the quantized bundle.
     #[arg(short, long)]
-    pub output: PathBuf,
+    output: PathBuf,
     /// Worker threads (default: all cores).
     #[arg(long)]
-    pub threads: Option<usize>,
+    threads: Option<usize>,
 }
 
-pub fn run(args: QuantizeArgs) -> Result<ExitCode> {
-    if args.calib_count == 0 {
-        bail!("--calib-count must be at least 1");
+impl QuantizeArgs {
+    /// Runs `napctl quantize`.
+    pub fn run(self) -> Result<ExitCode> {
+        if self.calib_count == 0 {
+            bail!("--calib-count must be at least 1");
+        }
+        init_threads(self.threads)?;
+        quantize_bundle(&Quantization {
+            bundle: &self.bundle,
+            calib: &self.calib,
+            calib_count: self.calib_count,
+            options: Options {
+                target: self.precision,
+                ranges: self.ranges,
+                per_channel: !self.per_tensor,
+            },
+            val: self.val.as_deref(),
+            json: self.json.as_deref(),
+            output: &self.output,
+        })?;
+        Ok(ExitCode::SUCCESS)
     }
-    crate::commands::init_threads(args.threads)?;
-    let float = Bundle::read(&args.bundle)
-        .with_context(|| format!("loading bundle {}", args.bundle.display()))?;
+}
+
+/// One quantization: the float bundle, its calibration and comparison images, and where the
+/// results go.
+pub struct Quantization<'a> {
+    /// The float bundle (left unchanged).
+    pub bundle: &'a Path,
+    /// The calibration image folder.
+    pub calib: &'a Path,
+    /// How many of its images calibrate, spread over the folder (at least 1).
+    pub calib_count: usize,
+    /// What to produce, and how.
+    pub options: Options,
+    /// The comparison image folder (default: the calibration folder's other images).
+    pub val: Option<&'a Path>,
+    /// Where the comparison's JSON goes.
+    pub json: Option<&'a Path>,
+    /// Where the quantized bundle goes.
+    pub output: &'a Path,
+}
+
+/// Quantizes, writes the quantized bundle, and reports its size and its agreement with the float
+/// bundle.
+pub fn quantize_bundle(q: &Quantization) -> Result<()> {
+    let float = read_bundle(q.bundle)?;
     let precision = float.manifest.backbone.precision;
     if precision.is_quantized() {
         bail!(quantize::QuantizeError::AlreadyQuantized(precision));
     }
     let preprocessor = Preprocessor::new(float.manifest.input)?;
 
-    let all = images::collect(std::slice::from_ref(&args.calib))?;
-    let chosen = spread(&all, args.calib_count);
+    let all = images::collect(&[q.calib.to_path_buf()])?;
+    let chosen = spread(&all, q.calib_count);
     let calib = load_frames(&preprocessor, &chosen, "calibration")?;
     if calib.is_empty() {
         bail!(
             "{}: none of its {} chosen image(s) could be decoded",
-            args.calib.display(),
+            q.calib.display(),
             chosen.len()
         );
     }
-    let options = Options {
-        target: args.precision,
-        ranges: args.ranges,
-        per_channel: !args.per_tensor,
-    };
+    let options = q.options;
     let frames: Vec<Vec<f32>> = calib.into_iter().map(|(_, f)| f).collect();
-    let bar = progress(frames.len(), "calibration");
+    let bar = progress_bar(frames.len(), "calibration", Rate::Hidden);
     let quantized = quantize::quantize(&float, &frames, options, || bar.inc(1))?;
     bar.finish_and_clear();
-    quantized
-        .write(&args.output)
-        .with_context(|| format!("writing {}", args.output.display()))?;
+    write_bundle(&quantized, q.output)?;
     // The files' sizes, rather than serializing both bundles again.
-    let size = |path: &PathBuf| -> Result<u64> {
+    let size = |path: &Path| -> Result<u64> {
         Ok(std::fs::metadata(path)
             .with_context(|| format!("reading {}", path.display()))?
             .len())
     };
-    let (before, after) = (size(&args.bundle)?, size(&args.output)?);
+    let (before, after) = (size(q.bundle)?, size(q.output)?);
     println!(
         "{} -> {} ({}, {} weights, {:?} ranges from {} calibration image(s))",
-        args.bundle.display(),
-        args.output.display(),
+        q.bundle.display(),
+        q.output.display(),
         quantized.manifest.backbone.precision,
         if options.per_channel {
             "per-channel"
@@ -116,12 +151,12 @@ pub fn run(args: QuantizeArgs) -> Result<ExitCode> {
     );
 
     // The comparison: the validation folder without the calibration images.
-    let val_dir = args.val.as_ref().unwrap_or(&args.calib);
+    let val_dir = q.val.unwrap_or(q.calib);
     let used: HashSet<PathBuf> = chosen
         .iter()
         .filter_map(|f| f.path.canonicalize().ok())
         .collect();
-    let rest: Vec<ImageFile> = images::collect(std::slice::from_ref(val_dir))?
+    let rest: Vec<ImageFile> = images::collect(&[val_dir.to_path_buf()])?
         .into_iter()
         .filter(|f| f.path.canonicalize().map_or(true, |p| !used.contains(&p)))
         .collect();
@@ -130,7 +165,7 @@ pub fn run(args: QuantizeArgs) -> Result<ExitCode> {
             "  no images left in {} besides the calibration ones: pass --val DIR to compare",
             val_dir.display()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     let val: Vec<Vec<f32>> = load_frames(&preprocessor, &rest, "comparison")?
         .into_iter()
@@ -138,7 +173,7 @@ pub fn run(args: QuantizeArgs) -> Result<ExitCode> {
         .collect();
     let float_detector = Detector::new(&float)?;
     let quantized_detector = Detector::new(&quantized)?;
-    let bar = progress(val.len(), "comparison");
+    let bar = progress_bar(val.len(), "comparison", Rate::Hidden);
     let agreement = quantize::compare(&float_detector, &quantized_detector, &val, || bar.inc(1))?;
     bar.finish_and_clear();
     println!(
@@ -147,13 +182,11 @@ pub fn run(args: QuantizeArgs) -> Result<ExitCode> {
         val_dir.display()
     );
     println!("{agreement}");
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&agreement)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(path) = q.json {
+        write_file(path, serde_json::to_string_pretty(&agreement)?)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
-
 /// `count` files spread evenly over `files` (all of them when there are fewer).
 fn spread(files: &[ImageFile], count: usize) -> Vec<ImageFile> {
     if files.len() <= count {
@@ -187,13 +220,4 @@ fn load_frames(
         }
     }
     Ok(frames)
-}
-
-fn progress(len: usize, what: &str) -> indicatif::ProgressBar {
-    indicatif::ProgressBar::new(len as u64).with_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{spinner}} {what} {{pos}}/{{len}} [{{elapsed_precise}}] {{bar:30}} eta {{eta}}"
-        ))
-        .expect("valid template"),
-    )
 }

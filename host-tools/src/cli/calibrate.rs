@@ -1,0 +1,207 @@
+//! `napctl calibrate`: a bundle's ReAct clip, ASH percentile, fusion weights w and threshold,
+//! chosen on ID images (against OOD or pseudo-OOD sets) and written into a new bundle.
+
+use super::features::{CacheOptions, Session};
+use super::shared::write_bundle;
+use anyhow::{Result, bail};
+use nap_core::score::Method;
+use napctl::bundle::calibrate::calibrate;
+use napctl::eval::FUSED_METHODS;
+use napctl::eval::corrupt::Corruption;
+use napctl::eval::extract::FrameSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `napctl calibrate`.
+#[derive(clap::Args)]
+pub struct CalibrateArgs {
+    /// The bundle to calibrate (left unchanged).
+    bundle: PathBuf,
+    /// In-distribution images: the threshold, the ReAct clip and the pseudo-OOD come from them.
+    #[arg(long, required = true)]
+    id: PathBuf,
+    /// Out-of-distribution folders to choose w against; repeat for several. Without any,
+    /// pseudo-OOD made from the ID images is used.
+    #[arg(long)]
+    ood: Vec<PathBuf>,
+    /// Share of ID images to accept, in (0, 1).
+    #[arg(long, default_value_t = 0.95)]
+    tpr: f64,
+    /// The deciding method (MSP, Energy, ReAct, ASH-S, ASH-B, ASH-P, NAP, NAP-E, NAP-R,
+    /// NAP-A, NAP-M).
+    #[arg(long, default_value = "NAP-E", value_parser = parse_method)]
+    method: Method,
+    /// ASH pruning percentile p, in [0, 100).
+    #[arg(long, default_value_t = 90.0)]
+    ash_percentile: f32,
+    /// Where to write the calibrated bundle.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Corruptions making the pseudo-OOD sets when no --ood is given, comma separated:
+    /// noise, blur, jpeg, contrast, pixelate, shuffle.
+    #[arg(long, value_delimiter = ',', default_values_t = Corruption::ALL)]
+    corruptions: Vec<Corruption>,
+    /// Keep the bundle's fusion weights w (the paper's defaults until calibrated) and calibrate
+    /// only the threshold, ReAct's clip and ASH's percentile: for when neither OOD folders nor
+    /// corrupted ID images stand for the OOD the device will meet.
+    #[arg(long, conflicts_with = "ood")]
+    keep_w: bool,
+    #[command(flatten)]
+    cache: CacheOptions,
+}
+
+fn parse_method(s: &str) -> Result<Method, String> {
+    Method::from_name(s).map_err(|e| format!("{s:?}: {e}"))
+}
+
+impl CalibrateArgs {
+    /// Runs `napctl calibrate`.
+    pub fn run(self) -> Result<ExitCode> {
+        let against = if self.keep_w {
+            Against::Nothing
+        } else if self.ood.is_empty() {
+            Against::PseudoOod(&self.corruptions)
+        } else {
+            Against::Ood(&self.ood)
+        };
+        calibrate_bundle(&Calibration {
+            bundle: &self.bundle,
+            id: &self.id,
+            against,
+            tpr: self.tpr,
+            method: self.method,
+            ash_percentile: self.ash_percentile,
+            output: &self.output,
+            cache: &self.cache,
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// What the fusion weights w are chosen against.
+pub enum Against<'a> {
+    /// Real OOD image folders.
+    Ood(&'a [PathBuf]),
+    /// Pseudo-OOD copies of the ID images, one set per corruption.
+    PseudoOod(&'a [Corruption]),
+    /// Nothing: the bundle's w stay (`--keep-w`).
+    Nothing,
+}
+
+/// One calibration: a bundle, its ID images, what w is chosen against, the settings, and where
+/// the calibrated bundle goes.
+pub struct Calibration<'a> {
+    /// The bundle to calibrate (left unchanged).
+    pub bundle: &'a Path,
+    /// The ID image folder.
+    pub id: &'a Path,
+    /// What w is chosen against.
+    pub against: Against<'a>,
+    /// Share of ID images to accept.
+    pub tpr: f64,
+    /// The deciding method.
+    pub method: Method,
+    /// ASH's pruning percentile.
+    pub ash_percentile: f32,
+    /// Where the calibrated bundle goes.
+    pub output: &'a Path,
+    /// The feature cache and worker pool.
+    pub cache: &'a CacheOptions,
+}
+
+/// Calibrates, writes the calibrated bundle and reports what was chosen.
+pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
+    if !(c.tpr > 0.0 && c.tpr < 1.0) {
+        bail!("--tpr {} is outside (0, 1)", c.tpr);
+    }
+    if !(0.0..100.0).contains(&c.ash_percentile) {
+        bail!("--ash-percentile {} is outside [0, 100)", c.ash_percentile);
+    }
+    let session = Session::open(c.bundle, c.cache)?;
+    let id = FrameSet::folder(c.id)?;
+    let against = match c.against {
+        Against::Ood(dirs) => dirs
+            .iter()
+            .map(|d| FrameSet::folder(d))
+            .collect::<Result<_, _>>()?,
+        Against::PseudoOod(corruptions) => id.pseudo_ood(corruptions),
+        Against::Nothing => Vec::new(),
+    };
+    let sets: Vec<FrameSet> = std::iter::once(id).chain(against).collect();
+    let features = session.features(&sets)?;
+    let (id_features, ood_features) = features.split_first().expect("the ID set is first");
+    let head = session.head()?;
+    let cal = calibrate(
+        &head,
+        session.bundle.manifest.scorer.params,
+        id_features,
+        ood_features,
+        c.method,
+        c.tpr,
+        c.ash_percentile,
+    )?;
+
+    let mut bundle = session.bundle.clone();
+    bundle.manifest.scorer.method = cal.method;
+    bundle.manifest.scorer.params = cal.params;
+    bundle.manifest.scorer.threshold = Some(cal.threshold);
+    write_bundle(&bundle, c.output)?;
+
+    let names: Vec<&str> = sets[1..].iter().map(|s| s.name.as_str()).collect();
+    match c.against {
+        Against::Nothing => println!("Kept the bundle's fusion weights w (--keep-w)."),
+        Against::PseudoOod(corruptions) => println!(
+            "Calibrated on ID only: w chosen against pseudo-OOD made from the {} ID images \
+             ({}; one corruption per image, in turn).",
+            id_features.len(),
+            corruptions
+                .iter()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Against::Ood(_) => println!(
+            "Calibrated with OOD folders: w chosen against {}.",
+            names.join(", ")
+        ),
+    }
+    println!(
+        "ReAct c = {:.4} (90th percentile of ID pooled activations); ASH p = {}",
+        cal.params.react_clip.unwrap_or_default(),
+        cal.params.ash_percentile
+    );
+    if !cal.searches.is_empty() {
+        println!(
+            "w search (minimize mean FPR at TPR {:.0}% over {} set(s); ties: higher AUROC):",
+            100.0 * c.tpr,
+            names.len()
+        );
+    }
+    for (m, choice) in &cal.searches {
+        let mark = if *m == cal.method {
+            "  <- deciding"
+        } else {
+            ""
+        };
+        println!(
+            "  {:<6} w = {:.3}  FPR {:6.2}%  AUROC {:6.2}%{mark}",
+            m.name(),
+            choice.w,
+            100.0 * choice.fpr,
+            100.0 * choice.auroc
+        );
+    }
+    if !FUSED_METHODS.contains(&cal.method) {
+        println!("  ({} is not fused: w does not affect it)", cal.method);
+    }
+    println!(
+        "Method {}: threshold {} (frames scoring below it are OOD); expected ID rejection rate \
+         {:.2}% (target {:.2}%).",
+        cal.method,
+        cal.threshold,
+        100.0 * cal.id_rejection,
+        100.0 * (1.0 - c.tpr)
+    );
+    println!("Wrote {}", c.output.display());
+    Ok(())
+}

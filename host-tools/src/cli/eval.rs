@@ -1,0 +1,171 @@
+//! `napctl eval`: every method on ID against OOD image sets, as the paper's tables, JSON and
+//! figures.
+
+use super::features::{CacheOptions, Session};
+use super::shared::write_file;
+use anyhow::{Result, bail};
+use napctl::bundle::calibrate::react_clip;
+use napctl::eval::corrupt::Corruption;
+use napctl::eval::extract::FrameSet;
+use napctl::eval::{Components, EVAL_METHODS, ScoredSet, evaluate, plots, sweep_table};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Arguments of `napctl eval`.
+#[derive(clap::Args)]
+pub struct EvalArgs {
+    /// The bundle; NAP-E/R/A/M use its fusion weights, ReAct its clip (or the 90th
+    /// percentile of the ID pooled activations when it has none).
+    bundle: PathBuf,
+    /// The in-distribution image folder.
+    #[arg(long, required = true)]
+    id: PathBuf,
+    /// An out-of-distribution image folder; repeat for several sets.
+    #[arg(long, required = true)]
+    ood: Vec<PathBuf>,
+    /// Also write the results as JSON (values in percent) to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write figures (PNG and SVG) into this folder: score histograms, ROC curves and a
+    /// per-channel max-vs-mean scatter.
+    #[arg(long)]
+    plots: Option<PathBuf>,
+    /// Channel of the max-vs-mean scatter (default: the channel whose peak-to-mean ratio
+    /// differs most between ID and OOD).
+    #[arg(long)]
+    channel: Option<usize>,
+    /// Add tables of each fused method's FPR95 and AUROC for w = 0, 0.1, ..., 1, per OOD set
+    /// and averaged.
+    #[arg(long)]
+    sweep_w: bool,
+    /// Also evaluate against the pseudo-OOD sets `calibrate` makes from the ID images
+    /// without OOD folders (one set per corruption).
+    #[arg(long)]
+    pseudo_ood: bool,
+    /// Corruptions making the pseudo-OOD sets, comma separated.
+    #[arg(long, value_delimiter = ',', default_values_t = Corruption::ALL)]
+    corruptions: Vec<Corruption>,
+    #[command(flatten)]
+    cache: CacheOptions,
+}
+
+impl EvalArgs {
+    /// Runs `napctl eval`.
+    pub fn run(self) -> Result<ExitCode> {
+        evaluate_bundle(&Evaluation {
+            bundle: &self.bundle,
+            id: &self.id,
+            ood: &self.ood,
+            pseudo_ood: if self.pseudo_ood {
+                &self.corruptions
+            } else {
+                &[]
+            },
+            sweep_w: self.sweep_w,
+            json: self.json.as_deref(),
+            plots: self.plots.as_deref(),
+            channel: self.channel,
+            cache: &self.cache,
+        })?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// One evaluation: a bundle on its image sets, and where the results go besides stdout.
+pub struct Evaluation<'a> {
+    /// The bundle.
+    pub bundle: &'a Path,
+    /// The ID image folder.
+    pub id: &'a Path,
+    /// The OOD image folders.
+    pub ood: &'a [PathBuf],
+    /// Corruptions making extra pseudo-OOD sets from the ID images (none: no such sets).
+    pub pseudo_ood: &'a [Corruption],
+    /// Add the w sweep tables.
+    pub sweep_w: bool,
+    /// Where the JSON report goes.
+    pub json: Option<&'a Path>,
+    /// Where the figures go.
+    pub plots: Option<&'a Path>,
+    /// The scatter's channel (default: the most telling one).
+    pub channel: Option<usize>,
+    /// The feature cache and worker pool.
+    pub cache: &'a CacheOptions,
+}
+
+/// Evaluates every method and prints the tables; writes the JSON and the figures when asked.
+pub fn evaluate_bundle(e: &Evaluation) -> Result<()> {
+    let session = Session::open(e.bundle, e.cache)?;
+    let mut sets = vec![FrameSet::folder(e.id)?];
+    for dir in e.ood {
+        sets.push(FrameSet::folder(dir)?);
+    }
+    let pseudo = sets[0].pseudo_ood(e.pseudo_ood);
+    sets.extend(pseudo);
+    let features = session.features(&sets)?;
+    let mut params = session.bundle.manifest.scorer.params;
+    if params.react_clip.is_none() {
+        let c = react_clip(&features[0])?;
+        println!(
+            "The bundle has no ReAct clip: using c = {c:.4}, the 90th percentile of the ID pooled \
+             activations (napctl calibrate stores one)."
+        );
+        params.react_clip = Some(c);
+    }
+    let head = session.head()?;
+    let scored: Vec<ScoredSet> = sets
+        .iter()
+        .zip(&features)
+        .map(|(set, f)| {
+            Ok(ScoredSet {
+                name: set.name.clone(),
+                frames: Components::of_all(f, &head, &params)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let (id, oods) = scored.split_first().expect("the ID set is first");
+    let w = params.weights;
+    println!(
+        "Fusion weights w: NAP-E {} NAP-R {} NAP-A {} NAP-M {}; ReAct c {:.4}; ASH p {}",
+        w.nap_e,
+        w.nap_r,
+        w.nap_a,
+        w.nap_m,
+        params.react_clip.unwrap_or_default(),
+        params.ash_percentile
+    );
+    println!("FPR95 at TPR 95%; ID+ = NAP paper (ID positive), OOD+ = OpenOOD; all in percent.\n");
+    let report = evaluate(id, oods, &EVAL_METHODS, &params.weights)?;
+    print!("{}", report.table(&EVAL_METHODS));
+    if e.sweep_w {
+        println!(
+            "FPR95 (ID+) / AUROC as w varies (w = 0: S_NAP alone, w = 1: the logit score alone):\n"
+        );
+        print!("{}", sweep_table(id, oods)?);
+        println!();
+    }
+    if let Some(path) = e.json {
+        write_file(path, serde_json::to_string_pretty(&report)? + "\n")?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(dir) = e.plots {
+        let channels = session.bundle.manifest.pre_pool.channels as usize;
+        if let Some(c) = e.channel
+            && c >= channels
+        {
+            bail!("--channel {c} is out of range: the pre-pool tensor has {channels} channels");
+        }
+        let inputs = plots::PlotInputs {
+            id,
+            oods,
+            id_features: &features[0],
+            ood_features: &features[1..],
+            weights: &params.weights,
+            eps: params.eps,
+            channel: e.channel,
+        };
+        let written = plots::write_all(dir, &inputs)?;
+        eprintln!("wrote {} figure(s) to {}", written.len(), dir.display());
+    }
+    Ok(())
+}

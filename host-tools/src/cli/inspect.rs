@@ -1,0 +1,49 @@
+//! `napctl inspect`: what an ONNX model holds and where it can be cut, or a bundle's manifest.
+
+use anyhow::{Context, Result};
+use nap_runtime::bundle::{Bundle, MAGIC};
+use napctl::onnx;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `napctl inspect`.
+#[derive(clap::Args)]
+pub struct InspectArgs {
+    /// An ONNX model or a .nap bundle.
+    path: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+impl InspectArgs {
+    /// Runs `napctl inspect`: a bundle is told from a model by its magic bytes.
+    pub fn run(self) -> Result<ExitCode> {
+        let path = &self.path;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if bytes.starts_with(&MAGIC) {
+            let bundle = Bundle::from_bytes(&bytes)
+                .with_context(|| format!("loading bundle {}", path.display()))?;
+            if self.json {
+                println!("{}", serde_json::to_string_pretty(&bundle.manifest)?);
+            } else {
+                println!(
+                    "bundle {} ({} bytes, backbone {} bytes)",
+                    path.display(),
+                    bytes.len(),
+                    bundle.backbone.len()
+                );
+                println!("{:#?}", bundle.manifest);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let model = onnx::decode(&bytes).with_context(|| format!("reading {}", path.display()))?;
+        let info = onnx::inspect(&model)?;
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(&info)?);
+        } else {
+            print!("{info}");
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}

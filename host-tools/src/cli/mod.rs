@@ -1,0 +1,78 @@
+//! napctl's command line: one module per command, each with its arguments and what it runs.
+//! `shared` holds what several commands use (threads, progress bars, bundle files);
+//! `features` opens a bundle with its feature cache for `eval` and `calibrate`.
+
+mod bench;
+mod calibrate;
+mod demo;
+mod eval;
+mod features;
+mod inspect;
+mod quantize;
+mod score;
+mod shared;
+mod split;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Out-of-distribution detection for edge cameras: host tool for NAP bundles.
+#[derive(Parser)]
+#[command(name = "napctl", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole product on the built-in Fashion-MNIST model: split, quantize, calibrate
+    /// from ID frames only, evaluate every method against MNIST digits and textures, and replay
+    /// the frames through the runtime into the controller firmware (simulated on this machine).
+    Demo(demo::DemoArgs),
+    /// Show an ONNX model's inputs, outputs, pooling layer and head, or a bundle's manifest.
+    Inspect(inspect::InspectArgs),
+    /// Cut a classifier at its global pooling into a bundle: backbone + dense head + scorer.
+    Split(split::SplitArgs),
+    /// Score every .jpg/.jpeg/.png below each folder; writes a TSV (set file top1 lse nap msp score ood).
+    Score(score::ScoreArgs),
+    /// Time each stage of scoring a frame (decode, preprocess, backbone, reduce, head, scores).
+    Bench(bench::BenchArgs),
+    /// Evaluate every method (MSP, Energy, ReAct, ASH-S, ASH-B, NAP, NAP-E, NAP-R, NAP-A, NAP-M)
+    /// on ID vs OOD folders: FPR95 in both conventions, AUROC, AUPR-In, AUPR-Out, in percent.
+    Eval(eval::EvalArgs),
+    /// Quantize a float bundle from calibration images, and report how closely it follows the
+    /// float bundle (top-1 agreement, pre-pool cosine, NAP and lse correlation).
+    ///
+    /// int8-weights (the default): int8 storage, dequantized when the bundle loads, a quarter of
+    /// the size at float speed. int8: the pointwise convolutions run as int8 x u8 matrix
+    /// products, the depthwise convolutions and residual adds stay float, and the pre-pool tensor
+    /// comes out as u8 codes that the device reduces with integer kernels. f16-weights: f16
+    /// storage, widened at load, for results equal to float's at 42% of the size. All store the
+    /// head as int8 rows. Calibrate the quantized bundle afterwards (`napctl calibrate`): its scores
+    /// differ a little from the float bundle's.
+    Quantize(quantize::QuantizeArgs),
+    /// Calibrate a bundle: ReAct clip, ASH percentile, fusion weights w and the threshold.
+    ///
+    /// w is chosen to minimize FPR at the target TPR (ties: higher AUROC) against the --ood
+    /// folders, or, without them, against pseudo-OOD copies of the ID images (noise, blur, JPEG,
+    /// contrast, pixelation, tile shuffling). The threshold keeps the target share of ID images.
+    Calibrate(calibrate::CalibrateArgs),
+}
+
+impl Cli {
+    /// Runs the chosen command; the exit code is its verdict (an error is reported by the caller).
+    pub fn run(self) -> Result<ExitCode> {
+        match self.command {
+            Command::Demo(args) => args.run(),
+            Command::Inspect(args) => args.run(),
+            Command::Split(args) => args.run(),
+            Command::Score(args) => args.run(),
+            Command::Bench(args) => args.run(),
+            Command::Eval(args) => args.run(),
+            Command::Quantize(args) => args.run(),
+            Command::Calibrate(args) => args.run(),
+        }
+    }
+}

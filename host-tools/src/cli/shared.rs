@@ -1,0 +1,60 @@
+//! What several commands share: the worker pool's size, the progress bar, and reading and
+//! writing the files named on the command line with the path in every error.
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use nap_runtime::bundle::Bundle;
+use std::path::Path;
+
+/// Sizes the worker pool when `--threads` is given (the default is one worker per core).
+pub fn init_threads(threads: Option<usize>) -> Result<()> {
+    if let Some(n) = threads {
+        if n == 0 {
+            bail!("--threads must be at least 1");
+        }
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()?;
+    }
+    Ok(())
+}
+
+/// Whether a progress bar shows the items done per second.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    /// Items per second after the bar.
+    Shown,
+    /// No rate.
+    Hidden,
+}
+
+/// A progress bar on stderr over `len` items, labelled `what`.
+pub fn progress_bar(len: usize, what: &str, rate: Rate) -> ProgressBar {
+    let rate = if rate == Rate::Shown {
+        " {per_sec}"
+    } else {
+        ""
+    };
+    let template = format!(
+        "{{spinner}} {what} {{pos}}/{{len}} [{{elapsed_precise}}] {{bar:30}}{rate} eta {{eta}}"
+    );
+    ProgressBar::new(len as u64)
+        .with_style(ProgressStyle::with_template(&template).expect("valid template"))
+}
+
+/// Reads a bundle file.
+pub fn read_bundle(path: &Path) -> Result<Bundle> {
+    Bundle::read(path).with_context(|| format!("loading bundle {}", path.display()))
+}
+
+/// Writes a bundle file.
+pub fn write_bundle(bundle: &Bundle, path: &Path) -> Result<()> {
+    bundle
+        .write(path)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Writes a file the user named (a report, a table).
+pub fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}
