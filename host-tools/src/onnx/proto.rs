@@ -39,7 +39,7 @@ element!(
 
 /// A tensor with its values in `raw_data`, little-endian, as most exporters write it.
 pub fn tensor<T: Element>(name: &str, dims: &[i64], values: &[T]) -> TensorProto {
-    let mut raw_data = Vec::with_capacity(values.len() * size_of::<T>());
+    let mut raw_data = Vec::with_capacity(size_of_val(values));
     for &v in values {
         v.push_le_bytes(&mut raw_data);
     }
