@@ -10,7 +10,9 @@ use super::features::Features;
 use super::report::ScoredSet;
 use nap_core::score::{FusionWeights, Method};
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
@@ -67,6 +69,9 @@ enum Figure {
 }
 
 type Drawn = Result<(), String>;
+
+/// A chart with f64 axes, as every figure has.
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 trait OrString<T> {
     fn s(self) -> Result<T, String>;
@@ -170,6 +175,46 @@ fn file_safe(name: &str) -> String {
         .collect()
 }
 
+/// A chart of the figures' common frame: the title, and x and y axes over these ranges with
+/// these descriptions.
+fn chart<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: String,
+    (x, x_desc): (Range<f64>, &str),
+    (y, y_desc): (Range<f64>, &str),
+) -> Result<Chart<'a, DB>, String> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 24))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)
+        .s()?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .draw()
+        .s()?;
+    Ok(chart)
+}
+
+/// The series' legend, on a white box with a black border.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    position: SeriesLabelPosition,
+    font_size: u32,
+) -> Drawn {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", font_size))
+        .draw()
+        .s()
+}
+
 fn draw<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     figure: &Figure,
@@ -224,19 +269,15 @@ fn histogram<DB: DrawingBackend>(
     } else {
         format!("{method} score: ID vs OOD")
     };
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, ("sans-serif", 24))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(lo..hi, 0.0..top.max(1e-9))
-        .s()?;
-    chart
-        .configure_mesh()
-        .x_desc(format!("{method} score (higher = more in-distribution)"))
-        .y_desc("share of frames")
-        .draw()
-        .s()?;
+    let mut chart = chart(
+        root,
+        title,
+        (
+            lo..hi,
+            &format!("{method} score (higher = more in-distribution)"),
+        ),
+        (0.0..top.max(1e-9), "share of frames"),
+    )?;
     for (i, ((name, s), share)) in sets.iter().zip(&shares).enumerate() {
         let c = colour(i);
         chart
@@ -248,13 +289,7 @@ fn histogram<DB: DrawingBackend>(
             .label(format!("{name} (n = {})", s.len()))
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()
-        .s()
+    legend(&mut chart, SeriesLabelPosition::MiddleRight, 16)
 }
 
 /// ROC points (FPR = share of OOD accepted, TPR = share of ID accepted) as the threshold falls
@@ -288,22 +323,12 @@ fn roc<DB: DrawingBackend>(
     inputs: &PlotInputs<'_>,
 ) -> Drawn {
     let ood = &inputs.oods[ood_index];
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("ROC: {} (ID) vs {} (OOD)", inputs.id.name, ood.name),
-            ("sans-serif", 24),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..1.0, 0.0..1.0)
-        .s()?;
-    chart
-        .configure_mesh()
-        .x_desc("FPR (share of OOD accepted)")
-        .y_desc("TPR (share of ID accepted)")
-        .draw()
-        .s()?;
+    let mut chart = chart(
+        root,
+        format!("ROC: {} (ID) vs {} (OOD)", inputs.id.name, ood.name),
+        (0.0..1.0, "FPR (share of OOD accepted)"),
+        (0.0..1.0, "TPR (share of ID accepted)"),
+    )?;
     for (i, &m) in EVAL_METHODS.iter().enumerate() {
         let w = inputs.weights.of(m);
         let points = roc_points(&scores(&inputs.id.frames, m, w), &scores(&ood.frames, m, w));
@@ -326,14 +351,7 @@ fn roc<DB: DrawingBackend>(
         ))
         .s()?
         .label("TPR 95%");
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 15))
-        .draw()
-        .s()
+    legend(&mut chart, SeriesLabelPosition::LowerRight, 15)
 }
 
 fn scatter<DB: DrawingBackend>(
@@ -358,22 +376,12 @@ fn scatter<DB: DrawingBackend>(
         .iter()
         .flat_map(|s| s.1.iter())
         .fold((0.0f64, 0.0f64), |(a, b), &(x, y)| (a.max(x), b.max(y)));
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("Channel {channel}: per-image max vs mean of the pre-pool activation"),
-            ("sans-serif", 24),
-        )
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0.0..(mx * 1.05).max(1e-6), 0.0..(my * 1.05).max(1e-6))
-        .s()?;
-    chart
-        .configure_mesh()
-        .x_desc("mean over the plane")
-        .y_desc("max over the plane")
-        .draw()
-        .s()?;
+    let mut chart = chart(
+        root,
+        format!("Channel {channel}: per-image max vs mean of the pre-pool activation"),
+        (0.0..(mx * 1.05).max(1e-6), "mean over the plane"),
+        (0.0..(my * 1.05).max(1e-6), "max over the plane"),
+    )?;
     for (i, (name, points)) in sets.iter().enumerate() {
         let c = colour(i);
         chart
@@ -386,13 +394,7 @@ fn scatter<DB: DrawingBackend>(
             .label(format!("{name} (n = {})", points.len()))
             .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 16))
-        .draw()
-        .s()
+    legend(&mut chart, SeriesLabelPosition::MiddleRight, 16)
 }
 
 #[cfg(test)]

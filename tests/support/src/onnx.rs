@@ -146,6 +146,27 @@ impl Builder {
         )
     }
 
+    /// Ends the model with the classifier most fixtures share: `x` -> Gemm (transB = 1) with
+    /// these weight and bias initializers -> graph output `logits` `[N, 5]`.
+    fn gemm_logits(self, x: &str, weight: TensorProto, bias: Option<TensorProto>) -> ModelProto {
+        let mut inputs = vec![x.to_string(), weight.name.clone()];
+        let mut b = self.init(weight);
+        if let Some(bias) = bias {
+            inputs.push(bias.name.clone());
+            b = b.init(bias);
+        }
+        let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        b.node(
+            "Gemm",
+            "fc",
+            &inputs,
+            &["logits"],
+            vec![attr_int("transB", 1)],
+        )
+        .output("logits", &[-1, K])
+        .build()
+    }
+
     /// The model.
     pub fn build(self) -> ModelProto {
         ModelProto {
@@ -337,17 +358,11 @@ pub fn reduce_mean_input(p: &TinyCnn) -> ModelProto {
             &["pooled"],
             vec![attr_int("keepdims", 0)],
         )
-        .init(tensor("fc.weight", &[K, C], &p.fc_w))
-        .init(tensor("fc.bias", &[K], &p.fc_b))
-        .node(
-            "Gemm",
-            "fc",
-            &["pooled", "fc.weight", "fc.bias"],
-            &["logits"],
-            vec![attr_int("transB", 1)],
+        .gemm_logits(
+            "pooled",
+            tensor("fc.weight", &[K, C], &p.fc_w),
+            Some(tensor("fc.bias", &[K], &p.fc_b)),
         )
-        .output("logits", &[-1, K])
-        .build()
 }
 
 /// Keras / TF style: an `AveragePool` whose 8x8 window covers all of `features` -> Flatten ->
@@ -363,17 +378,11 @@ pub fn average_pool(p: &TinyCnn) -> ModelProto {
             vec![attr_ints("kernel_shape", &[s, s])],
         )
         .node("Flatten", "flatten", &["pooled"], &["flat"], vec![])
-        .init(tensor("fc.weight", &[K, C], &p.fc_w))
-        .init(tensor("fc.bias", &[K], &p.fc_b))
-        .node(
-            "Gemm",
-            "fc",
-            &["flat", "fc.weight", "fc.bias"],
-            &["logits"],
-            vec![attr_int("transB", 1)],
+        .gemm_logits(
+            "flat",
+            tensor("fc.weight", &[K, C], &p.fc_w),
+            Some(tensor("fc.bias", &[K], &p.fc_b)),
         )
-        .output("logits", &[-1, K])
-        .build()
 }
 
 /// No global pooling: `features` -> Flatten -> Gemm over all 512 values.
@@ -381,20 +390,11 @@ pub fn no_pooling(p: &TinyCnn) -> ModelProto {
     let n = C * (SIZE * SIZE) as i64;
     backbone(13, p)
         .node("Flatten", "flatten", &["features"], &["flat"], vec![])
-        .init(tensor(
-            "fc.weight",
-            &[K, n],
-            &values(5, (K * n) as usize, 0.1),
-        ))
-        .node(
-            "Gemm",
-            "fc",
-            &["flat", "fc.weight"],
-            &["logits"],
-            vec![attr_int("transB", 1)],
+        .gemm_logits(
+            "flat",
+            tensor("fc.weight", &[K, n], &values(5, (K * n) as usize, 0.1)),
+            None,
         )
-        .output("logits", &[-1, K])
-        .build()
 }
 
 /// Two classifier branches, each GlobalAveragePool -> Flatten -> Gemm -> a graph output:
@@ -491,17 +491,11 @@ pub fn squeeze_excite(p: &TinyCnn) -> ModelProto {
             vec![],
         )
         .node("Flatten", "flatten", &["pooled"], &["flat"], vec![])
-        .init(tensor("fc.weight", &[K, C], &p.fc_w))
-        .init(tensor("fc.bias", &[K], &p.fc_b))
-        .node(
-            "Gemm",
-            "fc",
-            &["flat", "fc.weight", "fc.bias"],
-            &["logits"],
-            vec![attr_int("transB", 1)],
+        .gemm_logits(
+            "flat",
+            tensor("fc.weight", &[K, C], &p.fc_w),
+            Some(tensor("fc.bias", &[K], &p.fc_b)),
         )
-        .output("logits", &[-1, K])
-        .build()
 }
 
 /// An unsupported head: GlobalAveragePool -> Relu -> Flatten -> Gemm.
@@ -516,51 +510,26 @@ pub fn unsupported_head(p: &TinyCnn) -> ModelProto {
         )
         .node("Relu", "pooled_relu", &["pooled"], &["pooled_r"], vec![])
         .node("Flatten", "flatten", &["pooled_r"], &["flat"], vec![])
-        .init(tensor("fc.weight", &[K, C], &p.fc_w))
-        .node(
-            "Gemm",
-            "fc",
-            &["flat", "fc.weight"],
-            &["logits"],
-            vec![attr_int("transB", 1)],
-        )
-        .output("logits", &[-1, K])
-        .build()
+        .gemm_logits("flat", tensor("fc.weight", &[K, C], &p.fc_w), None)
 }
 
 /// The torchvision form with an int8 head weight (a quantized export).
 pub fn int8_head(p: &TinyCnn) -> ModelProto {
     let q: Vec<i8> = p.fc_w.iter().map(|v| (v * 100.0) as i8).collect();
-    gap_flatten(backbone(13, p), "features", "avgpool", "pooled", "flat")
-        .init(tensor("fc.weight", &[K, C], &q))
-        .node(
-            "Gemm",
-            "fc",
-            &["flat", "fc.weight"],
-            &["logits"],
-            vec![attr_int("transB", 1)],
-        )
-        .output("logits", &[-1, K])
-        .build()
+    gap_flatten(backbone(13, p), "features", "avgpool", "pooled", "flat").gemm_logits(
+        "flat",
+        tensor("fc.weight", &[K, C], &q),
+        None,
+    )
 }
 
 /// The torchvision form with a head weight of the wrong width: `[5, 7]` against 8 channels.
 pub fn bad_head_shape(p: &TinyCnn) -> ModelProto {
-    gap_flatten(backbone(13, p), "features", "avgpool", "pooled", "flat")
-        .init(tensor(
-            "fc.weight",
-            &[K, C - 1],
-            &p.fc_w[..(K * (C - 1)) as usize],
-        ))
-        .node(
-            "Gemm",
-            "fc",
-            &["flat", "fc.weight"],
-            &["logits"],
-            vec![attr_int("transB", 1)],
-        )
-        .output("logits", &[-1, K])
-        .build()
+    gap_flatten(backbone(13, p), "features", "avgpool", "pooled", "flat").gemm_logits(
+        "flat",
+        tensor("fc.weight", &[K, C - 1], &p.fc_w[..(K * (C - 1)) as usize]),
+        None,
+    )
 }
 
 /// A rank-3 input `[N, 3, 64]` reshaped to `[N, 3, 8, 8]` before the torchvision-style network.
