@@ -54,102 +54,100 @@ pub struct DemoArgs {
 }
 
 impl DemoArgs {
-    /// Runs `napctl demo`.
+    /// Runs `napctl demo`: each step calls what its command runs, with the demo's settings.
     pub fn run(self) -> Result<ExitCode> {
-        demo(self)
+        let args = self;
+        let start = Instant::now();
+        let model = args
+            .model
+            .unwrap_or_else(|| Path::new(MODELS).join("fashion_mnv2.onnx"));
+        let frames = args
+            .frames
+            .unwrap_or_else(|| Path::new(MODELS).join("frames"));
+        let id = frames.join("id");
+        let ood = ood_folders(&frames)?;
+        std::fs::create_dir_all(&args.out)
+            .with_context(|| format!("creating {}", args.out.display()))?;
+        let out = |name: &str| args.out.join(name);
+        let cache = CacheOptions::in_dir(out("cache"));
+
+        step(1, "split the model at its global pooling");
+        let proto = napctl::onnx::read_model(&model).with_context(
+            || "the default model ships in models/fashion; pass --model for another",
+        )?;
+        let source = model
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into());
+        let options = BuildOptions {
+            layer: None,
+            input: INPUT,
+        };
+        build_bundle(&proto, &source, options)?.write(out("f32.nap"))?;
+        println!("wrote {}", out("f32.nap").display());
+
+        step(2, "quantize to int8 from the ID frames");
+        quantize_bundle(&Quantization {
+            bundle: &out("f32.nap"),
+            calib: &id,
+            calib_count: 100,
+            options: Options {
+                target: Target::Int8,
+                ranges: RangeMethod::Percentile,
+                per_channel: true,
+            },
+            val: None,
+            json: None,
+            output: &out("int8.nap"),
+        })?;
+
+        // The threshold comes from the ID frames alone. w stays at the paper's 0.6: corrupted copies
+        // of 28 x 28 grey frames (calibrate's stand-in OOD) are told apart by NAP alone, so a search
+        // against them lowers w, while MNIST digits need the energy term (see the model card).
+        step(
+            3,
+            "calibrate the threshold from ID frames only (w stays at the paper's 0.6)",
+        );
+        calibrate_bundle(&Calibration {
+            bundle: &out("int8.nap"),
+            id: &id,
+            against: Against::Nothing,
+            tpr: 0.95,
+            method: Method::NapE,
+            ash_percentile: 90.0,
+            output: &out("int8-calibrated.nap"),
+            cache: &cache,
+        })?;
+
+        step(
+            4,
+            "evaluate every method: Fashion-MNIST (ID) against the OOD sets",
+        );
+        evaluate_bundle(&Evaluation {
+            bundle: &out("int8-calibrated.nap"),
+            id: &id,
+            ood: &ood,
+            pseudo_ood: &[],
+            sweep_w: false,
+            json: Some(&out("eval.json")),
+            plots: Some(&out("plots")),
+            channel: None,
+            cache: &cache,
+        })?;
+
+        step(
+            5,
+            "replay the frames through the runtime into the controller firmware",
+        );
+        let bundle = Bundle::read(out("int8-calibrated.nap"))?;
+        let replay = replay(&bundle, &std::iter::once(id).chain(ood).collect::<Vec<_>>())?;
+        print!("{replay}");
+        println!(
+            "\ndone in {:.1} s; bundles, eval.json and plots/ are in {}",
+            start.elapsed().as_secs_f64(),
+            args.out.display()
+        );
+        Ok(ExitCode::SUCCESS)
     }
-}
-
-fn demo(args: DemoArgs) -> Result<ExitCode> {
-    let start = Instant::now();
-    let model = args
-        .model
-        .unwrap_or_else(|| Path::new(MODELS).join("fashion_mnv2.onnx"));
-    let frames = args
-        .frames
-        .unwrap_or_else(|| Path::new(MODELS).join("frames"));
-    let id = frames.join("id");
-    let ood = ood_folders(&frames)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    let out = |name: &str| args.out.join(name);
-    let cache = CacheOptions::in_dir(out("cache"));
-
-    step(1, "split the model at its global pooling");
-    let proto = napctl::onnx::read_model(&model)
-        .with_context(|| "the default model ships in models/fashion; pass --model for another")?;
-    let source = model
-        .file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into());
-    let options = BuildOptions {
-        layer: None,
-        input: INPUT,
-    };
-    build_bundle(&proto, &source, options)?.write(out("f32.nap"))?;
-    println!("wrote {}", out("f32.nap").display());
-
-    step(2, "quantize to int8 from the ID frames");
-    quantize_bundle(&Quantization {
-        bundle: &out("f32.nap"),
-        calib: &id,
-        calib_count: 100,
-        options: Options {
-            target: Target::Int8,
-            ranges: RangeMethod::Percentile,
-            per_channel: true,
-        },
-        val: None,
-        json: None,
-        output: &out("int8.nap"),
-    })?;
-
-    // The threshold comes from the ID frames alone. w stays at the paper's 0.6: corrupted copies
-    // of 28 x 28 grey frames (calibrate's stand-in OOD) are told apart by NAP alone, so a search
-    // against them lowers w, while MNIST digits need the energy term (see the model card).
-    step(
-        3,
-        "calibrate the threshold from ID frames only (w stays at the paper's 0.6)",
-    );
-    calibrate_bundle(&Calibration {
-        bundle: &out("int8.nap"),
-        id: &id,
-        against: Against::Nothing,
-        tpr: 0.95,
-        method: Method::NapE,
-        ash_percentile: 90.0,
-        output: &out("int8-calibrated.nap"),
-        cache: &cache,
-    })?;
-
-    step(
-        4,
-        "evaluate every method: Fashion-MNIST (ID) against the OOD sets",
-    );
-    evaluate_bundle(&Evaluation {
-        bundle: &out("int8-calibrated.nap"),
-        id: &id,
-        ood: &ood,
-        pseudo_ood: &[],
-        sweep_w: false,
-        json: Some(&out("eval.json")),
-        plots: Some(&out("plots")),
-        channel: None,
-        cache: &cache,
-    })?;
-
-    step(
-        5,
-        "replay the frames through the runtime into the controller firmware",
-    );
-    let bundle = Bundle::read(out("int8-calibrated.nap"))?;
-    let replay = replay(&bundle, &std::iter::once(id).chain(ood).collect::<Vec<_>>())?;
-    print!("{replay}");
-    println!(
-        "\ndone in {:.1} s; bundles, eval.json and plots/ are in {}",
-        start.elapsed().as_secs_f64(),
-        args.out.display()
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 fn step(n: u32, what: &str) {
