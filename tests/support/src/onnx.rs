@@ -49,6 +49,16 @@ impl Default for TinyCnn {
 }
 
 impl TinyCnn {
+    /// The head weight as the initializer `fc.weight` `[5, 8]` (Gemm with transB = 1).
+    pub fn fc_weight(&self) -> TensorProto {
+        tensor("fc.weight", &[K, C], &self.fc_w)
+    }
+
+    /// The head bias as the initializer `fc.bias` `[5]`.
+    pub fn fc_bias(&self) -> TensorProto {
+        tensor("fc.bias", &[K], &self.fc_b)
+    }
+
     /// The head weight transposed: row-major `[FEATURES][CLASSES]` (MatMul / Gemm without transB).
     pub fn fc_w_t(&self) -> Vec<f32> {
         let mut t = vec![0.0; FEATURES * CLASSES];
@@ -211,7 +221,7 @@ const C: i64 = FEATURES as i64;
 pub fn torchvision(p: &TinyCnn) -> ModelProto {
     gap_flatten(backbone(13, p), "features", "avgpool", "pooled", "flat")
         .init(f32_tensor_typed("fc.weight", &[K, C], &p.fc_w))
-        .init(tensor("fc.bias", &[K], &p.fc_b))
+        .init(p.fc_bias())
         .node(
             "Gemm",
             "fc",
@@ -358,11 +368,7 @@ pub fn reduce_mean_input(p: &TinyCnn) -> ModelProto {
             &["pooled"],
             vec![attr_int("keepdims", 0)],
         )
-        .gemm_logits(
-            "pooled",
-            tensor("fc.weight", &[K, C], &p.fc_w),
-            Some(tensor("fc.bias", &[K], &p.fc_b)),
-        )
+        .gemm_logits("pooled", p.fc_weight(), Some(p.fc_bias()))
 }
 
 /// Keras / TF style: an `AveragePool` whose 8x8 window covers all of `features` -> Flatten ->
@@ -378,11 +384,7 @@ pub fn average_pool(p: &TinyCnn) -> ModelProto {
             vec![attr_ints("kernel_shape", &[s, s])],
         )
         .node("Flatten", "flatten", &["pooled"], &["flat"], vec![])
-        .gemm_logits(
-            "flat",
-            tensor("fc.weight", &[K, C], &p.fc_w),
-            Some(tensor("fc.bias", &[K], &p.fc_b)),
-        )
+        .gemm_logits("flat", p.fc_weight(), Some(p.fc_bias()))
 }
 
 /// No global pooling: `features` -> Flatten -> Gemm over all 512 values.
@@ -414,8 +416,8 @@ pub fn two_candidates(p: &TinyCnn) -> ModelProto {
             vec![],
         )
         .node("Relu", "relu2", &["conv_b"], &["features_b"], vec![])
-        .init(tensor("fc.weight", &[K, C], &p.fc_w))
-        .init(tensor("fc.bias", &[K], &p.fc_b));
+        .init(p.fc_weight())
+        .init(p.fc_bias());
     let b = gap_flatten(b, "features", "pool_a", "pooled_a", "flat_a");
     let b = gap_flatten(b, "features_b", "pool_b", "pooled_b", "flat_b");
     let gemm = vec![attr_int("transB", 1)];
@@ -491,11 +493,7 @@ pub fn squeeze_excite(p: &TinyCnn) -> ModelProto {
             vec![],
         )
         .node("Flatten", "flatten", &["pooled"], &["flat"], vec![])
-        .gemm_logits(
-            "flat",
-            tensor("fc.weight", &[K, C], &p.fc_w),
-            Some(tensor("fc.bias", &[K], &p.fc_b)),
-        )
+        .gemm_logits("flat", p.fc_weight(), Some(p.fc_bias()))
 }
 
 /// An unsupported head: GlobalAveragePool -> Relu -> Flatten -> Gemm.
@@ -510,7 +508,7 @@ pub fn unsupported_head(p: &TinyCnn) -> ModelProto {
         )
         .node("Relu", "pooled_relu", &["pooled"], &["pooled_r"], vec![])
         .node("Flatten", "flatten", &["pooled_r"], &["flat"], vec![])
-        .gemm_logits("flat", tensor("fc.weight", &[K, C], &p.fc_w), None)
+        .gemm_logits("flat", p.fc_weight(), None)
 }
 
 /// The torchvision form with an int8 head weight (a quantized export).
