@@ -9,13 +9,13 @@ use nap_runtime::bundle::{Bundle, InputSpec};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::{REFERENCE_SCORES, read_reference_scores, shared_data_file};
+use napctl::bundle::calibrate::react_clip;
 use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::eval::cache::FeatureCache;
-use napctl::bundle::calibrate::react_clip;
-use napctl::eval::{Components, ScoredSet, evaluate};
 use napctl::eval::extract::{Job, extract};
-use napctl::images;
 use napctl::eval::metrics::{DEFAULT_TPR, OodMetrics};
+use napctl::eval::{Components, ScoredSet, evaluate};
+use napctl::images;
 
 const MODEL: &str = "mobilenetv2/mobilenet_v2_1.0_224.onnx";
 /// Every n-th image of each set: a representative subset that runs in seconds.

@@ -7,9 +7,9 @@ use nap_runtime::bundle::{ActivationStorage, Bundle, InputSpec, Precision};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::shared_data_file;
+use napctl::bundle::quantize::{self, Options, QuantizeError, RangeMethod, Target};
 use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::images;
-use napctl::bundle::quantize::{self, Options, QuantizeError, RangeMethod, Target};
 
 const MODEL: &str = "mobilenetv2/mobilenet_v2_1.0_224.onnx";
 
