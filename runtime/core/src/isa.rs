@@ -14,11 +14,14 @@ pub enum Isa {
     Avx2,
     /// aarch64 Advanced SIMD (every aarch64 CPU has it).
     Neon,
+    /// aarch64 Advanced SIMD with the dot-product instructions (SDOT/UDOT: Cortex-A76 and later,
+    /// Jetson Orin), chosen at run time when the `std` feature can detect them.
+    NeonDot,
 }
 
 impl Isa {
     /// Every implementation, fastest last.
-    pub const ALL: [Isa; 4] = [Isa::Scalar, Isa::Sse2, Isa::Avx2, Isa::Neon];
+    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Sse2, Isa::Avx2, Isa::Neon, Isa::NeonDot];
 
     /// Short lowercase name, as used in logs and benchmarks.
     pub const fn name(self) -> &'static str {
@@ -27,6 +30,7 @@ impl Isa {
             Isa::Sse2 => "sse2",
             Isa::Avx2 => "avx2",
             Isa::Neon => "neon",
+            Isa::NeonDot => "neon-dotprod",
         }
     }
 
@@ -40,6 +44,12 @@ impl Isa {
             .unwrap_or(Isa::Scalar)
     }
 
+    /// `self` when it is the reference or one of `paths` (a kernel's fast paths) and this CPU
+    /// runs it: a kernel never claims a path it does not have.
+    pub fn among(self, paths: &[Isa]) -> Option<Isa> {
+        ((self == Isa::Scalar || paths.contains(&self)) && self.is_supported()).then_some(self)
+    }
+
     /// Whether this CPU can run the implementation.
     pub fn is_supported(self) -> bool {
         match self {
@@ -47,6 +57,7 @@ impl Isa {
             Isa::Sse2 => cfg!(target_arch = "x86_64"),
             Isa::Avx2 => avx2_supported(),
             Isa::Neon => cfg!(target_arch = "aarch64"),
+            Isa::NeonDot => dotprod_supported(),
         }
     }
 }
@@ -65,5 +76,20 @@ fn avx2_supported() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_supported() -> bool {
+    false
+}
+
+#[cfg(all(target_arch = "aarch64", feature = "std"))]
+fn dotprod_supported() -> bool {
+    std::arch::is_aarch64_feature_detected!("dotprod")
+}
+
+#[cfg(all(target_arch = "aarch64", not(feature = "std")))]
+fn dotprod_supported() -> bool {
+    cfg!(target_feature = "dotprod")
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn dotprod_supported() -> bool {
     false
 }

@@ -211,6 +211,9 @@ const MAX_LANES: usize = 8;
 /// The three scratch rows one output row reads, each at least `Geometry::scratch_width` long.
 pub(crate) type Window<'a> = [&'a [f32]; 3];
 
+/// The fast paths, fastest first.
+const PATHS: [Isa; 2] = [Isa::Avx2, Isa::Neon];
+
 /// Runs depthwise 3x3 convolutions with one implementation this CPU supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Depthwise {
@@ -226,14 +229,14 @@ impl Default for Depthwise {
 impl Depthwise {
     /// The fastest implementation this CPU supports.
     pub fn new() -> Self {
-        let isa = Isa::fastest_of(&[Isa::Avx2, Isa::Neon]);
+        let isa = Isa::fastest_of(&PATHS);
         Depthwise { isa }
     }
 
-    /// A specific implementation, or `None` when this CPU cannot run it. SSE2 has no depthwise
-    /// path of its own and runs the reference.
+    /// A specific implementation, or `None` when this kernel has no such path or this CPU
+    /// cannot run it.
     pub fn with_isa(isa: Isa) -> Option<Self> {
-        isa.is_supported().then_some(Depthwise { isa })
+        isa.among(&PATHS).map(|isa| Depthwise { isa })
     }
 
     /// The implementation this runs.

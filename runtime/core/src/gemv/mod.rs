@@ -21,6 +21,9 @@ mod x86;
 
 pub use crate::isa::Isa;
 
+/// The fast paths, fastest first.
+const PATHS: [Isa; 3] = [Isa::Avx2, Isa::Neon, Isa::Sse2];
+
 /// One implementation of the int8 row products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Int8Gemv {
@@ -36,13 +39,14 @@ impl Default for Int8Gemv {
 impl Int8Gemv {
     /// The fastest implementation this CPU supports.
     pub fn new() -> Self {
-        let isa = Isa::fastest_of(&[Isa::Avx2, Isa::Neon, Isa::Sse2]);
+        let isa = Isa::fastest_of(&PATHS);
         Int8Gemv { isa }
     }
 
-    /// A specific implementation, or `None` when this CPU cannot run it.
+    /// A specific implementation, or `None` when this kernel has no such path or this CPU
+    /// cannot run it.
     pub fn with_isa(isa: Isa) -> Option<Self> {
-        isa.is_supported().then_some(Int8Gemv { isa })
+        isa.among(&PATHS).map(|isa| Int8Gemv { isa })
     }
 
     /// The implementation this runs.

@@ -125,6 +125,9 @@ pub fn pack(shape: &Shape, weights: &[f32], packed: &mut [f32]) -> Result<(), Po
     Ok(())
 }
 
+/// The fast paths, fastest first.
+const PATHS: [Isa; 2] = [Isa::Avx2, Isa::Neon];
+
 /// One implementation of the pointwise convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Pointwise {
@@ -140,14 +143,14 @@ impl Default for Pointwise {
 impl Pointwise {
     /// The fastest implementation this CPU supports.
     pub fn new() -> Self {
-        let isa = Isa::fastest_of(&[Isa::Avx2, Isa::Neon]);
+        let isa = Isa::fastest_of(&PATHS);
         Pointwise { isa }
     }
 
-    /// A specific implementation, or `None` when this CPU cannot run it. SSE2 has no path of
-    /// its own and runs the reference.
+    /// A specific implementation, or `None` when this kernel has no such path or this CPU
+    /// cannot run it.
     pub fn with_isa(isa: Isa) -> Option<Self> {
-        isa.is_supported().then_some(Pointwise { isa })
+        isa.among(&PATHS).map(|isa| Pointwise { isa })
     }
 
     /// The implementation this runs.

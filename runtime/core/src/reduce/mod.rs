@@ -176,6 +176,9 @@ impl core::fmt::Display for ShapeError {
     }
 }
 
+/// The fast paths, fastest first.
+const PATHS: [Isa; 3] = [Isa::Avx2, Isa::Neon, Isa::Sse2];
+
 /// Runs the per-channel reductions with one implementation this CPU supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reducer {
@@ -191,13 +194,14 @@ impl Default for Reducer {
 impl Reducer {
     /// The fastest implementation this CPU supports.
     pub fn new() -> Self {
-        let isa = Isa::fastest_of(&[Isa::Avx2, Isa::Neon, Isa::Sse2]);
+        let isa = Isa::fastest_of(&PATHS);
         Reducer { isa }
     }
 
-    /// A specific implementation, or `None` when this CPU cannot run it.
+    /// A specific implementation, or `None` when this kernel has no such path or this CPU
+    /// cannot run it.
     pub fn with_isa(isa: Isa) -> Option<Self> {
-        isa.is_supported().then_some(Reducer { isa })
+        isa.among(&PATHS).map(|isa| Reducer { isa })
     }
 
     /// The implementation this reducer runs.
