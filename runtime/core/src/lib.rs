@@ -16,6 +16,7 @@ extern crate std;
 
 pub mod depthwise;
 pub mod gemv;
+pub mod int8;
 pub mod isa;
 pub mod nap;
 pub mod pointwise;
