@@ -227,3 +227,18 @@ fn bench_times_encoded_or_raw_frames() {
     // Raw frames start at preprocessing: no decode stage to report.
     assert_eq!(stages(true), after_decode);
 }
+
+#[test]
+fn an_error_names_each_cause_once() {
+    let dir = scratch("bench-not-an-image");
+    let bundle = fixture_bundle(&dir);
+    let text = dir.write("frame.png", b"not a picture");
+    let out = napctl(&["bench", &bundle, "--image", &text]);
+    assert_fails_with(&out, "benchmark frame: not an image");
+    assert_eq!(
+        stderr(&out).matches("not an image").count(),
+        1,
+        "{}",
+        stderr(&out)
+    );
+}
