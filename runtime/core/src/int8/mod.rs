@@ -15,7 +15,11 @@
 //! - Each kernel has a `scalar` reference that defines its arithmetic exactly; every fast path
 //!   ([`Isa`](crate::isa::Isa)) must give the same bytes.
 
+pub mod add;
+pub mod depthwise;
+pub mod pointwise;
 pub mod requant;
+pub mod stem;
 
 pub use requant::{OutputStage, Requant};
 
@@ -59,5 +63,87 @@ impl Quant {
     /// The real value a code stands for.
     pub fn dequantize(&self, code: u8) -> f32 {
         self.scale * (i32::from(code) - i32::from(self.zero_point)) as f32
+    }
+}
+
+/// Why a layer's integer parameters were refused when they were prepared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FoldError {
+    /// The weights are not `bias.len()` rows of `taps` each.
+    Shape,
+    /// A folded bias does not fit an i32.
+    Overflow,
+}
+
+impl core::fmt::Display for FoldError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            FoldError::Shape => "the weights do not match the bias: one row per output channel",
+            FoldError::Overflow => "a bias with the input's zero point folded in overflows i32",
+        })
+    }
+}
+
+impl core::error::Error for FoldError {}
+
+/// Folds the input's zero point into each output channel's bias, so kernels multiply raw u8
+/// codes: `sum_k w[k] * (x[k] - zp) + b = sum_k w[k] * x[k] + (b - zp * sum_k w[k])`.
+/// `weights` holds one row of `taps` weights per entry of `bias`.
+pub fn fold_zero_point(
+    bias: &mut [i32],
+    weights: &[i8],
+    taps: usize,
+    zero_point: u8,
+) -> Result<(), FoldError> {
+    if taps == 0 || Some(weights.len()) != bias.len().checked_mul(taps) {
+        return Err(FoldError::Shape);
+    }
+    for (b, row) in bias.iter_mut().zip(weights.chunks_exact(taps)) {
+        let sum: i64 = row.iter().map(|&w| i64::from(w)).sum();
+        let folded = i64::from(*b) - i64::from(zero_point) * sum;
+        *b = i32::try_from(folded).map_err(|_| FoldError::Overflow)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_the_zero_point_keeps_the_sum() {
+        let weights = [3i8, -2, 5, -128, 127, 1];
+        let x = [200u8, 7, 128, 0, 255, 31];
+        let zp = 17u8;
+        let mut bias = [1000, -5];
+        let exact: [i32; 2] = core::array::from_fn(|m| {
+            bias[m]
+                + (0..3)
+                    .map(|k| {
+                        i32::from(weights[m * 3 + k]) * (i32::from(x[m * 3 + k]) - i32::from(zp))
+                    })
+                    .sum::<i32>()
+        });
+        fold_zero_point(&mut bias, &weights, 3, zp).unwrap();
+        let folded: [i32; 2] = core::array::from_fn(|m| {
+            bias[m]
+                + (0..3)
+                    .map(|k| i32::from(weights[m * 3 + k]) * i32::from(x[m * 3 + k]))
+                    .sum::<i32>()
+        });
+        assert_eq!(folded, exact);
+        assert_eq!(
+            fold_zero_point(&mut bias, &weights, 4, zp),
+            Err(FoldError::Shape)
+        );
+        assert_eq!(
+            fold_zero_point(&mut [i32::MIN], &[1], 1, 1),
+            Err(FoldError::Overflow)
+        );
+    }
+
+    #[test]
+    fn strides_pad_to_the_alignment() {
+        assert_eq!([1, 3, 8, 9, 24, 27].map(stride), [8, 8, 8, 16, 24, 32]);
     }
 }

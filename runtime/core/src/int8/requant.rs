@@ -149,7 +149,6 @@ pub fn requantize(acc: i32, requant: Requant, stage: OutputStage) -> u8 {
 
 /// NEON forms of the steps, four output channels per vector.
 #[cfg(target_arch = "aarch64")]
-#[allow(dead_code)] // the kernels that use it land next
 pub(crate) mod neon {
     use core::arch::aarch64::*;
 
@@ -186,7 +185,6 @@ pub(crate) mod neon {
 
 /// AVX2 forms of the steps, eight output channels per vector.
 #[cfg(target_arch = "x86_64")]
-#[allow(dead_code)] // the kernels that use it land next
 pub(crate) mod x86 {
     use core::arch::x86_64::*;
 
