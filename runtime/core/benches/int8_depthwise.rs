@@ -1,0 +1,127 @@
+//! Int8 depthwise 3x3 (u8 NHWC, per-channel requantization, ReLU6-style clamp) on MobileNetV2
+//! 1.0 / 224 layer shapes, and the residual add: the scalar reference and the fastest path this
+//! CPU runs, side by side in one run. Throughput is in output bytes.
+//!
+//! `cargo bench -p nap-core --bench int8_depthwise`
+
+mod common;
+
+use common::XorShift64;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use nap_core::depthwise::{Geometry, TAPS};
+use nap_core::int8::add::{Add, AddParams};
+use nap_core::int8::depthwise::{Depthwise, Packed, pack, scratch_len};
+use nap_core::int8::{OutputStage, Quant, Requant, stride};
+use nap_core::isa::Isa;
+use std::hint::black_box;
+
+/// (channels, input side, stride), padding 1 on every side.
+const LAYERS: [(usize, usize, usize); 5] = [
+    (32, 112, 1),
+    (96, 112, 2),
+    (144, 56, 1),
+    (384, 14, 1),
+    (960, 7, 1),
+];
+
+/// (channels, side) of residual adds.
+const ADDS: [(usize, usize); 2] = [(24, 56), (96, 14)];
+
+fn bytes(n: usize, rng: &mut XorShift64) -> Vec<u8> {
+    (0..n).map(|_| rng.next_u64() as u8).collect()
+}
+
+fn depthwise(c: &mut Criterion) {
+    let mut rng = XorShift64::new(0x1234_5678);
+    let stage = OutputStage {
+        zero_point: 0,
+        min: 0,
+        max: 200,
+    };
+    let paths: Vec<Depthwise> = [Isa::Scalar, Depthwise::new().isa()]
+        .into_iter()
+        .filter_map(Depthwise::with_isa)
+        .collect();
+    for (channels, side, s) in LAYERS {
+        let out = side / s;
+        let g = Geometry {
+            channels,
+            in_height: side,
+            in_width: side,
+            stride: s,
+            pad_top: 1,
+            pad_left: 1,
+            out_height: out,
+            out_width: out,
+        };
+        let weights: Vec<i8> = (0..channels * TAPS)
+            .map(|_| (rng.next_u64() % 255) as i8 / 2)
+            .collect();
+        let bias: Vec<i32> = (0..channels)
+            .map(|_| (rng.next_u64() % 20_000) as i32 - 10_000)
+            .collect();
+        let requant = vec![Requant::from_scale(0.004).unwrap(); channels];
+        let mut pw = vec![0; Packed::weights_len(channels).unwrap()];
+        let mut pp = vec![0; Packed::params_len(channels).unwrap()];
+        let packed = pack(&weights, &bias, &requant, &mut pw, &mut pp).unwrap();
+        let sc = stride(channels);
+        let input = bytes(sc * side * side, &mut rng);
+        let mut scratch = vec![0; scratch_len(&g).unwrap()];
+        let mut output = vec![0; sc * out * out];
+        let mut group = c.benchmark_group(format!("int8-depthwise-{channels}x{side}x{side}-s{s}"));
+        group.throughput(Throughput::Elements(output.len() as u64));
+        for d in &paths {
+            group.bench_function(d.isa().name(), |b| {
+                b.iter(|| {
+                    d.run(
+                        &g,
+                        &packed,
+                        0,
+                        stage,
+                        black_box(&input),
+                        &mut scratch,
+                        &mut output,
+                    )
+                    .unwrap()
+                })
+            });
+        }
+        group.finish();
+    }
+    let params = AddParams::new(
+        Quant {
+            scale: 0.05,
+            zero_point: 120,
+        },
+        Quant {
+            scale: 0.03,
+            zero_point: 131,
+        },
+        Quant {
+            scale: 0.06,
+            zero_point: 125,
+        },
+        OutputStage::unclamped(125),
+    )
+    .unwrap();
+    let adds: Vec<Add> = [Isa::Scalar, Add::new().isa()]
+        .into_iter()
+        .filter_map(Add::with_isa)
+        .collect();
+    for (channels, side) in ADDS {
+        let len = stride(channels) * side * side;
+        let (a, b) = (bytes(len, &mut rng), bytes(len, &mut rng));
+        let mut out = vec![0; len];
+        let mut group = c.benchmark_group(format!("int8-add-{channels}x{side}x{side}"));
+        group.throughput(Throughput::Elements(len as u64));
+        for k in &adds {
+            group.bench_function(k.isa().name(), |bench| {
+                bench.iter(|| k.run(&params, black_box(&a), &b, &mut out).unwrap())
+            });
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, depthwise);
+criterion_main!(benches);
