@@ -7,7 +7,8 @@ mod common;
 
 use common::XorShift64;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use nap_core::nap::{ActivationQuant, DEFAULT_EPS, nap_f32, nap_u8};
+use nap_core::int8::Quant;
+use nap_core::nap::{DEFAULT_EPS, nap_f32, nap_u8};
 use nap_core::reduce::{Isa, Layout, Reducer, Shape};
 use std::hint::black_box;
 
@@ -26,7 +27,7 @@ fn activations() -> (Vec<u8>, Vec<f32>) {
         .collect();
     let floats = codes
         .iter()
-        .map(|&x| ActivationQuant::RELU6.real(f32::from(x)))
+        .map(|&x| Quant::RELU6.real(f32::from(x)))
         .collect();
     (codes, floats)
 }
@@ -95,14 +96,7 @@ fn per_frame(c: &mut Criterion) {
                 reducer
                     .reduce_u8(shape, black_box(&a), &mut max, &mut sum)
                     .unwrap();
-                nap_u8(
-                    &max,
-                    &sum,
-                    PLANE,
-                    ActivationQuant::RELU6,
-                    DEFAULT_EPS,
-                    &mut pooled,
-                )
+                nap_u8(&max, &sum, PLANE, Quant::RELU6, DEFAULT_EPS, &mut pooled)
             })
         });
         let (mut maxf, mut sumf) = (vec![0f32; CHANNELS], vec![0f32; CHANNELS]);
@@ -129,7 +123,7 @@ fn per_frame(c: &mut Criterion) {
                 black_box(&max),
                 black_box(&sum),
                 PLANE,
-                ActivationQuant::RELU6,
+                Quant::RELU6,
                 DEFAULT_EPS,
                 &mut pooled,
             )

@@ -6,7 +6,8 @@
 //! The "familiar" activation has what NAP looks for in in-distribution frames: each channel a sharp
 //! peak over a quiet plane. The "unfamiliar" one has the same total activation spread flat.
 
-use nap_core::nap::{ActivationQuant, DEFAULT_EPS, nap_u8};
+use nap_core::int8::Quant;
+use nap_core::nap::{DEFAULT_EPS, nap_u8};
 use nap_core::protocol::{FrameDecoder, MAX_FRAME_LEN, Message, Verdict, encode};
 use nap_core::reduce::{Reducer, Shape};
 use nap_core::score::{Evidence, Head, LinearHead, Method, Params, Workspace};
@@ -73,14 +74,7 @@ fn main() {
             .reduce_u8(shape, activation, &mut max, &mut sum)
             .expect("buffers match the shape");
         let mut pooled = vec![0.0f32; CHANNELS];
-        let nap = nap_u8(
-            &max,
-            &sum,
-            PLANE,
-            ActivationQuant::RELU6,
-            DEFAULT_EPS,
-            &mut pooled,
-        );
+        let nap = nap_u8(&max, &sum, PLANE, Quant::RELU6, DEFAULT_EPS, &mut pooled);
         let mut logits = vec![0.0f32; CLASSES];
         head.logits(&pooled, &mut logits);
 

@@ -7,27 +7,7 @@
 /// NAP's stabiliser in `max / (mean + eps)`; the paper uses 1.0 in all its runs.
 pub const DEFAULT_EPS: f32 = 1.0;
 
-/// How u8 activation codes map to real values: `real = scale * (code - zero_point)`.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ActivationQuant {
-    /// Real value of one code step.
-    pub scale: f32,
-    /// The code of real zero.
-    pub zero_point: u8,
-}
-
-impl ActivationQuant {
-    /// ReLU6 networks: A lies in [0, 6], held with an error of at most 6/510.
-    pub const RELU6: ActivationQuant = ActivationQuant {
-        scale: 6.0 / 255.0,
-        zero_point: 0,
-    };
-
-    /// The real value of a code (or of a mean of codes).
-    pub fn real(&self, code: f32) -> f32 {
-        self.scale * (code - f32::from(self.zero_point))
-    }
-}
+use crate::int8::Quant;
 
 /// S_NAP of a u8 activation from its exact integer reductions, writing the pooled feature.
 ///
@@ -38,7 +18,7 @@ pub fn nap_u8(
     max: &[u8],
     sum: &[u32],
     plane: usize,
-    quant: ActivationQuant,
+    quant: Quant,
     eps: f32,
     pooled: &mut [f32],
 ) -> f32 {
@@ -117,7 +97,7 @@ mod tests {
         // Channel 1 all zero: ratio 0. S_NAP = (4 + 0) / 2 = 2.
         let (max, sum) = ([255u8, 0], [340u32, 0]);
         let mut pooled = [9.0; 2];
-        let nap = nap_u8(&max, &sum, 4, ActivationQuant::RELU6, 1.0, &mut pooled);
+        let nap = nap_u8(&max, &sum, 4, Quant::RELU6, 1.0, &mut pooled);
         assert!((nap - 2.0).abs() < 1e-6, "{nap}");
         assert!(
             (pooled[0] - 2.0).abs() < 1e-6 && pooled[1] == 0.0,
@@ -135,7 +115,7 @@ mod tests {
     fn zero_point_and_eps_enter_as_documented() {
         // Codes [12, 20] with scale 0.5, zero point 10: reals [1, 5], max 5, mean 3.
         // eps = 2: ratio 5 / 5 = 1, S_NAP = 1.
-        let quant = ActivationQuant {
+        let quant = Quant {
             scale: 0.5,
             zero_point: 10,
         };
@@ -149,14 +129,7 @@ mod tests {
     fn a_black_frame_has_zero_nap() {
         let mut pooled = [1.0; 3];
         assert_eq!(
-            nap_u8(
-                &[0; 3],
-                &[0; 3],
-                49,
-                ActivationQuant::RELU6,
-                1.0,
-                &mut pooled
-            ),
+            nap_u8(&[0; 3], &[0; 3], 49, Quant::RELU6, 1.0, &mut pooled),
             0.0
         );
         assert_eq!(pooled, [0.0; 3]);

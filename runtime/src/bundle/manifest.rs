@@ -1,6 +1,6 @@
 //! What a bundle says about its model: everything the device needs besides the weights.
 
-use nap_core::nap::ActivationQuant;
+use nap_core::int8::Quant;
 use nap_core::reduce::Layout;
 use nap_core::score::{Method, Params};
 use serde::{Deserialize, Serialize};
@@ -142,7 +142,7 @@ pub enum ActivationStorage {
     /// 32-bit floats.
     F32,
     /// u8 codes with their real-value mapping.
-    U8(ActivationQuant),
+    U8(Quant),
 }
 
 /// The dense head `logits = W * pooled + b`, whatever form it had in the source model.

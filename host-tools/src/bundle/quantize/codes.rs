@@ -1,7 +1,4 @@
-//! Integer codes: symmetric int8 weight codes with their scales, and the u8 codes of an
-//! activation range.
-
-use nap_core::nap::ActivationQuant;
+//! Symmetric int8 weight codes with their scales.
 
 /// Symmetric int8 codes of a weight tensor: one scale per output channel, or one for all.
 #[derive(Clone, Debug, PartialEq)]
@@ -43,23 +40,6 @@ pub(crate) fn quantize_weights(
     QuantizedWeights { codes, scales }
 }
 
-/// u8 codes for an activation range: zero is always representable exactly.
-pub(crate) fn activation_quant(low: f32, high: f32) -> ActivationQuant {
-    let (low, high) = (low.min(0.0), high.max(0.0));
-    let span = high - low;
-    if span <= 0.0 {
-        return ActivationQuant {
-            scale: 1.0,
-            zero_point: 0,
-        };
-    }
-    let scale = span / 255.0;
-    ActivationQuant {
-        scale,
-        zero_point: (-low / scale).round().clamp(0.0, 255.0) as u8,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,17 +52,5 @@ mod tests {
         let t = quantize_weights(&[0.5, -1.0, 0.25, 2.0], 2, false);
         assert_eq!(t.scales, vec![2.0 / 127.0]);
         assert_eq!(t.codes, vec![32, -64, 16, 127]);
-    }
-
-    #[test]
-    fn activation_ranges_always_hold_zero() {
-        let relu6 = activation_quant(0.0, 6.0);
-        assert_eq!(relu6, ActivationQuant::RELU6);
-        let signed = activation_quant(-1.0, 3.0);
-        assert_eq!(signed.zero_point, 64);
-        assert!((signed.scale - 4.0 / 255.0).abs() < 1e-9);
-        // A range above zero still codes zero exactly.
-        assert_eq!(activation_quant(2.0, 4.0).zero_point, 0);
-        assert_eq!(activation_quant(0.0, 0.0).scale, 1.0);
     }
 }

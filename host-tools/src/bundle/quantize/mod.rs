@@ -16,6 +16,7 @@ pub use ranges::RangeMethod;
 
 use crate::onnx::graph::Graph;
 use crate::onnx::{self, OnnxError};
+use nap_core::int8::Quant;
 use nap_runtime::bundle::{ActivationStorage, Bundle, Precision};
 use rewrite::{Int8Plan, Storage};
 use sites::{clip_bounds, conv_sites, expand_folds};
@@ -131,7 +132,9 @@ pub fn quantize(
             .ok_or_else(|| QuantizeError::Graph("the pre-pool tensor was not observed".into()))?;
         // A ReLU6-style clip gives the pre-pool tensor's exact range, whatever the frames showed.
         let (low, high) = output_clip.unwrap_or((seen.low, seen.high));
-        let q = codes::activation_quant(low, high);
+        let q = Quant::covering(low, high).ok_or_else(|| {
+            QuantizeError::Graph(format!("the pre-pool range [{low}, {high}] is not finite"))
+        })?;
         out.manifest.pre_pool.storage = ActivationStorage::U8(q);
         pre_pool = Some(q);
     }

@@ -11,11 +11,11 @@
 //!   with its neighbours. Depthwise convolutions and residual adds stay float (our own depthwise
 //!   kernel is faster than any int8 form tract offers). The pre-pool tensor leaves as u8 codes.
 
-use super::codes::{activation_quant, quantize_weights};
+use super::codes::quantize_weights;
 use super::ranges::Observed;
 use super::sites::{ConvSite, ExpandFold};
 use crate::onnx::proto::{self, Element, attr_int};
-use nap_core::nap::ActivationQuant;
+use nap_core::int8::Quant;
 use std::collections::{HashMap, HashSet};
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
@@ -67,7 +67,7 @@ impl Emitter {
     }
 
     /// `x` (float) to u8 codes: `floor(clip(x / scale + zero + 0.5, 0, 255))`, i.e. rounded.
-    fn quantize(&mut self, x: &str, q: ActivationQuant, output: &str) {
+    fn quantize(&mut self, x: &str, q: Quant, output: &str) {
         let inv = self.constant(&format!("{x}/inv_scale"), &[], &[1.0 / q.scale]);
         let offset = self.constant(
             &format!("{x}/offset"),
@@ -137,7 +137,7 @@ pub(crate) struct Int8Plan<'a> {
     /// Expansion layers to fold.
     pub folds: &'a [ExpandFold],
     /// Codes for the pre-pool tensor (the graph output).
-    pub pre_pool: ActivationQuant,
+    pub pre_pool: Quant,
 }
 
 /// How the weights that stay in float arithmetic are stored.
@@ -164,8 +164,7 @@ pub(crate) fn rewrite(
     let graph = model.graph.as_mut().ok_or("the backbone has no graph")?;
     let mut e = Emitter::for_graph(graph);
     let by_node: HashMap<usize, &ConvSite> = sites.iter().map(|s| (s.node, s)).collect();
-    let mut quantized_inputs: HashMap<String, (String, ActivationQuant, Vec<usize>)> =
-        HashMap::new();
+    let mut quantized_inputs: HashMap<String, (String, Quant, Vec<usize>)> = HashMap::new();
     let folds: HashMap<usize, ExpandFold> = int8
         .map(|p| p.folds.iter().map(|f| (f.conv, *f)).collect())
         .unwrap_or_default();
@@ -192,7 +191,8 @@ pub(crate) fn rewrite(
                     .get(x)
                     .ok_or_else(|| format!("no calibration range for {x}"))?;
                 if !quantized_inputs.contains_key(x) {
-                    let q = activation_quant(observed.low, observed.high);
+                    let q = Quant::covering(observed.low, observed.high)
+                        .ok_or_else(|| format!("{x} has a range that is not finite"))?;
                     let [1, c, h, w] = observed.shape[..] else {
                         return Err(format!(
                             "{x} has shape {:?}, expected [1, C, H, W]",
@@ -266,7 +266,7 @@ fn pointwise_int8(
     node: &NodeProto,
     site: &ConvSite,
     codes: &str,
-    q: ActivationQuant,
+    q: Quant,
     shape: &[usize],
     per_channel: bool,
     fold: Option<(f32, &str)>,
@@ -349,7 +349,7 @@ fn pointwise_int8(
 }
 
 /// The graph output becomes u8 codes; the float tensor it was is renamed.
-fn quantize_output(graph: &mut GraphProto, q: ActivationQuant) -> Result<(), String> {
+fn quantize_output(graph: &mut GraphProto, q: Quant) -> Result<(), String> {
     let [output] = &graph.output[..] else {
         return Err("the backbone must have exactly one output".into());
     };

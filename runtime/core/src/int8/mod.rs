@@ -32,7 +32,7 @@ pub const fn stride(channels: usize) -> usize {
 }
 
 /// How a u8 tensor's codes map to real values: `real = scale * (code - zero_point)`.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Quant {
     /// Real value of one code step; finite and positive.
     pub scale: f32,
@@ -41,6 +41,12 @@ pub struct Quant {
 }
 
 impl Quant {
+    /// ReLU6 networks: a value in [0, 6], held with an error of at most 6/510.
+    pub const RELU6: Quant = Quant {
+        scale: 6.0 / 255.0,
+        zero_point: 0,
+    };
+
     /// The parameters that cover `[min, max]` (widened to include 0, so zero padding is exact)
     /// with the 256 codes; `None` when a bound is not finite.
     pub fn covering(min: f32, max: f32) -> Option<Quant> {
@@ -63,6 +69,11 @@ impl Quant {
     /// The real value a code stands for.
     pub fn dequantize(&self, code: u8) -> f32 {
         self.scale * (i32::from(code) - i32::from(self.zero_point)) as f32
+    }
+
+    /// The real value of a code, or of a mean of codes.
+    pub fn real(&self, code: f32) -> f32 {
+        self.scale * (code - f32::from(self.zero_point))
     }
 }
 
@@ -140,6 +151,20 @@ mod tests {
             fold_zero_point(&mut [i32::MIN], &[1], 1, 1),
             Err(FoldError::Overflow)
         );
+    }
+
+    #[test]
+    fn activation_ranges_always_hold_zero() {
+        let covering = |min, max| Quant::covering(min, max).unwrap();
+        assert_eq!(covering(0.0, 6.0), Quant::RELU6);
+        let signed = covering(-1.0, 3.0);
+        assert_eq!(signed.zero_point, 64);
+        assert!((signed.scale - 4.0 / 255.0).abs() < 1e-9);
+        assert_eq!(signed.quantize(0.0), 64);
+        // A range above zero still codes zero exactly.
+        assert_eq!(covering(2.0, 4.0).zero_point, 0);
+        assert_eq!(covering(0.0, 0.0).scale, 1.0);
+        assert_eq!(Quant::covering(0.0, f32::INFINITY), None);
     }
 
     #[test]
