@@ -5,10 +5,13 @@
 //! - [`preprocess`]: a frame (JPEG, PNG or raw RGB8) to the backbone's input tensor.
 //! - [`backbone`]: the bundle's backbone graph, optimized for tract, depthwise and pointwise
 //!   convolutions on `nap-core`'s kernels.
+//! - [`integer`]: the int8 backbone as integer layers on `nap-core`'s kernels, u8 codes from
+//!   the frame to the pre-pool tensor.
 //! - [`detector`]: the backbone in tract, then `nap-core`'s reduction, head and scores.
 //!
 //! The daemon that runs it on a camera is the `napd` crate; the host tool is `napctl`.
 pub mod backbone;
 pub mod bundle;
 pub mod detector;
+pub mod integer;
 pub mod preprocess;

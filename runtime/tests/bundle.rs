@@ -1,11 +1,13 @@
 //! The bundle file format: a written bundle reads back identical, and every kind of damage is
 //! its own clear error, never a panic.
 
+use nap_core::int8::Quant;
 use nap_core::reduce::Layout;
 use nap_runtime::bundle::{
     ActivationStorage, BackboneSpec, Bundle, BundleError, FORMAT_VERSION, HeadForm, HeadSpec,
     HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
 };
+use nap_runtime::integer::{Conv, Layer, Op, Program};
 use proptest::prelude::*;
 
 fn bundle() -> Bundle {
@@ -44,6 +46,7 @@ fn bundle() -> Bundle {
             .collect(),
         head_bias: vec![0.1, -0.2, 0.3],
         head_scales: Vec::new(),
+        program: None,
     }
 }
 
@@ -58,6 +61,96 @@ fn round_trip() {
     b.write(&path).unwrap();
     assert_eq!(Bundle::read(&path).unwrap(), b);
     std::fs::remove_file(&path).unwrap();
+}
+
+/// A bundle whose int8 backbone is a stem (8x8 frame to 4x4x4) and a 1x1 convolution.
+fn int8_bundle() -> Bundle {
+    let q = |scale: f32, zero_point: u8| Quant { scale, zero_point };
+    let conv = |input: u32, outputs: usize, taps: usize| Conv {
+        input,
+        weights: (0..outputs * taps).map(|i| (i % 11) as i8 - 5).collect(),
+        weight_scales: vec![0.01; outputs],
+        bias: (0..outputs as i32).collect(),
+    };
+    let program = Program {
+        size: 8,
+        input: q(0.02, 128),
+        layers: vec![
+            Layer {
+                op: Op::Stem {
+                    conv: conv(0, 6, 27),
+                    pads: [0, 0, 1, 1],
+                },
+                output: q(0.05, 0),
+                clamp: [0, 120],
+            },
+            Layer {
+                op: Op::Pointwise(conv(1, 4, 6)),
+                output: q(0.03, 10),
+                clamp: [0, 255],
+            },
+        ],
+    };
+    let mut b = bundle();
+    let m = &mut b.manifest;
+    m.input.size = 8;
+    m.backbone.precision = Precision::Int8;
+    m.pre_pool = PrePoolSpec {
+        channels: 4,
+        height: 4,
+        width: 4,
+        layout: Layout::Nhwc,
+        storage: ActivationStorage::U8(program.output()),
+    };
+    b.program = Some(program);
+    b
+}
+
+#[test]
+fn an_integer_program_round_trips_and_must_match_the_manifest() {
+    let b = int8_bundle();
+    assert_eq!(Bundle::from_bytes(&b.to_bytes().unwrap()).unwrap(), b);
+
+    let mut other_size = b.clone();
+    other_size.manifest.input.size = 16;
+    let mut other_codes = b.clone();
+    other_codes.manifest.pre_pool.storage = ActivationStorage::U8(Quant::RELU6);
+    let mut bad_layer = b.clone();
+    if let Some(p) = &mut bad_layer.program {
+        p.layers[1].op = Op::Pointwise(Conv {
+            input: 1,
+            weights: vec![1; 4 * 5],
+            weight_scales: vec![0.01; 4],
+            bias: vec![0; 4],
+        });
+    }
+    let mut float = b.clone();
+    float.manifest.backbone.precision = Precision::F32;
+    for (bundle, needle) in [
+        (other_size, "16"),
+        (other_codes, "output codes"),
+        (
+            bad_layer,
+            "layer 1: 20 weights for 4 output channels of 6 taps",
+        ),
+        (float, "in a F32 bundle"),
+    ] {
+        let err = bundle.to_bytes().unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
+}
+
+#[test]
+fn a_version_2_bundle_still_loads() {
+    let b = bundle();
+    let v3 = b.to_bytes().unwrap();
+    // Version 2: the same sections without the program length in the header.
+    let mut v2 = v3[..32].to_vec();
+    v2[8..10].copy_from_slice(&2u16.to_le_bytes());
+    v2.extend_from_slice(&v3[40..v3.len() - 4]);
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&v2);
+    v2.extend_from_slice(&crc.to_le_bytes());
+    assert_eq!(Bundle::from_bytes(&v2).unwrap(), b);
 }
 
 #[test]
@@ -88,7 +181,7 @@ fn every_flipped_byte_is_caught() {
         let expected = match i {
             0..8 => matches!(err, BundleError::NotABundle),
             8..10 => matches!(err, BundleError::Version { .. }),
-            12..32 => matches!(err, BundleError::Size { .. } | BundleError::Checksum { .. }),
+            12..40 => matches!(err, BundleError::Size { .. } | BundleError::Checksum { .. }),
             _ => matches!(err, BundleError::Checksum { .. }),
         };
         assert!(expected, "byte {i}: {err}");

@@ -103,6 +103,7 @@ pub fn build_bundle(
         head_weights: head.weights.clone(),
         head_bias: head.bias.clone(),
         head_scales: Vec::new(),
+        program: None,
     };
     bundle.validate()?;
     Ok(bundle)

@@ -1,25 +1,31 @@
 //! The bundle: one file holding everything the device needs to score frames with one model.
 //!
 //! ```text
-//! offset  size  field
-//! 0       8     magic "NAPBNDL\0"
-//! 8       2     format version, u16 little-endian (FORMAT_VERSION)
-//! 10      2     reserved, zero
-//! 12      4     manifest length M, u32 LE
-//! 16      8     backbone length B, u64 LE
-//! 24      8     head length H, u64 LE
-//! 32      M     manifest, postcard-encoded [`Manifest`]
-//! 32+M    B     backbone model bytes (format named in the manifest)
-//! 32+M+B  H     head (below)
-//! end-4   4     CRC-32C of every byte before it, u32 LE
+//! offset    size  field
+//! 0         8     magic "NAPBNDL\0"
+//! 8         2     format version, u16 little-endian (FORMAT_VERSION)
+//! 10        2     reserved, zero
+//! 12        4     manifest length M, u32 LE
+//! 16        8     backbone length B, u64 LE
+//! 24        8     head length H, u64 LE
+//! 32        8     integer program length P, u64 LE (0: none)
+//! 40        M     manifest, postcard-encoded [`Manifest`]
+//! 40+M      B     backbone model bytes (format named in the manifest)
+//! 40+M+B    H     head (below)
+//! 40+M+B+H  P     the int8 backbone as integer layers, postcard-encoded [`Program`]
+//! end-4     4     CRC-32C of every byte before it, u32 LE
 //! ```
 //!
 //! The head is its weights, row-major `[classes][features]`, then its bias `[classes]` as f32 LE.
 //! The manifest's [`HeadStorage`] says how the weights are stored: f32 LE, or int8 codes followed
 //! by one f32 LE scale per class row.
 //!
+//! Version 2 files (no program length, a 32-byte header) still load: they have no program, so
+//! an int8 one runs its backbone in tract as before.
+//!
 //! Everything is checked at load: magic, version, the declared lengths against the file size,
-//! the checksum, the manifest, and that the manifest, head and parameters agree with each other.
+//! the checksum, the manifest, and that the manifest, head, program and parameters agree with
+//! each other.
 
 pub mod manifest;
 
@@ -28,7 +34,9 @@ pub use manifest::{
     Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
 };
 
+use crate::integer::Program;
 use crc::{CRC_32_ISCSI, Crc};
+use nap_core::reduce::Layout;
 use std::path::{Path, PathBuf};
 
 /// First bytes of every bundle file.
@@ -36,9 +44,14 @@ pub const MAGIC: [u8; 8] = *b"NAPBNDL\0";
 
 /// The bundle format this runtime reads and writes. Bump it for any change to the layout or to
 /// the manifest's encoding.
-pub const FORMAT_VERSION: u16 = 2;
+pub const FORMAT_VERSION: u16 = 3;
 
-const HEADER_LEN: usize = 32;
+/// The oldest format version this runtime still reads.
+pub const OLDEST_VERSION: u16 = 2;
+
+const HEADER_LEN: usize = 40;
+/// Version 2's header: no program length.
+const V2_HEADER_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 4;
 static CHECKSUM: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 
@@ -57,6 +70,8 @@ pub struct Bundle {
     /// One scale per class row when the head is stored as int8 ([`HeadStorage::I8`]); empty
     /// for f32 storage.
     pub head_scales: Vec<f32>,
+    /// The int8 backbone as integer layers, for nap-core's kernels (int8 bundles only).
+    pub program: Option<Program>,
 }
 
 /// Why a bundle could not be read, written or trusted.
@@ -77,7 +92,7 @@ pub enum BundleError {
     NotABundle,
     /// A bundle of another format version.
     #[error(
-        "bundle format version {found}, this runtime reads version {FORMAT_VERSION}; re-create it with this napctl"
+        "bundle format version {found}, this runtime reads versions {OLDEST_VERSION} to {FORMAT_VERSION}; re-create it with this napctl"
     )]
     Version {
         /// The version in the file.
@@ -120,17 +135,24 @@ impl Bundle {
             .map_err(|_| BundleError::Invalid("manifest larger than 4 GiB".into()))?;
         let head = self.head_bytes();
         let head_len = head.len();
-        let mut out =
-            Vec::with_capacity(HEADER_LEN + manifest.len() + self.backbone.len() + head_len + 4);
+        let program = match &self.program {
+            Some(p) => postcard::to_stdvec(p)?,
+            None => Vec::new(),
+        };
+        let mut out = Vec::with_capacity(
+            HEADER_LEN + manifest.len() + self.backbone.len() + head_len + program.len() + 4,
+        );
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&manifest_len.to_le_bytes());
         out.extend_from_slice(&(self.backbone.len() as u64).to_le_bytes());
         out.extend_from_slice(&(head_len as u64).to_le_bytes());
+        out.extend_from_slice(&(program.len() as u64).to_le_bytes());
         out.extend_from_slice(&manifest);
         out.extend_from_slice(&self.backbone);
         out.extend_from_slice(&head);
+        out.extend_from_slice(&program);
         let checksum = CHECKSUM.checksum(&out);
         out.extend_from_slice(&checksum.to_le_bytes());
         Ok(out)
@@ -311,6 +333,9 @@ impl Bundle {
         if self.backbone.is_empty() {
             return invalid("no backbone model".into());
         }
+        if let Some(program) = &self.program {
+            self.validate_program(program)?;
+        }
         m.scorer
             .params
             .validate()
@@ -324,12 +349,56 @@ impl Bundle {
     }
 }
 
+impl Bundle {
+    /// Checks the program's layers and that it is the backbone the manifest describes: the same
+    /// input size, and the pre-pool tensor's shape and codes.
+    fn validate_program(&self, program: &Program) -> Result<(), BundleError> {
+        let invalid = |msg: String| Err(BundleError::Invalid(msg));
+        let m = &self.manifest;
+        if m.backbone.precision != Precision::Int8 {
+            return invalid(format!(
+                "an integer program in a {:?} bundle",
+                m.backbone.precision
+            ));
+        }
+        let shapes = program
+            .shapes()
+            .map_err(|e| BundleError::Invalid(e.to_string()))?;
+        if program.size != m.input.size {
+            return invalid(format!(
+                "the integer program takes {} px frames, the manifest {}",
+                program.size, m.input.size
+            ));
+        }
+        let out = shapes.last().expect("shapes() checked there are layers");
+        let p = &m.pre_pool;
+        if [out.channels, out.height, out.width]
+            != [p.channels, p.height, p.width].map(|x| x as usize)
+        {
+            return invalid(format!(
+                "the integer program ends in {out:?}, the pre-pool tensor is {} x {} x {}",
+                p.channels, p.height, p.width
+            ));
+        }
+        if p.layout != Layout::Nhwc || p.storage != ActivationStorage::U8(program.output()) {
+            return invalid(format!(
+                "the integer program's output codes {:?} (NHWC) are not the pre-pool tensor's {:?} ({:?})",
+                program.output(),
+                p.storage,
+                p.layout
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A bundle file's sections besides the backbone, parsed and checked against the file.
 struct Parts {
     manifest: Manifest,
     head_weights: Vec<f32>,
     head_bias: Vec<f32>,
     head_scales: Vec<f32>,
+    program: Option<Program>,
 }
 
 impl Parts {
@@ -339,24 +408,38 @@ impl Parts {
         if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
             return Err(BundleError::NotABundle);
         }
-        let header = bytes.get(..HEADER_LEN).ok_or(BundleError::Size {
+        let version = bytes.get(8..10).ok_or(BundleError::Size {
             expected: (HEADER_LEN + CHECKSUM_LEN) as u64,
             actual: bytes.len() as u64,
         })?;
-        let found = u16::from_le_bytes([header[8], header[9]]);
-        if found != FORMAT_VERSION {
+        let found = u16::from_le_bytes([version[0], version[1]]);
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&found) {
             return Err(BundleError::Version { found });
         }
+        let header_len = if found == 2 {
+            V2_HEADER_LEN
+        } else {
+            HEADER_LEN
+        };
+        let header = bytes.get(..header_len).ok_or(BundleError::Size {
+            expected: (header_len + CHECKSUM_LEN) as u64,
+            actual: bytes.len() as u64,
+        })?;
         let manifest_len = u64::from(u32::from_le_bytes(
             header[12..16].try_into().expect("4 bytes"),
         ));
         let backbone_len = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
         let head_len = u64::from_le_bytes(header[24..32].try_into().expect("8 bytes"));
+        let program_len = match header.get(32..40) {
+            Some(b) => u64::from_le_bytes(b.try_into().expect("8 bytes")),
+            None => 0,
+        };
         let expected = [
             manifest_len,
             backbone_len,
             head_len,
-            (HEADER_LEN + CHECKSUM_LEN) as u64,
+            program_len,
+            (header_len + CHECKSUM_LEN) as u64,
         ]
         .into_iter()
         .try_fold(0u64, u64::checked_add)
@@ -375,16 +458,24 @@ impl Parts {
         }
 
         // The lengths add up to the file size, so every section below is in bounds.
-        let manifest_end = HEADER_LEN + manifest_len as usize;
+        let manifest_end = header_len + manifest_len as usize;
         let backbone = manifest_end..manifest_end + backbone_len as usize;
-        let manifest: Manifest = postcard::from_bytes(&content[HEADER_LEN..manifest_end])?;
+        let head_end = backbone.end + head_len as usize;
+        let manifest: Manifest = postcard::from_bytes(&content[header_len..manifest_end])?;
         let (head_weights, head_scales, head_bias) =
-            parse_head(&manifest.head, &content[backbone.end..])?;
+            parse_head(&manifest.head, &content[backbone.end..head_end])?;
+        let program = match program_len {
+            0 => None,
+            _ => Some(postcard::from_bytes(&content[head_end..]).map_err(|e| {
+                BundleError::Invalid(format!("the integer program is not readable: {e}"))
+            })?),
+        };
         let parts = Parts {
             manifest,
             head_weights,
             head_bias,
             head_scales,
+            program,
         };
         Ok((parts, backbone))
     }
@@ -397,6 +488,7 @@ impl Parts {
             head_weights: self.head_weights,
             head_bias: self.head_bias,
             head_scales: self.head_scales,
+            program: self.program,
         };
         bundle.validate()?;
         Ok(bundle)
