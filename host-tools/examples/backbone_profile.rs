@@ -33,6 +33,7 @@ fn main() -> TractResult<()> {
     let options = BackboneOptions {
         own_depthwise: !tract,
         own_pointwise: !tract,
+        integer: false,
     };
     let plan = optimized_model(&bundle.backbone, size, options)?.into_runnable()?;
     let mut state = plan.spawn()?;

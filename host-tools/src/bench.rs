@@ -75,7 +75,8 @@ pub struct BenchReport {
     pub frames: usize,
     /// The reduction kernels' implementation.
     pub reduce_isa: &'static str,
-    /// Who ran the backbone's depthwise convolutions: `nap-core (avx2)` or `tract`.
+    /// Who ran the backbone's depthwise convolutions: `nap-core (avx2)`, `nap-core int8 (avx2)`
+    /// (the integer program) or `tract`.
     pub depthwise: String,
     /// Who ran the backbone's pointwise convolutions: `nap-core (avx2)` (those whose plane
     /// suits it; tract the rest) or `tract`.
@@ -173,21 +174,26 @@ pub fn compare(
         .into_iter()
         .zip(walls)
         .zip(bundles)
-        .map(|((all, wall), bundle)| BenchReport {
+        .zip(&prepared)
+        .map(|(((all, wall), bundle), (detector, _))| BenchReport {
             precision: bundle.manifest.backbone.precision.to_string(),
             frames_from: if raw_frames { "raw" } else { "encoded" },
             threads,
             frames,
             reduce_isa: nap_core::reduce::Reducer::new().isa().name(),
-            depthwise: if backbone.own_depthwise {
-                format!("nap-core ({})", Depthwise::new().isa().name())
-            } else {
-                "tract".into()
+            depthwise: match detector.integer_paths() {
+                Some([_, _, depthwise, _]) => format!("nap-core int8 ({})", depthwise.name()),
+                None if backbone.own_depthwise => {
+                    format!("nap-core ({})", Depthwise::new().isa().name())
+                }
+                None => "tract".into(),
             },
-            pointwise: if backbone.own_pointwise {
-                format!("nap-core ({})", Pointwise::new().isa().name())
-            } else {
-                "tract".into()
+            pointwise: match detector.integer_paths() {
+                Some([_, pointwise, _, _]) => format!("nap-core int8 ({})", pointwise.name()),
+                None if backbone.own_pointwise => {
+                    format!("nap-core ({})", Pointwise::new().isa().name())
+                }
+                None => "tract".into(),
             },
             stages: stage_timings(&all)
                 .into_iter()

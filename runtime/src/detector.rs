@@ -1,12 +1,15 @@
-//! The detector: a bundle's backbone run by tract, then the core's reduction, head and scores.
+//! The detector: a bundle's backbone, run by tract or (an int8 bundle's integer program) by
+//! the core's integer kernels, then the core's reduction, head and scores.
 //!
-//! One optimized plan is shared by all threads; each worker holds a [`Worker`] with its own tract
-//! state and scratch buffers, so scoring a frame allocates nothing but tract's own tensors.
+//! One prepared backbone is shared by all threads; each worker holds a [`Worker`] with its own
+//! backbone state and scratch buffers, so scoring a frame allocates nothing but the pre-pool
+//! tensor.
 
 use crate::backbone::{self, BackboneOptions};
 use crate::bundle::{ActivationStorage, Bundle, BundleError, HeadStorage, Manifest};
+use crate::integer::{Activations, IntegerBackbone, ProgramError};
 use nap_core::nap::{nap_f32, nap_u8};
-use nap_core::reduce::{Reducer, Shape, ShapeError};
+use nap_core::reduce::{Layout, Reducer, Shape, ShapeError};
 use nap_core::score::{Evidence, Head, Int8Head, LinearHead, Method, Score, ScoreError, Workspace};
 use std::sync::Arc;
 use tract_onnx::prelude::*;
@@ -20,6 +23,14 @@ pub enum DetectorError {
     /// tract could not load, optimize or run the backbone.
     #[error("backbone: {0:#}")]
     Backbone(#[from] TractError),
+    /// The integer program could not be prepared.
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    /// tract was asked to run a bundle whose only backbone is its integer program.
+    #[error(
+        "this int8 bundle's backbone is an integer program only, tract cannot run it; quantize with --precision int8-tract for a tract backbone"
+    )]
+    NoTractBackbone,
     /// The backbone produced a tensor of another shape or type than the bundle declares.
     #[error("backbone output {got} does not match the bundle's pre-pool tensor {expected}")]
     PrePoolShape {
@@ -91,10 +102,24 @@ pub fn probe_backbone_output(
 /// A bundle made runnable: shared, immutable, `Send + Sync`.
 pub struct Detector {
     manifest: Manifest,
-    plan: Arc<TypedSimplePlan>,
+    backbone: Backbone,
     head: HeadWeights,
     head_bias: Vec<f32>,
     reducer: Reducer,
+}
+
+/// What runs the backbone.
+enum Backbone {
+    /// tract's optimized plan of the bundle's backbone model.
+    Tract(Arc<TypedSimplePlan>),
+    /// The bundle's integer program on the core's integer kernels.
+    Integer(IntegerBackbone),
+}
+
+/// A worker's state for its detector's [`Backbone`].
+enum BackboneState {
+    Tract(TypedSimpleState),
+    Integer(Activations),
 }
 
 /// The head's weights as the bundle stores them, which is how they are computed with.
@@ -159,9 +184,9 @@ impl Head for HeadView<'_> {
     }
 }
 
-/// Per-thread state: a tract state and every scratch buffer scoring needs.
+/// Per-thread state: the backbone's state and every scratch buffer scoring needs.
 pub struct Worker {
-    state: TypedSimpleState,
+    state: BackboneState,
     max: Vec<f32>,
     sum: Vec<f32>,
     max_u8: Vec<u8>,
@@ -185,7 +210,8 @@ impl Worker {
 }
 
 impl Detector {
-    /// Loads the backbone into tract and optimizes it for a batch of one frame.
+    /// Prepares the backbone for a batch of one frame: an int8 bundle's integer program on the
+    /// core's kernels, any other in tract, optimized.
     pub fn new(bundle: &Bundle) -> Result<Self, DetectorError> {
         Self::with_options(bundle, BackboneOptions::default())
     }
@@ -193,44 +219,67 @@ impl Detector {
     /// [`Detector::new`] with the backbone prepared as `options` say.
     pub fn with_options(bundle: &Bundle, options: BackboneOptions) -> Result<Self, DetectorError> {
         bundle.validate()?;
-        let size = bundle.manifest.input.size as usize;
-        let model = backbone::decluttered_model(&bundle.backbone, size)?;
-        Self::assemble(
-            model,
-            options,
+        let backbone = match &bundle.program {
+            Some(program) if options.integer => Backbone::Integer(IntegerBackbone::new(program)?),
+            _ if bundle.backbone.is_empty() => return Err(DetectorError::NoTractBackbone),
+            _ => {
+                let size = bundle.manifest.input.size as usize;
+                let model = backbone::decluttered_model(&bundle.backbone, size)?;
+                Self::tract(model, options, &bundle.manifest)?
+            }
+        };
+        Ok(Self::assemble(
+            backbone,
             bundle.manifest.clone(),
             HeadWeights::copied(bundle),
             bundle.head_bias.clone(),
-        )
+        ))
     }
 
     /// [`Detector::with_options`], consuming the bundle: its model bytes are dropped as soon as
-    /// tract has read them, which keeps a device's peak memory down.
+    /// they are read, which keeps a device's peak memory down.
     pub fn from_bundle(
         mut bundle: Bundle,
         options: BackboneOptions,
     ) -> Result<Self, DetectorError> {
         bundle.validate()?;
-        let size = bundle.manifest.input.size as usize;
-        let model = backbone::decluttered_model(&bundle.backbone, size)?;
-        bundle.backbone = Vec::new();
+        let backbone = match bundle.program.take() {
+            Some(program) if options.integer => {
+                bundle.backbone = Vec::new();
+                Backbone::Integer(IntegerBackbone::new(&program)?)
+            }
+            _ if bundle.backbone.is_empty() => return Err(DetectorError::NoTractBackbone),
+            _ => {
+                let size = bundle.manifest.input.size as usize;
+                let model = backbone::decluttered_model(&bundle.backbone, size)?;
+                bundle.backbone = Vec::new();
+                Self::tract(model, options, &bundle.manifest)?
+            }
+        };
         let head = HeadWeights::taken(&mut bundle);
-        Self::assemble(model, options, bundle.manifest, head, bundle.head_bias)
+        Ok(Self::assemble(
+            backbone,
+            bundle.manifest,
+            head,
+            bundle.head_bias,
+        ))
     }
 
-    /// The detector from the decluttered backbone and the bundle's other parts: the backbone
-    /// optimized and checked against the pre-pool tensor the manifest declares.
-    fn assemble(
+    /// The decluttered backbone optimized for tract and checked against the pre-pool tensor the
+    /// manifest declares.
+    fn tract(
         model: TypedModel,
         options: BackboneOptions,
-        manifest: Manifest,
-        head: HeadWeights,
-        head_bias: Vec<f32>,
-    ) -> Result<Self, DetectorError> {
+        manifest: &Manifest,
+    ) -> Result<Backbone, DetectorError> {
         let model = backbone::optimize(model, options)?;
         let output = model.output_fact(0)?;
         let p = manifest.pre_pool;
-        let expected = [1, p.channels as usize, p.height as usize, p.width as usize];
+        let (c, h, w) = (p.channels as usize, p.height as usize, p.width as usize);
+        let expected = match p.layout {
+            Layout::Nchw => [1, c, h, w],
+            Layout::Nhwc => [1, h, w, c],
+        };
         let got = output.shape.as_concrete().map(<[usize]>::to_vec);
         let datum = match p.storage {
             ActivationStorage::F32 => f32::datum_type(),
@@ -242,13 +291,45 @@ impl Detector {
                 got: format!("{:?} {:?}", output.shape, output.datum_type),
             });
         }
-        Ok(Detector {
-            plan: model.into_runnable()?,
+        Ok(Backbone::Tract(model.into_runnable()?))
+    }
+
+    fn assemble(
+        backbone: Backbone,
+        manifest: Manifest,
+        head: HeadWeights,
+        head_bias: Vec<f32>,
+    ) -> Self {
+        Detector {
+            backbone,
             head,
             head_bias,
             reducer: Reducer::new(),
             manifest,
-        })
+        }
+    }
+
+    /// Whether the integer program runs the backbone (otherwise tract does).
+    pub fn runs_integer_program(&self) -> bool {
+        matches!(self.backbone, Backbone::Integer(_))
+    }
+
+    /// The integer kernels' paths (stem, pointwise, depthwise, add) when the integer program
+    /// runs the backbone.
+    pub fn integer_paths(&self) -> Option<[nap_core::isa::Isa; 4]> {
+        match &self.backbone {
+            Backbone::Integer(integer) => Some(integer.paths()),
+            Backbone::Tract(_) => None,
+        }
+    }
+
+    /// How the pre-pool tensor [`Detector::backbone`] returns is laid out: NHWC from the
+    /// integer program, the manifest's layout from tract.
+    pub fn pre_pool_layout(&self) -> Layout {
+        match self.backbone {
+            Backbone::Integer(_) => Layout::Nhwc,
+            Backbone::Tract(_) => self.manifest.pre_pool.layout,
+        }
     }
 
     /// The bundle's manifest.
@@ -262,8 +343,12 @@ impl Detector {
             self.manifest.head.features as usize,
             self.manifest.head.classes as usize,
         );
+        let state = match &self.backbone {
+            Backbone::Tract(plan) => BackboneState::Tract(plan.spawn()?),
+            Backbone::Integer(integer) => BackboneState::Integer(integer.activations()),
+        };
         Ok(Worker {
-            state: self.plan.spawn()?,
+            state,
             max: vec![0.0; c],
             sum: vec![0.0; c],
             max_u8: vec![0; c],
@@ -288,7 +373,7 @@ impl Detector {
     }
 
     /// Runs the backbone on one preprocessed frame (NCHW, `3 * size * size` floats) and returns
-    /// the pre-pool tensor.
+    /// the pre-pool tensor, laid out as [`Detector::pre_pool_layout`] says.
     pub fn backbone(&self, worker: &mut Worker, input: Vec<f32>) -> Result<Tensor, DetectorError> {
         let size = self.manifest.input.size as usize;
         if input.len() != 3 * size * size {
@@ -298,9 +383,31 @@ impl Detector {
                 size: self.manifest.input.size,
             });
         }
-        let input = Tensor::from_shape(&[1, 3, size, size], &input)?;
-        let mut outputs = worker.state.run(tvec!(input.into()))?;
-        Ok(outputs.remove(0).into_tensor())
+        match (&self.backbone, &mut worker.state) {
+            (Backbone::Tract(_), BackboneState::Tract(state)) => {
+                let input = Tensor::from_shape(&[1, 3, size, size], &input)?;
+                let mut outputs = state.run(tvec!(input.into()))?;
+                Ok(outputs.remove(0).into_tensor())
+            }
+            (Backbone::Integer(integer), BackboneState::Integer(act)) => {
+                let s = integer.output_shape();
+                let codes =
+                    integer
+                        .run(act, &input)
+                        .ok_or_else(|| DetectorError::PrePoolShape {
+                            expected: format!("{s:?}"),
+                            got: "nothing: the worker belongs to another detector".into(),
+                        })?;
+                Ok(Tensor::from_shape(
+                    &[1, s.height, s.width, s.channels],
+                    codes,
+                )?)
+            }
+            _ => Err(DetectorError::PrePoolShape {
+                expected: "the pre-pool tensor".into(),
+                got: "nothing: the worker belongs to another detector".into(),
+            }),
+        }
     }
 
     /// One pass over the pre-pool tensor: S_NAP, and the pooled feature left in the worker.
@@ -310,7 +417,7 @@ impl Detector {
         let shape = Shape {
             channels: p.channels as usize,
             plane,
-            layout: p.layout,
+            layout: self.pre_pool_layout(),
         };
         let eps = self.manifest.scorer.params.eps;
         let nap = match p.storage {

@@ -17,10 +17,12 @@ use tract_onnx::prelude::*;
 const OWN: BackboneOptions = BackboneOptions {
     own_depthwise: true,
     own_pointwise: true,
+    integer: false,
 };
 const TRACT: BackboneOptions = BackboneOptions {
     own_depthwise: false,
     own_pointwise: false,
+    integer: false,
 };
 
 /// One depthwise conv over the 3 input channels, optionally followed by Clip(0, 6).

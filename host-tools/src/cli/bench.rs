@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// compare the two.
     #[arg(long)]
     tract_depthwise: bool,
+    /// Run an int8 bundle's backbone in tract (its int8 ONNX model) instead of its integer
+    /// program on nap-core's integer kernels, to compare the two.
+    #[arg(long)]
+    tract_int8: bool,
     /// Who runs the pointwise (1x1) convolutions: nap-core's kernel or tract (default: the
     /// runtime's choice for this CPU, nap-core on x86_64 and tract on aarch64).
     #[arg(long, value_enum)]
@@ -87,6 +91,7 @@ impl BenchArgs {
                     .map_or(BackboneOptions::default().own_pointwise, |e| {
                         e == Engine::Nap
                     }),
+                integer: !self.tract_int8,
             },
             raw_frames: self.raw_frames,
         };

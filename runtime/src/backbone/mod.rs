@@ -27,6 +27,9 @@ pub struct BackboneOptions {
     /// tract's; on aarch64 tract's hand-written kernels stay the default until a board measures
     /// the two (`napctl bench --pointwise nap` against `--pointwise tract`).
     pub own_pointwise: bool,
+    /// Run an int8 bundle's integer program on `nap-core`'s integer kernels, without tract (the
+    /// default). Off, or for a bundle without one, tract runs the bundle's backbone model.
+    pub integer: bool,
 }
 
 impl Default for BackboneOptions {
@@ -34,6 +37,7 @@ impl Default for BackboneOptions {
         BackboneOptions {
             own_depthwise: true,
             own_pointwise: cfg!(target_arch = "x86_64"),
+            integer: true,
         }
     }
 }

@@ -20,8 +20,10 @@
 //! The manifest's [`HeadStorage`] says how the weights are stored: f32 LE, or int8 codes followed
 //! by one f32 LE scale per class row.
 //!
-//! Version 2 files (no program length, a 32-byte header) still load: they have no program, so
-//! an int8 one runs its backbone in tract as before.
+//! An int8 bundle whose backbone the integer kernels cover holds the program and no backbone
+//! model (B = 0); otherwise the backbone model is the int8 ONNX graph tract runs. Version 2
+//! files (no program length, a 32-byte header) still load: they have no program, so an int8 one
+//! runs its backbone in tract as before.
 //!
 //! Everything is checked at load: magic, version, the declared lengths against the file size,
 //! the checksum, the manifest, and that the manifest, head, program and parameters agree with
@@ -36,7 +38,6 @@ pub use manifest::{
 
 use crate::integer::Program;
 use crc::{CRC_32_ISCSI, Crc};
-use nap_core::reduce::Layout;
 use std::path::{Path, PathBuf};
 
 /// First bytes of every bundle file.
@@ -60,7 +61,8 @@ static CHECKSUM: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 pub struct Bundle {
     /// Everything about the model besides its weights.
     pub manifest: Manifest,
-    /// The backbone model (input -> pre-pool tensor).
+    /// The backbone model (input -> pre-pool tensor); empty when the integer program is the
+    /// backbone.
     pub backbone: Vec<u8>,
     /// Head weights, row-major `[classes][features]`, as the device computes with them (for
     /// int8 storage, each code times its row's scale).
@@ -330,7 +332,7 @@ impl Bundle {
                 input.mean, input.std
             ));
         }
-        if self.backbone.is_empty() {
+        if self.backbone.is_empty() && self.program.is_none() {
             return invalid("no backbone model".into());
         }
         if let Some(program) = &self.program {
@@ -351,7 +353,8 @@ impl Bundle {
 
 impl Bundle {
     /// Checks the program's layers and that it is the backbone the manifest describes: the same
-    /// input size, and the pre-pool tensor's shape and codes.
+    /// input size, and the pre-pool tensor's shape and codes (its layout is the backbone
+    /// model's; the program's output is NHWC whatever it says).
     fn validate_program(&self, program: &Program) -> Result<(), BundleError> {
         let invalid = |msg: String| Err(BundleError::Invalid(msg));
         let m = &self.manifest;
@@ -380,12 +383,11 @@ impl Bundle {
                 p.channels, p.height, p.width
             ));
         }
-        if p.layout != Layout::Nhwc || p.storage != ActivationStorage::U8(program.output()) {
+        if p.storage != ActivationStorage::U8(program.output()) {
             return invalid(format!(
-                "the integer program's output codes {:?} (NHWC) are not the pre-pool tensor's {:?} ({:?})",
+                "the integer program's output codes {:?} are not the pre-pool tensor's {:?}",
                 program.output(),
-                p.storage,
-                p.layout
+                p.storage
             ));
         }
         Ok(())
