@@ -1,13 +1,14 @@
-//! `napctl quantize` on the shared MobileNetV2: the int8 bundle is small, loads in tract, hands
-//! the device a u8 pre-pool tensor, and agrees with the float bundle on images it was not
-//! calibrated on.
+//! `napctl quantize` on the shared MobileNetV2: the int8 bundle (its integer program, or the
+//! int8 model for tract) is small, hands the device a u8 pre-pool tensor, and agrees with the
+//! float bundle on images it was not calibrated on.
 
+use nap_core::reduce::Layout;
 use nap_runtime::backbone::{self, BackboneOptions};
 use nap_runtime::bundle::{ActivationStorage, Bundle, InputSpec, Precision};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::shared_data_file;
-use napctl::bundle::quantize::{self, Options, QuantizeError, RangeMethod, Target};
+use napctl::bundle::quantize::{self, LayerCounts, Options, QuantizeError, RangeMethod, Target};
 use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::images;
 
@@ -56,49 +57,100 @@ fn int8_follows_the_float_bundle_on_images_it_was_not_calibrated_on() {
     // Calibration and comparison images interleave but never overlap.
     let calib = frames(&float, calibration);
     let val = frames(&float, |i| i % 7 == 3 && !calibration(i));
-    let options = Options {
-        target: Target::Int8,
-        ranges: RangeMethod::Percentile,
-        per_channel: true,
-    };
-    let int8 = quantize::quantize(&float, &calib, options, || {}).unwrap();
-    let int8 = Bundle::from_bytes(&int8.to_bytes().unwrap()).expect("the int8 bundle reads back");
-
-    let m = &int8.manifest;
-    assert_eq!(m.backbone.precision, Precision::Int8);
-    // ReLU6 bounds the pre-pool tensor: its codes cover exactly [0, 6].
-    let ActivationStorage::U8(q) = m.pre_pool.storage else {
-        panic!("the int8 pre-pool tensor must be u8");
-    };
-    assert_eq!((q.zero_point, q.scale), (0, 6.0 / 255.0));
-    let ratio = size(&int8) as f64 / size(&float) as f64;
-    assert!(
-        ratio <= 0.30,
-        "int8 bundle is {:.1}% of the float one",
-        100.0 * ratio
-    );
-
     let f = Detector::new(&float).unwrap();
-    let d = Detector::new(&int8).unwrap();
-    let a = quantize::compare(&f, &d, &val, || {}).unwrap();
-    assert_eq!(a.frames, val.len());
-    // About 60 frames: at most two top-1 changes (on the whole folder: 97-98%).
-    assert!(a.top1_agreement >= 96.0, "{a}");
-    assert!(a.pre_pool_cosine >= 0.985, "{a}");
-    assert!(a.nap_correlation >= 0.98, "{a}");
-    assert!(a.lse_correlation >= 0.98, "{a}");
+    // The integer program quantizes every tensor, the tract form only the pointwise inputs
+    // (depthwise weights stay f16): the program follows float less closely, by about as much
+    // as int8 runtimes do on MobileNetV2 (on the whole folder: 97% top-1 agreement).
+    // target, least top-1 agreement, least pre-pool cosine
+    for (target, top1, cosine) in [(Target::Int8, 95.0, 0.96), (Target::Int8Tract, 96.0, 0.985)] {
+        let options = Options {
+            target,
+            ranges: RangeMethod::Percentile,
+            per_channel: true,
+        };
+        let quantized = quantize::quantize(&float, &calib, options, || {}).unwrap();
+        assert_eq!(quantized.no_program, None);
+        let int8 = Bundle::from_bytes(&quantized.bundle.to_bytes().unwrap())
+            .expect("the int8 bundle reads back");
 
-    // The depthwise convolutions still run on our kernel, and nothing int8 falls back to
-    // im2col: the pointwise products are the only integer matrix products.
-    let model = backbone::optimized_model(&int8.backbone, 224, BackboneOptions::default()).unwrap();
-    assert_eq!(backbone::own_depthwise_count(&model), 17);
+        let m = &int8.manifest;
+        assert_eq!(m.backbone.precision, Precision::Int8);
+        // ReLU6 bounds the pre-pool tensor: its codes cover exactly [0, 6].
+        let ActivationStorage::U8(q) = m.pre_pool.storage else {
+            panic!("the int8 pre-pool tensor must be u8");
+        };
+        assert_eq!((q.zero_point, q.scale), (0, 6.0 / 255.0));
+        let ratio = size(&int8) as f64 / size(&float) as f64;
+        assert!(
+            ratio <= 0.30,
+            "{target:?}: int8 bundle is {:.1}% of the float one",
+            100.0 * ratio
+        );
 
-    // Already quantized: a clear refusal.
-    let again = quantize::quantize(&int8, &calib, options, || {}).unwrap_err();
-    assert!(matches!(
-        again,
-        QuantizeError::AlreadyQuantized(Precision::Int8)
-    ));
+        let d = Detector::new(&int8).unwrap();
+        let a = quantize::compare(&f, &d, &val, || {}).unwrap();
+        println!("{target:?} against float on {} photos:\n{a}", val.len());
+        assert_eq!(a.frames, val.len());
+        assert!(a.top1_agreement >= top1, "{target:?}: {a}");
+        assert!(a.pre_pool_cosine >= cosine, "{target:?}: {a}");
+        assert!(a.nap_correlation >= 0.98, "{target:?}: {a}");
+        assert!(a.lse_correlation >= 0.98, "{target:?}: {a}");
+
+        match target {
+            Target::Int8 => integer_program_is_the_backbone(&int8, &d),
+            _ => {
+                // The depthwise convolutions still run on our kernel, and nothing int8 falls
+                // back to im2col: the pointwise products are the only integer matrix products.
+                assert!(int8.program.is_none());
+                let model =
+                    backbone::optimized_model(&int8.backbone, 224, BackboneOptions::default())
+                        .unwrap();
+                assert_eq!(backbone::own_depthwise_count(&model), 17);
+            }
+        }
+
+        // Already quantized: a clear refusal.
+        let again = quantize::quantize(&int8, &calib, options, || {}).unwrap_err();
+        assert!(matches!(
+            again,
+            QuantizeError::AlreadyQuantized(Precision::Int8)
+        ));
+    }
+}
+
+/// The int8 bundle's backbone is its integer program alone: every MobileNetV2 layer on the
+/// integer kernels, the frame coded from the preprocessing's exact range.
+fn integer_program_is_the_backbone(int8: &Bundle, detector: &Detector) {
+    let program = int8.program.as_ref().expect("an integer program");
+    assert_eq!(
+        LayerCounts::of(program),
+        LayerCounts {
+            stem: 1,
+            depthwise: 17,
+            pointwise: 34,
+            add: 10,
+        }
+    );
+    // InputSpec::TF maps pixels onto [-1, 1].
+    let frame = program.input;
+    assert!((frame.scale - 2.0 / 255.0).abs() < 1e-6);
+    for v in [-1.0, 0.0, 1.0] {
+        assert!((frame.dequantize(frame.quantize(v)) - v).abs() <= frame.scale);
+    }
+    assert!(
+        int8.backbone.is_empty(),
+        "no tract model beside the program"
+    );
+    assert!(detector.runs_integer_program());
+    assert_eq!(detector.pre_pool_layout(), Layout::Nhwc);
+    let tract = BackboneOptions {
+        integer: false,
+        ..BackboneOptions::default()
+    };
+    let err = Detector::with_options(int8, tract)
+        .err()
+        .expect("no tract backbone");
+    assert!(err.to_string().contains("--precision int8-tract"), "{err}");
 }
 
 #[test]
@@ -131,7 +183,9 @@ fn weights_only_bundles_are_small_and_close_to_float() {
             ranges: RangeMethod::Percentile,
             per_channel: true,
         };
-        let small = quantize::quantize(&float, &[], options, || {}).unwrap();
+        let small = quantize::quantize(&float, &[], options, || {})
+            .unwrap()
+            .bundle;
         assert_eq!(small.manifest.backbone.precision, precision);
         assert_eq!(small.manifest.pre_pool.storage, ActivationStorage::F32);
         let ratio = size(&small) as f64 / size(&float) as f64;

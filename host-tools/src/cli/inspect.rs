@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use nap_runtime::bundle::{Bundle, MAGIC};
+use napctl::bundle::quantize::LayerCounts;
 use napctl::onnx;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,11 +29,18 @@ impl InspectArgs {
                 println!("{}", serde_json::to_string_pretty(&bundle.manifest)?);
             } else {
                 println!(
-                    "bundle {} ({} bytes, backbone {} bytes)",
+                    "bundle {} ({} bytes, backbone model {} bytes)",
                     path.display(),
                     bytes.len(),
                     bundle.backbone.len()
                 );
+                if let Some(program) = &bundle.program {
+                    println!(
+                        "integer program: {} layers ({})",
+                        program.layers.len(),
+                        LayerCounts::of(program)
+                    );
+                }
                 println!("{:#?}", bundle.manifest);
             }
             return Ok(ExitCode::SUCCESS);

@@ -46,12 +46,14 @@ enum Command {
     /// float bundle (top-1 agreement, pre-pool cosine, NAP and lse correlation).
     ///
     /// int8-weights (the default): int8 storage, dequantized when the bundle loads, a quarter of
-    /// the size at float speed. int8: the pointwise convolutions run as int8 x u8 matrix
-    /// products, the depthwise convolutions and residual adds stay float, and the pre-pool tensor
-    /// comes out as u8 codes that the device reduces with integer kernels. f16-weights: f16
-    /// storage, widened at load, for results equal to float's at 42% of the size. All store the
-    /// head as int8 rows. Calibrate the quantized bundle afterwards (`napctl calibrate`): its scores
-    /// differ a little from the float bundle's.
+    /// the size at float speed. int8: the whole backbone as an integer program on nap-core's
+    /// kernels (u8 activations from the frame to the pre-pool tensor, no tract), NEON with the
+    /// dot product where the CPU has it; a backbone the kernels do not cover gets the
+    /// int8-tract form, and the command says why. int8-tract: int8 pointwise convolutions in
+    /// tract, float between them. f16-weights: f16 storage, widened at load, for results equal
+    /// to float's at 42% of the size. All store the head as int8 rows. Calibrate the quantized
+    /// bundle afterwards (`napctl calibrate`): its scores differ a little from the float
+    /// bundle's.
     Quantize(quantize::QuantizeArgs),
     /// Calibrate a bundle: ReAct clip, ASH percentile, fusion weights w and the threshold.
     ///

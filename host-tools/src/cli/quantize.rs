@@ -33,10 +33,9 @@ pub struct QuantizeArgs {
     /// One weight scale per weight tensor instead.
     #[arg(long)]
     per_tensor: bool,
-    /// What to produce. int8-weights is the default because it is the fastest form that keeps
-    /// the accuracy on x86_64: tract runs the int8 form about 1.2x slower than float there (see
-    /// BENCHMARKS.md). On boards with int8 dot-product instructions, measure int8 with
-    /// `napctl bench --compare`.
+    /// What to produce. int8-weights is the default until int8 is measured faster than float
+    /// on every target (BENCHMARKS.md: on aarch64 it is, on x86_64 without VNNI not yet);
+    /// measure on your board with `napctl bench --compare`.
     #[arg(long, value_enum, default_value_t = Target::Int8Weights)]
     precision: Target,
     /// Images to compare the quantized bundle with the float one on (default: the calibration
@@ -120,7 +119,10 @@ pub fn quantize_bundle(q: &Quantization) -> Result<()> {
     let options = q.options;
     let frames: Vec<Vec<f32>> = calib.into_iter().map(|(_, f)| f).collect();
     let bar = progress_bar(frames.len(), "calibration", Rate::Hidden);
-    let quantized = quantize::quantize(&float, &frames, options, || bar.inc(1))?;
+    let quantize::Quantized {
+        bundle: quantized,
+        no_program,
+    } = quantize::quantize(&float, &frames, options, || bar.inc(1))?;
     bar.finish_and_clear();
     write_bundle(&quantized, q.output)?;
     // The files' sizes, rather than serializing both bundles again.
@@ -149,6 +151,17 @@ pub fn quantize_bundle(q: &Quantization) -> Result<()> {
         after as f64 / 1e6,
         100.0 * after as f64 / before as f64
     );
+    match (&quantized.program, &no_program) {
+        (Some(program), _) => println!(
+            "  integer program        {} layers ({}), u8 NHWC pre-pool",
+            program.layers.len(),
+            quantize::LayerCounts::of(program)
+        ),
+        (None, Some(why)) => {
+            println!("  integer program        none: {why} (the backbone runs in tract)")
+        }
+        (None, None) => {}
+    }
 
     // The comparison: the validation folder without the calibration images.
     let val_dir = q.val.unwrap_or(q.calib);
@@ -177,9 +190,14 @@ pub fn quantize_bundle(q: &Quantization) -> Result<()> {
     let agreement = quantize::compare(&float_detector, &quantized_detector, &val, || bar.inc(1))?;
     bar.finish_and_clear();
     println!(
-        "  agreement with the float bundle on {} image(s) of {}:",
+        "  agreement with the float bundle on {} image(s) of {}{}:",
         agreement.frames,
-        val_dir.display()
+        val_dir.display(),
+        if quantized_detector.runs_integer_program() {
+            " (backbone: the integer program)"
+        } else {
+            ""
+        }
     );
     println!("{agreement}");
     if let Some(path) = q.json {

@@ -35,8 +35,9 @@ pub const CACHE_VERSION: u16 = 1;
 const HEADER_LEN: usize = 48;
 static CHECKSUM: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
 
-/// SHA-256 of everything in a bundle that changes a frame's features: backbone, input spec,
-/// pre-pool spec, head spec and head weights. The scorer section is left out on purpose.
+/// SHA-256 of everything in a bundle that changes a frame's features: backbone (model and
+/// integer program), input spec, pre-pool spec, head spec and head weights. The scorer section
+/// is left out on purpose.
 pub fn bundle_key(bundle: &Bundle) -> [u8; 32] {
     let m = &bundle.manifest;
     let mut h = Sha256::new();
@@ -54,6 +55,11 @@ pub fn bundle_key(bundle: &Bundle) -> [u8; 32] {
     }
     h.update((bundle.backbone.len() as u64).to_le_bytes());
     h.update(&bundle.backbone);
+    if let Some(program) = &bundle.program {
+        let program = postcard::to_stdvec(program).expect("a program serializes");
+        h.update((program.len() as u64).to_le_bytes());
+        h.update(&program);
+    }
     for x in bundle.head_weights.iter().chain(&bundle.head_bias) {
         h.update(x.to_le_bytes());
     }

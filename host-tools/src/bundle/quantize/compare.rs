@@ -1,6 +1,7 @@
 //! How closely a quantized bundle follows its float original, frame by frame: what a user reads
 //! before trusting an int8 model.
 
+use nap_core::reduce::Layout;
 use nap_runtime::bundle::ActivationStorage;
 use nap_runtime::detector::{Detector, DetectorError};
 use rayon::prelude::*;
@@ -40,7 +41,8 @@ struct FramePair {
     lse: (f64, f64),
 }
 
-/// Runs both detectors on every preprocessed frame (on all cores) and compares them.
+/// Runs both detectors on every preprocessed frame (on all cores) and compares them, each
+/// with the backbone it runs by default (an int8 bundle's integer program where it has one).
 pub fn compare(
     float: &Detector,
     quantized: &Detector,
@@ -86,17 +88,30 @@ pub fn compare(
     })
 }
 
-/// The pre-pool tensor in real units, whatever its storage.
+/// The pre-pool tensor in real units, whatever its storage, channel-major (NCHW) whatever the
+/// backbone's layout, so two detectors' tensors compare value for value.
 fn real_values(detector: &Detector, pre_pool: &Tensor) -> Result<Vec<f32>, DetectorError> {
-    Ok(match detector.manifest().pre_pool.storage {
+    let real: Vec<f32> = match detector.manifest().pre_pool.storage {
         ActivationStorage::F32 => pre_pool.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
         ActivationStorage::U8(q) => pre_pool
             .try_as_plain_ram()?
             .as_slice::<u8>()?
             .iter()
-            .map(|&c| q.scale * (f32::from(c) - f32::from(q.zero_point)))
+            .map(|&c| q.dequantize(c))
             .collect(),
-    })
+    };
+    if detector.pre_pool_layout() == Layout::Nchw {
+        return Ok(real);
+    }
+    let channels = detector.manifest().pre_pool.channels as usize;
+    let plane = real.len() / channels.max(1);
+    let mut nchw = vec![0.0; real.len()];
+    for (p, pixel) in real.chunks_exact(channels).enumerate() {
+        for (c, &v) in pixel.iter().enumerate() {
+            nchw[c * plane + p] = v;
+        }
+    }
+    Ok(nchw)
 }
 
 /// Cosine of the angle between two vectors; 1 for two zero vectors.
