@@ -7,6 +7,7 @@ use nap_runtime::detector::{Detector, DetectorError};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fmt;
+use std::time::Instant;
 use tract_onnx::prelude::Tensor;
 
 /// Agreement of a quantized bundle with the float one over some frames.
@@ -22,6 +23,9 @@ pub struct Agreement {
     pub nap_correlation: f64,
     /// Pearson correlation of lse (negative energy) over the frames.
     pub lse_correlation: f64,
+    /// The quantized backbone's time over the float one's, both timed frame by frame on the
+    /// same threads: a rough ratio (`napctl bench --compare` measures it properly).
+    pub backbone_time_ratio: f64,
 }
 
 impl fmt::Display for Agreement {
@@ -30,7 +34,12 @@ impl fmt::Display for Agreement {
         writeln!(f, "  top-1 agreement        {:.2}%", self.top1_agreement)?;
         writeln!(f, "  pre-pool cosine        {:.4}", self.pre_pool_cosine)?;
         writeln!(f, "  NAP correlation        {:.4}", self.nap_correlation)?;
-        write!(f, "  lse correlation        {:.4}", self.lse_correlation)
+        writeln!(f, "  lse correlation        {:.4}", self.lse_correlation)?;
+        write!(
+            f,
+            "  backbone time          {:.2}x the float bundle's (rough; `napctl bench --compare` measures it)",
+            self.backbone_time_ratio
+        )
     }
 }
 
@@ -39,6 +48,8 @@ struct FramePair {
     cosine: f64,
     nap: (f64, f64),
     lse: (f64, f64),
+    /// Backbone seconds, float and quantized.
+    time: (f64, f64),
 }
 
 /// Runs both detectors on every preprocessed frame (on all cores) and compares them, each
@@ -60,9 +71,13 @@ pub fn compare(
                 (w, q)
             },
             |(wf, wq), frame| {
+                let start = Instant::now();
                 let a = float.backbone(wf, frame.clone())?;
+                let float_time = start.elapsed().as_secs_f64();
                 let fa = float.analyze_pre_pool(wf, &a)?;
+                let start = Instant::now();
                 let b = quantized.backbone(wq, frame.clone())?;
+                let quantized_time = start.elapsed().as_secs_f64();
                 let qa = quantized.analyze_pre_pool(wq, &b)?;
                 progress();
                 Ok(FramePair {
@@ -70,6 +85,7 @@ pub fn compare(
                     cosine: cosine(&real_values(float, &a)?, &real_values(quantized, &b)?),
                     nap: (f64::from(fa.nap), f64::from(qa.nap)),
                     lse: (f64::from(fa.lse), f64::from(qa.lse)),
+                    time: (float_time, quantized_time),
                 })
             },
         )
@@ -79,12 +95,14 @@ pub fn compare(
         |f: fn(&FramePair) -> (f64, f64)| -> (Vec<f64>, Vec<f64>) { pairs.iter().map(f).unzip() };
     let (nf, nq) = unzip(|p| p.nap);
     let (lf, lq) = unzip(|p| p.lse);
+    let (tf, tq) = unzip(|p| p.time);
     Ok(Agreement {
         frames: pairs.len(),
         top1_agreement: 100.0 * pairs.iter().filter(|p| p.same_top1).count() as f64 / n,
         pre_pool_cosine: pairs.iter().map(|p| p.cosine).sum::<f64>() / n,
         nap_correlation: pearson(&nf, &nq),
         lse_correlation: pearson(&lf, &lq),
+        backbone_time_ratio: tq.iter().sum::<f64>() / tf.iter().sum::<f64>().max(f64::MIN_POSITIVE),
     })
 }
 
