@@ -35,8 +35,9 @@
 //!   up for it.
 //! - [`Isa::NeonDot`] (Cortex-A76 and later): 16 output channels x 4 pixels per tile, `SDOT` by
 //!   element (16 multiply-adds per instruction), the same flip and bias.
-//! - [`Isa::Avx2`]: 32 output channels x 2 pixels per tile, the weights packed as i16 pairs
-//!   and the activations zero-extended to i16, `VPMADDWD` (exact: no saturation can occur).
+//! - [`Isa::Avx2`]: 16 output channels x 4 pixels per tile, the weights packed as i16 pairs
+//!   of input channels `(k, k + 2)` and `(k + 1, k + 3)`, the activations zero-extended to
+//!   i16 by a mask and a shift, `VPMADDWD` (exact: no saturation can occur).
 //!
 //! Every fast path equals the reference byte for byte on every real output channel. Tiles
 //! cover the padded output channels (`stride(M)`), so no path needs a tail over channels;
@@ -220,8 +221,7 @@ impl Pointwise {
     /// Output channels a fast path's weight panel holds (the reference has none: 0).
     fn panel_rows(&self) -> usize {
         match self.isa {
-            Isa::Neon | Isa::NeonDot => 16,
-            Isa::Avx2 => 32,
+            Isa::Neon | Isa::NeonDot | Isa::Avx2 => 16,
             _ => 0,
         }
     }
@@ -386,12 +386,14 @@ impl Pointwise {
                 weights[at] = w;
             }
             Isa::Avx2 => {
-                // Panels of 32 rows (the last may have 8, 16 or 24); per pair of input
-                // channels, each row's two weights as little-endian i16s.
-                let first = o / 32 * 32;
-                let rows = 32.min(mm - first);
+                // Panels of 16 rows (the last may have 8); per group of 4 input
+                // channels, each row's weights of channels 0 and 2 of the group as two
+                // little-endian i16s, row by row, then each row's of channels 1 and 3.
+                let first = o / 16 * 16;
+                let rows = 16.min(mm - first);
                 let r = o - first;
-                let at = 2 * (first * kk + (i / 2) * 2 * rows + r * 2 + i % 2);
+                let pair = (i / 4) * 2 + i % 2;
+                let at = 2 * (first * kk + pair * 2 * rows + r * 2 + i % 4 / 2);
                 let [lo, hi] = i16::from(w).to_le_bytes();
                 weights[at] = lo as i8;
                 weights[at + 1] = hi as i8;

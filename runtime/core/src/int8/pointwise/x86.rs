@@ -1,21 +1,35 @@
-//! AVX2: 32 output channels x 2 pixels per tile, in 8 accumulators whose lanes are output
+//! AVX2: 16 output channels x 4 pixels per tile, in 8 accumulators whose lanes are output
 //! channels.
 //!
-//! The weights are packed as i16, each row's weights of two adjacent input channels in one
-//! 32-bit lane. Per four input channels of a pixel, one 32-bit broadcast and two byte shuffles
-//! give the pairs `(x[k], x[k+1])` and `(x[k+2], x[k+3])` zero-extended to i16 in every lane,
-//! and `VPMADDWD` multiplies a pair by eight rows' weight pairs and adds each lane's two
-//! products into i32: exact, since `|255 * 127| * 2` is far from saturating anything. The last
-//! panel may have 8, 16 or 24 channels; a pixel tail runs a one-pixel tile.
+//! The weights are packed as i16 in panels of 16 rows (the last may have 8): per group of
+//! four input channels `k..k + 4`, each row's weights of channels `k` and `k + 2` in one
+//! 32-bit lane, row by row, then each row's of `k + 1` and `k + 3`. Per group, a pixel's four
+//! bytes are broadcast to every 32-bit lane (`VPBROADCASTD` from memory); masking the odd
+//! bytes off gives the pair `(x[k], x[k + 2])` zero-extended to i16 in every lane, a 16-bit
+//! logical shift right gives `(x[k + 1], x[k + 3])` (two plain ALU operations instead of two
+//! byte shuffles), and `VPMADDWD` multiplies a pair by eight rows' weight pairs and adds each
+//! lane's two products into i32: exact, since `|255 * 127| * 2` is far from saturating
+//! anything.
+//!
+//! Per group a tile loads four weight vectors and feeds each to four `VPMADDWD`s, one per
+//! pixel; the 8 accumulators, the four weight vectors, the mask and the activation pairs fill
+//! the 16 registers without spilling (six pixels spill and run slower). A 16-row panel of a
+//! 960-channel layer is 30 KiB, so it stays near while a block of pixels passes over it. The
+//! multiplies bound the loop on a CPU with one vector-multiply pipe (Zen 1); `VPMADDUBSW`,
+//! twice as dense, would need the activations split in two to be exact, so it would issue as
+//! many multiplies. An 8-row panel runs 8-row tiles; a pixel tail runs a narrower tile.
+//!
+//! The requantization skips step 1 (the left shift and its saturation, an identity then)
+//! when no channel of the layer shifts left, derives each channel's constants once per tile,
+//! and a 16-row tile packs its two vectors of results into 16 bytes at once.
 
 use core::arch::x86_64::*;
 
 use super::{ARRAYS, BIAS_AT, Header, LEFT_AT, MULTIPLIER_AT, RIGHT_AT, Shape, pixel_block};
-use crate::int8::requant::x86::{apply, stage};
 use crate::int8::stride;
 
 /// Pixels per tile.
-const PIXELS: usize = 2;
+const PIXELS: usize = 4;
 
 /// Runs the whole layer.
 ///
@@ -25,6 +39,29 @@ const PIXELS: usize = 2;
 /// after the header.
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn run(
+    shape: &Shape,
+    weights: &[i8],
+    body: &[i32],
+    header: Header,
+    input: &[u8],
+    output: &mut [u8],
+) {
+    // SAFETY: forwarded: the caller's contract.
+    unsafe {
+        if header.left {
+            run_with::<true>(shape, weights, body, header, input, output)
+        } else {
+            run_with::<false>(shape, weights, body, header, input, output)
+        }
+    }
+}
+
+/// [`run`], with step 1 of the requantization done only when `LEFT`.
+///
+/// # Safety
+/// As for [`run`]; when `LEFT` is false no channel may shift left.
+#[target_feature(enable = "avx2")]
+unsafe fn run_with<const LEFT: bool>(
     shape: &Shape,
     weights: &[i8],
     body: &[i32],
@@ -46,27 +83,28 @@ pub(super) unsafe fn run(
         let end = (start + block).min(shape.pixels);
         let mut first = 0;
         while first < mm {
-            let rows = 32.min(mm - first);
+            let rows = 16.min(mm - first);
             let w = weights[2 * first * kk..][..2 * rows * kk].as_ptr();
             let p = body[first * ARRAYS..][..rows * ARRAYS].as_ptr();
+            let t = Tile { w, kk, rows, p };
             let mut q = start;
             while q < end {
                 let c = PIXELS.min(end - q);
                 let x = |i: usize| input[(q + i.min(c - 1)) * kk..][..kk].as_ptr();
                 let o = |i: usize| out.wrapping_add((q + i.min(c - 1)) * mm + first);
-                // SAFETY: `w` and `p` are this panel's packed weights and params; pixels q and
-                // q + c - 1 lie in the frame, so their kk input bytes and the `rows` output
-                // bytes from `first` lie within the buffers.
+                // SAFETY: `w` and `p` are this panel's packed weights and params; pixels q
+                // and q + c - 1 lie in the frame, so their kk input bytes and the `rows`
+                // output bytes from `first` lie within the buffers.
                 unsafe {
                     match (rows / 8, c) {
-                        (4, 2) => tile::<4, 2>(w, kk, p, &st, [x(0), x(1)], [o(0), o(1)]),
-                        (4, _) => tile::<4, 1>(w, kk, p, &st, [x(0)], [o(0)]),
-                        (3, 2) => tile::<3, 2>(w, kk, p, &st, [x(0), x(1)], [o(0), o(1)]),
-                        (3, _) => tile::<3, 1>(w, kk, p, &st, [x(0)], [o(0)]),
-                        (2, 2) => tile::<2, 2>(w, kk, p, &st, [x(0), x(1)], [o(0), o(1)]),
-                        (2, _) => tile::<2, 1>(w, kk, p, &st, [x(0)], [o(0)]),
-                        (_, 2) => tile::<1, 2>(w, kk, p, &st, [x(0), x(1)], [o(0), o(1)]),
-                        (_, _) => tile::<1, 1>(w, kk, p, &st, [x(0)], [o(0)]),
+                        (2, 4..) => t.run::<2, 4, LEFT>(&st, x, o),
+                        (2, 3) => t.run::<2, 3, LEFT>(&st, x, o),
+                        (2, 2) => t.run::<2, 2, LEFT>(&st, x, o),
+                        (2, _) => t.run::<2, 1, LEFT>(&st, x, o),
+                        (_, 4..) => t.run::<1, 4, LEFT>(&st, x, o),
+                        (_, 3) => t.run::<1, 3, LEFT>(&st, x, o),
+                        (_, 2) => t.run::<1, 2, LEFT>(&st, x, o),
+                        (_, _) => t.run::<1, 1, LEFT>(&st, x, o),
                     }
                 }
                 q += c;
@@ -84,78 +122,161 @@ struct Stage {
     zp: __m256i,
 }
 
-/// One tile: the panel's `8 * G` output channels of the `C` pixels at `x`, written to `out`.
-///
-/// # Safety
-/// The CPU must have AVX2; `w` holds the panel's `2 * 8G * kk` packed weight bytes, `p` its
-/// `8G * ARRAYS` params; each `x[c]` points at `kk` input bytes and each `out[c]` at `8G`
-/// writable output bytes.
-#[inline]
-#[target_feature(enable = "avx2")]
-unsafe fn tile<const G: usize, const C: usize>(
+/// Where a tile's rows lie in their panel.
+struct Tile {
+    /// The tile's first row's weights in the panel's first group of input channels.
     w: *const i8,
+    /// Input channels, padded.
     kk: usize,
+    /// The panel's rows (the stride of its weight groups and param arrays).
+    rows: usize,
+    /// The tile's first row's bias in the panel's params.
     p: *const i32,
-    st: &Stage,
-    x: [*const u8; C],
-    out: [*mut u8; C],
-) {
-    let rows = 8 * G;
-    let first_pair = _mm256_setr_epi8(
-        0, -1, 1, -1, 0, -1, 1, -1, 0, -1, 1, -1, 0, -1, 1, -1, 0, -1, 1, -1, 0, -1, 1, -1, 0, -1,
-        1, -1, 0, -1, 1, -1,
-    );
-    let second_pair = _mm256_setr_epi8(
-        2, -1, 3, -1, 2, -1, 3, -1, 2, -1, 3, -1, 2, -1, 3, -1, 2, -1, 3, -1, 2, -1, 3, -1, 2, -1,
-        3, -1, 2, -1, 3, -1,
-    );
-    let mut acc = [[_mm256_setzero_si256(); C]; G];
-    for (g, a) in acc.iter_mut().enumerate() {
-        // SAFETY: the panel's bias array holds `rows` i32.
-        let b = unsafe { _mm256_loadu_si256(p.add(BIAS_AT * rows + 8 * g).cast()) };
-        *a = [b; C];
-    }
-    for step in 0..kk / 4 {
-        let mut xa = [_mm256_setzero_si256(); C];
-        let mut xb = [_mm256_setzero_si256(); C];
-        for c in 0..C {
-            // SAFETY: 4 * step + 4 <= kk: the four bytes lie in the pixel.
-            let four = unsafe { x[c].add(4 * step).cast::<i32>().read_unaligned() };
-            let b = _mm256_set1_epi32(four);
-            xa[c] = _mm256_shuffle_epi8(b, first_pair);
-            xb[c] = _mm256_shuffle_epi8(b, second_pair);
+}
+
+impl Tile {
+    /// The tile's `8 * G` output channels of the `C` pixels at `x(0..C)`, written to
+    /// `out(0..C)`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `w` and `p` point into a panel of `rows` rows packed by
+    /// [`super::Pointwise::pack`], with `8G` rows from there; each `x(c)` points at `kk` input
+    /// bytes and each `out(c)` at `8G` writable output bytes. When `LEFT` is false, none of
+    /// the rows shifts left.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn run<const G: usize, const C: usize, const LEFT: bool>(
+        &self,
+        st: &Stage,
+        x: impl Fn(usize) -> *const u8,
+        out: impl Fn(usize) -> *mut u8,
+    ) {
+        let (rows, kk, p) = (self.rows, self.kk, self.p);
+        let x: [*const u8; C] = core::array::from_fn(x);
+        let even = _mm256_set1_epi32(0x00ff_00ff);
+        let mut acc = [[_mm256_setzero_si256(); C]; G];
+        for (g, a) in acc.iter_mut().enumerate() {
+            // SAFETY: the panel's bias array holds the tile's 8G i32.
+            let b = unsafe { _mm256_loadu_si256(p.add(BIAS_AT * rows + 8 * g).cast()) };
+            *a = [b; C];
         }
-        // Two pairs of input channels: `rows` lanes of 4 bytes each.
-        let ws = w.wrapping_add(step * 2 * rows * 4);
-        for (g, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: the two pairs' weights of this step lie in the panel's weights.
-            let (wa, wb) = unsafe {
+        for step in 0..kk / 4 {
+            // Per row, 4 bytes: channels (k, k + 2) of the group, then (k + 1, k + 3).
+            let ws = self.w.wrapping_add(step * 2 * rows * 4);
+            // SAFETY: the group's weights of the tile's rows lie in the panel's weights.
+            let (wa, wb): ([__m256i; G], [__m256i; G]) = unsafe {
                 (
-                    _mm256_loadu_si256(ws.add(32 * g).cast()),
-                    _mm256_loadu_si256(ws.add(4 * rows + 32 * g).cast()),
+                    core::array::from_fn(|g| _mm256_loadu_si256(ws.add(32 * g).cast())),
+                    core::array::from_fn(|g| _mm256_loadu_si256(ws.add(4 * rows + 32 * g).cast())),
                 )
             };
             for c in 0..C {
-                let a = _mm256_add_epi32(acc[c], _mm256_madd_epi16(xa[c], wa));
-                acc[c] = _mm256_add_epi32(a, _mm256_madd_epi16(xb[c], wb));
+                // SAFETY: 4 * step + 4 <= kk: the four bytes lie in the pixel.
+                let four = unsafe { x[c].add(4 * step).cast::<i32>().read_unaligned() };
+                let b = _mm256_set1_epi32(four);
+                let xa = _mm256_and_si256(b, even);
+                let xb = _mm256_srli_epi16::<8>(b);
+                for g in 0..G {
+                    let a = _mm256_add_epi32(acc[g][c], _mm256_madd_epi16(xa, wa[g]));
+                    acc[g][c] = _mm256_add_epi32(a, _mm256_madd_epi16(xb, wb[g]));
+                }
+            }
+        }
+        let mut res = [[_mm256_setzero_si256(); G]; C];
+        for g in 0..G {
+            // SAFETY: the panel's params are ARRAYS arrays of `rows` i32.
+            let [mult, left, right] = unsafe {
+                [MULTIPLIER_AT, LEFT_AT, RIGHT_AT]
+                    .map(|a| _mm256_loadu_si256(p.add(a * rows + 8 * g).cast()))
+            };
+            let rq = Rescale::new(mult, left, right);
+            for c in 0..C {
+                res[c][g] = rq.apply::<LEFT>(acc[g][c], st);
+            }
+        }
+        for (c, res) in res.iter().enumerate() {
+            let o = out(c);
+            if G == 2 {
+                // Lanes 0-3 of both, then 4-7 of both, as i16; in order; then as bytes.
+                let v = _mm256_packs_epi32(res[0], res[1]);
+                let v = _mm256_permute4x64_epi64::<0b1101_1000>(v);
+                let v =
+                    _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+                // SAFETY: out(c) has 16 writable bytes.
+                unsafe { _mm_storeu_si128(o.cast(), v) };
+            } else {
+                let v = _mm256_packs_epi32(res[0], res[0]);
+                let v = _mm256_permute4x64_epi64::<0b1000>(v);
+                let v = _mm256_castsi256_si128(v);
+                let v = _mm_packus_epi16(v, v);
+                // SAFETY: out(c) has 8 writable bytes.
+                unsafe { _mm_storel_epi64(o.cast(), v) };
             }
         }
     }
-    for (g, acc) in acc.iter().enumerate() {
-        // SAFETY: the panel's params are ARRAYS arrays of `rows` i32.
-        let [mult, left, right] = unsafe {
-            [MULTIPLIER_AT, LEFT_AT, RIGHT_AT]
-                .map(|a| _mm256_loadu_si256(p.add(a * rows + 8 * g).cast()))
-        };
-        for (c, &acc) in acc.iter().enumerate() {
-            let v = stage(apply(acc, mult, left, right), st.lo, st.hi, st.zp);
-            // Lanes 0-3 and 4-7 as i16 in the low 128 bits, then as bytes (all in 0..=255).
-            let v = _mm256_packs_epi32(v, v);
-            let v = _mm256_permute4x64_epi64::<0b1000>(v);
-            let v = _mm256_castsi256_si128(v);
-            let v = _mm_packus_epi16(v, v);
-            // SAFETY: out[c] has 8G writable bytes.
-            unsafe { _mm_storel_epi64(out[c].add(8 * g).cast(), v) };
+}
+
+/// Eight channels' requantization (steps 1-3 of [`crate::int8::Requant::apply`]) and output
+/// stage, with the per-channel constants derived once.
+struct Rescale {
+    multiplier: __m256i,
+    /// The odd lanes' multipliers in the even lanes.
+    multiplier_odd: __m256i,
+    left: __m256i,
+    right: __m256i,
+    /// `right - 1`.
+    right_less: __m256i,
+    /// 1 where `right > 0`, else 0.
+    round_mask: __m256i,
+}
+
+impl Rescale {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn new(multiplier: __m256i, left: __m256i, right: __m256i) -> Rescale {
+        let one = _mm256_set1_epi32(1);
+        Rescale {
+            multiplier,
+            multiplier_odd: _mm256_srli_epi64::<32>(multiplier),
+            left,
+            right,
+            right_less: _mm256_sub_epi32(right, one),
+            round_mask: _mm256_and_si256(one, _mm256_cmpgt_epi32(right, _mm256_setzero_si256())),
         }
+    }
+
+    /// Steps 1-4 for eight lanes, results in 0..=255; step 1 only when `LEFT` (it is an
+    /// identity when every lane's left shift is 0).
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn apply<const LEFT: bool>(&self, acc: __m256i, st: &Stage) -> __m256i {
+        let x = if LEFT {
+            // Step 1: shift, and saturate the lanes whose shift lost bits.
+            let shifted = _mm256_sllv_epi32(acc, self.left);
+            let kept = _mm256_cmpeq_epi32(_mm256_srav_epi32(shifted, self.left), acc);
+            let saturated =
+                _mm256_xor_si256(_mm256_set1_epi32(i32::MAX), _mm256_srai_epi32::<31>(acc));
+            _mm256_blendv_epi8(saturated, shifted, kept)
+        } else {
+            acc
+        };
+        // Step 2: 64-bit products of the even and the odd lanes. The multiplier is never
+        // negative, so the high half fits 32 bits and a logical shift gives its bits.
+        let round = _mm256_set1_epi64x(1 << 30);
+        let even = _mm256_srli_epi64::<31>(_mm256_add_epi64(
+            _mm256_mul_epi32(x, self.multiplier),
+            round,
+        ));
+        let odd = _mm256_add_epi64(
+            _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), self.multiplier_odd),
+            round,
+        );
+        let odd = _mm256_slli_epi64::<1>(odd);
+        let x = _mm256_blend_epi32::<0b1010_1010>(even, odd);
+        // Step 3: x >> right, plus the last bit shifted out (none when right is 0).
+        let round_bit = _mm256_and_si256(_mm256_srav_epi32(x, self.right_less), self.round_mask);
+        let x = _mm256_add_epi32(_mm256_srav_epi32(x, self.right), round_bit);
+        // Step 4.
+        _mm256_add_epi32(_mm256_max_epi32(_mm256_min_epi32(x, st.hi), st.lo), st.zp)
     }
 }
