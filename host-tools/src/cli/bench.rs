@@ -27,10 +27,10 @@ pub struct BenchArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
-    /// Let tract run the depthwise convolutions itself instead of nap-core's kernel, to
-    /// compare the two.
-    #[arg(long)]
-    tract_depthwise: bool,
+    /// Who runs the depthwise convolutions of a tract backbone: nap-core's kernel or tract
+    /// (default: the runtime's choice for this CPU, nap-core on x86_64 and tract on aarch64).
+    #[arg(long, value_enum)]
+    depthwise: Option<Engine>,
     /// Run an int8 bundle's backbone in tract (its int8 ONNX model) instead of its integer
     /// program on nap-core's integer kernels, to compare the two.
     #[arg(long)]
@@ -85,7 +85,11 @@ impl BenchArgs {
                 self.rounds
             },
             backbone: BackboneOptions {
-                own_depthwise: !self.tract_depthwise,
+                own_depthwise: self
+                    .depthwise
+                    .map_or(BackboneOptions::default().own_depthwise, |e| {
+                        e == Engine::Nap
+                    }),
                 own_pointwise: self
                     .pointwise
                     .map_or(BackboneOptions::default().own_pointwise, |e| {

@@ -19,8 +19,9 @@ use tract_onnx::prelude::*;
 /// How the backbone's graph is prepared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BackboneOptions {
-    /// Run depthwise 3x3 convolutions with `nap-core`'s kernel (the default). Off, tract runs
-    /// them itself: the two are compared by `napctl bench --tract-depthwise`.
+    /// Run depthwise 3x3 convolutions with `nap-core`'s kernel. The default on x86_64; on
+    /// aarch64 tract's take fewer instructions per frame (BENCHMARKS.md, "ARM cost"): the two
+    /// are compared by `napctl bench --depthwise nap|tract`.
     pub own_depthwise: bool,
     /// Run pointwise (1x1) convolutions with `nap-core`'s kernel where its strips suit the
     /// plane (see `Pointwise::suits`). The default on x86_64, where it was measured faster than
@@ -35,7 +36,7 @@ pub struct BackboneOptions {
 impl Default for BackboneOptions {
     fn default() -> Self {
         BackboneOptions {
-            own_depthwise: true,
+            own_depthwise: cfg!(target_arch = "x86_64"),
             own_pointwise: cfg!(target_arch = "x86_64"),
             integer: true,
         }
