@@ -22,7 +22,7 @@ use nap_core::int8::Quant;
 use nap_runtime::bundle::{ActivationStorage, Bundle, Precision};
 use program::Plan;
 use rewrite::{Int8Plan, Storage};
-use sites::{clip_bounds, conv_sites, expand_folds};
+use sites::{activation_bounds, conv_sites, expand_folds};
 use std::collections::HashMap;
 
 /// The precisions `napctl quantize` produces.
@@ -125,7 +125,10 @@ pub fn quantize(
             .ok_or_else(|| QuantizeError::Graph("the backbone has no output".into()))?
             .name
             .clone();
-        let clip = graph.producer(&output).and_then(|i| clip_bounds(&graph, i));
+        let clip = graph
+            .producer(&output)
+            .and_then(|i| activation_bounds(&graph, i))
+            .filter(|(low, high)| low.is_finite() && high.is_finite());
         (sites, folds, output, clip, plan)
     };
     let mut out = bundle.clone();

@@ -8,8 +8,9 @@
 
 use super::codes::quantize_weights;
 use super::ranges::Observed;
+use super::sites::activation_bounds;
 use crate::onnx::graph::Graph;
-use crate::onnx::tensor::{attr, attr_i, attr_ints, attr_s, f32_values};
+use crate::onnx::tensor::{attr_i, attr_ints, attr_s, f32_values};
 use nap_core::int8::Quant;
 use nap_runtime::bundle::InputSpec;
 use nap_runtime::integer::{Conv, IntegerBackbone, Layer, Op, Program};
@@ -292,31 +293,10 @@ fn fused_clamp(graph: &Graph, tensor: &str) -> Option<(usize, (f32, f32))> {
     let [j] = graph.consumers(tensor) else {
         return None;
     };
-    let node = graph.node(*j);
-    if graph.is_output(tensor)
-        || node.input.first().map(String::as_str) != Some(tensor)
-        || !(node.domain.is_empty() || node.domain == "ai.onnx")
-    {
+    if graph.is_output(tensor) || graph.node(*j).input.first().map(String::as_str) != Some(tensor) {
         return None;
     }
-    let bounds = match node.op_type.as_str() {
-        "Relu" => (0.0, f32::INFINITY),
-        "Clip" => {
-            // Opset 11 on: optional constant inputs; before: attributes, defaulting to none.
-            let bound = |k: usize, name: &str, none: f32| -> Option<f32> {
-                match node.input.get(k).filter(|s| !s.is_empty()) {
-                    Some(t) => f32_values(&*graph.constant(t)?, t).ok()?.first().copied(),
-                    None => Some(attr(node, name).map_or(none, |a| a.f)),
-                }
-            };
-            (
-                bound(1, "min", f32::NEG_INFINITY)?,
-                bound(2, "max", f32::INFINITY)?,
-            )
-        }
-        _ => return None,
-    };
-    Some((*j, bounds))
+    Some((*j, activation_bounds(graph, *j)?))
 }
 
 /// The convolution at node `i` reading program tensor `input`, as the kernel that runs it.

@@ -117,7 +117,7 @@ pub(super) fn expand_folds(graph: &Graph, sites: &[ConvSite]) -> Vec<ExpandFold>
         let Some(clip) = only_use(&graph.node(site.node).output[0]) else {
             continue;
         };
-        let Some((0.0, max)) = clip_bounds(graph, clip) else {
+        let Some((0.0, max)) = activation_bounds(graph, clip).filter(|b| b.1.is_finite()) else {
             continue;
         };
         let clipped = &graph.node(clip).output[0];
@@ -139,20 +139,31 @@ pub(super) fn expand_folds(graph: &Graph, sites: &[ConvSite]) -> Vec<ExpandFold>
     folds
 }
 
-/// The constant bounds of the Clip at node `i`, if it is one.
-pub(super) fn clip_bounds(graph: &Graph, i: usize) -> Option<(f32, f32)> {
+/// The constant bounds of the Clip or Relu at node `i`, if it is one; a bound a Clip leaves out
+/// is infinite.
+pub(super) fn activation_bounds(graph: &Graph, i: usize) -> Option<(f32, f32)> {
     let node = graph.node(i);
-    if node.op_type != "Clip" {
+    if !(node.domain.is_empty() || node.domain == "ai.onnx") {
         return None;
     }
-    let bound = |i: usize, attr_name: &str| -> Option<f32> {
-        match node.input.get(i).filter(|s| !s.is_empty()) {
-            Some(name) => f32_values(&*graph.constant(name)?, name)
-                .ok()?
-                .first()
-                .copied(),
-            None => attr(node, attr_name).map(|a| a.f),
+    match node.op_type.as_str() {
+        "Relu" => Some((0.0, f32::INFINITY)),
+        "Clip" => {
+            // Opset 11 on: optional constant inputs; before: attributes, defaulting to none.
+            let bound = |k: usize, attr_name: &str, none: f32| -> Option<f32> {
+                match node.input.get(k).filter(|s| !s.is_empty()) {
+                    Some(name) => f32_values(&*graph.constant(name)?, name)
+                        .ok()?
+                        .first()
+                        .copied(),
+                    None => Some(attr(node, attr_name).map_or(none, |a| a.f)),
+                }
+            };
+            Some((
+                bound(1, "min", f32::NEG_INFINITY)?,
+                bound(2, "max", f32::INFINITY)?,
+            ))
         }
-    };
-    Some((bound(1, "min")?, bound(2, "max")?))
+        _ => None,
+    }
 }
