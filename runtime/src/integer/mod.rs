@@ -24,6 +24,8 @@ pub struct IntegerBackbone {
     size: usize,
     input: Quant,
     steps: Vec<Step>,
+    /// Bytes of each tensor as it lies in its buffer (pixels times the padded channel stride).
+    tensor_lens: Vec<usize>,
     /// Which buffer holds each tensor (tensor 0, the frame, has its own).
     slot_of: Vec<usize>,
     slot_lens: Vec<usize>,
@@ -130,15 +132,16 @@ impl IntegerBackbone {
             }
             steps.push(step);
         }
-        let lens: Vec<usize> = shapes
+        let tensor_lens: Vec<usize> = shapes
             .iter()
             .map(|s| s.pixels() * stride(s.channels))
             .collect();
-        let (slot_of, slot_lens) = plan_slots(program, &lens);
+        let (slot_of, slot_lens) = plan_slots(program, &tensor_lens);
         Ok(IntegerBackbone {
             size: program.size as usize,
             input: program.input,
             steps,
+            tensor_lens,
             slot_of,
             slot_lens,
             scratch_len,
@@ -206,7 +209,7 @@ impl IntegerBackbone {
         for (i, step) in self.steps.iter().enumerate() {
             let out_slot = self.slot_of[i + 1];
             let mut out = std::mem::take(&mut act.slots[out_slot]);
-            self.run_step(step, act, &mut out);
+            self.run_step(step, act, &mut out[..self.tensor_lens[i + 1]]);
             act.slots[out_slot] = out;
         }
         let last = &act.slots[self.slot_of[self.steps.len()]];
@@ -224,11 +227,11 @@ impl IntegerBackbone {
         Some(&act.pre_pool)
     }
 
-    /// One layer into `out`. The buffers were sized from the same shapes the steps were
-    /// prepared with, so a kernel's refusal here is a bug, not bad input.
+    /// One layer into `out`, its output tensor. The buffers were sized from the same shapes
+    /// the steps were prepared with, so a kernel's refusal here is a bug, not bad input.
     fn run_step(&self, step: &Step, act: &mut Activations, out: &mut [u8]) {
         let k = self.kernels;
-        let tensor = |t: usize| -> &[u8] { &act.slots[self.slot_of[t]] };
+        let tensor = |t: usize| -> &[u8] { &act.slots[self.slot_of[t]][..self.tensor_lens[t]] };
         let sized = "buffers planned from the checked shapes";
         match step {
             Step::Stem {
@@ -240,16 +243,8 @@ impl IntegerBackbone {
                     data: &act.frame,
                     zero_point: self.input.zero_point,
                 };
-                let n = shape.output_len().expect(sized);
                 k.stem
-                    .run(
-                        shape,
-                        weights,
-                        params,
-                        frame,
-                        &mut act.scratch,
-                        &mut out[..n],
-                    )
+                    .run(shape, weights, params, frame, &mut act.scratch, out)
                     .expect(sized);
             }
             Step::Pointwise {
@@ -258,10 +253,8 @@ impl IntegerBackbone {
                 weights,
                 params,
             } => {
-                let x = &tensor(*input)[..shape.input_len().expect(sized)];
-                let n = shape.output_len().expect(sized);
                 k.pointwise
-                    .run(shape, weights, params, x, &mut out[..n])
+                    .run(shape, weights, params, tensor(*input), out)
                     .expect(sized);
             }
             Step::Depthwise {
@@ -273,9 +266,7 @@ impl IntegerBackbone {
                 params,
             } => {
                 let packed = Packed::new(g.channels, weights, params).expect(sized);
-                let sc = stride(g.channels);
-                let x = &act.slots[self.slot_of[*input]][..g.in_height * g.in_width * sc];
-                let n = g.out_height * g.out_width * sc;
+                let x = &act.slots[self.slot_of[*input]][..self.tensor_lens[*input]];
                 k.depthwise
                     .run(
                         g,
@@ -284,29 +275,14 @@ impl IntegerBackbone {
                         *stage,
                         x,
                         &mut act.scratch,
-                        &mut out[..n],
+                        out,
                     )
                     .expect(sized);
             }
             Step::Add { a, b, params } => {
-                let n = self.tensor_len(*a);
-                let (a, b) = (&tensor(*a)[..n], &tensor(*b)[..n]);
-                k.add.run(params, a, b, &mut out[..n]).expect(sized);
+                k.add.run(params, tensor(*a), tensor(*b), out).expect(sized);
             }
         }
-    }
-
-    /// Bytes of tensor `t` as it lies in its buffer.
-    fn tensor_len(&self, t: usize) -> usize {
-        match &self.steps[t - 1] {
-            Step::Stem { shape, .. } => shape.output_len(),
-            Step::Pointwise { shape, .. } => shape.output_len(),
-            Step::Depthwise { geometry: g, .. } => {
-                Some(g.out_height * g.out_width * stride(g.channels))
-            }
-            Step::Add { a, .. } => Some(self.tensor_len(*a)),
-        }
-        .expect("lengths checked when the steps were prepared")
     }
 }
 
