@@ -4,14 +4,21 @@
 //! One prepared backbone is shared by all threads; each worker holds a [`Worker`] with its own
 //! backbone state and scratch buffers, so scoring a frame allocates nothing but the pre-pool
 //! tensor.
+//!
+//! Built without the `tract` feature, the detector takes int8 bundles with an integer program
+//! only, and says so for any other.
 
-use crate::backbone::{self, BackboneOptions};
+#[cfg(feature = "tract")]
+use crate::backbone;
+use crate::backbone::BackboneOptions;
 use crate::bundle::{ActivationStorage, Bundle, BundleError, HeadStorage, Manifest};
 use crate::integer::{Activations, IntegerBackbone, ProgramError};
 use nap_core::nap::{nap_f32, nap_u8};
 use nap_core::reduce::{Layout, Reducer, Shape, ShapeError};
 use nap_core::score::{Evidence, Head, Int8Head, LinearHead, Method, Score, ScoreError, Workspace};
+#[cfg(feature = "tract")]
 use std::sync::Arc;
+#[cfg(feature = "tract")]
 use tract_onnx::prelude::*;
 
 /// Why a bundle could not be turned into a detector, or a frame not scored.
@@ -21,6 +28,7 @@ pub enum DetectorError {
     #[error(transparent)]
     Bundle(#[from] BundleError),
     /// tract could not load, optimize or run the backbone.
+    #[cfg(feature = "tract")]
     #[error("backbone: {0:#}")]
     Backbone(#[from] TractError),
     /// The integer program could not be prepared.
@@ -31,6 +39,11 @@ pub enum DetectorError {
         "this int8 bundle's backbone is an integer program only, tract cannot run it; quantize with --precision int8-tract for a tract backbone"
     )]
     NoTractBackbone,
+    /// The bundle's backbone needs tract, and this build has none.
+    #[error(
+        "this build runs int8 bundles' integer programs only (it was built without the `tract` feature); this bundle's backbone needs tract"
+    )]
+    TractNotBuilt,
     /// The backbone produced a tensor of another shape or type than the bundle declares.
     #[error("backbone output {got} does not match the bundle's pre-pool tensor {expected}")]
     PrePoolShape {
@@ -49,12 +62,31 @@ pub enum DetectorError {
         /// The bundle's input size.
         size: u32,
     },
+    /// The pre-pool tensor's storage is not the one the bundle declares.
+    #[error("pre-pool tensor holds {got}, the bundle declares {expected}")]
+    PrePoolStorage {
+        /// What the bundle declares.
+        expected: &'static str,
+        /// What the tensor holds.
+        got: &'static str,
+    },
     /// The reduction refused the tensor.
     #[error("pre-pool reduction: {0}")]
     Reduce(#[from] ShapeError),
     /// A scoring method failed.
     #[error("scoring: {0}")]
     Score(#[from] ScoreError),
+}
+
+impl DetectorError {
+    /// Whether the backbone itself failed rather than the frame: no later frame will score.
+    pub fn is_backbone_failure(&self) -> bool {
+        match self {
+            #[cfg(feature = "tract")]
+            DetectorError::Backbone(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Everything the detector says about one frame.
@@ -76,8 +108,29 @@ pub struct Analysis {
     pub ood: Option<bool>,
 }
 
+/// One frame's pre-pool tensor, in the storage the bundle declares (f32, or the u8 codes of an
+/// int8 backbone), laid out as [`Detector::pre_pool_layout`] says.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PrePool {
+    /// Float activations.
+    F32(Vec<f32>),
+    /// u8 codes; the manifest's pre-pool quantization gives their real values.
+    U8(Vec<u8>),
+}
+
+impl PrePool {
+    /// `f32` or `u8`, as [`ActivationStorage::name`] says.
+    pub fn storage_name(&self) -> &'static str {
+        match self {
+            PrePool::F32(_) => "f32",
+            PrePool::U8(_) => "u8",
+        }
+    }
+}
+
 /// Shape and type of the backbone's output for a batch of one `size x size` frame: how
 /// `napctl split` learns the pre-pool tensor's C, H and W.
+#[cfg(feature = "tract")]
 pub fn probe_backbone_output(
     model: &[u8],
     size: u32,
@@ -111,6 +164,7 @@ pub struct Detector {
 /// What runs the backbone.
 enum Backbone {
     /// tract's optimized plan of the bundle's backbone model.
+    #[cfg(feature = "tract")]
     Tract(Arc<TypedSimplePlan>),
     /// The bundle's integer program on the core's integer kernels.
     Integer(IntegerBackbone),
@@ -118,6 +172,7 @@ enum Backbone {
 
 /// A worker's state for its detector's [`Backbone`].
 enum BackboneState {
+    #[cfg(feature = "tract")]
     Tract(TypedSimpleState),
     Integer(Activations),
 }
@@ -222,11 +277,14 @@ impl Detector {
         let backbone = match &bundle.program {
             Some(program) if options.integer => Backbone::Integer(IntegerBackbone::new(program)?),
             _ if bundle.backbone.is_empty() => return Err(DetectorError::NoTractBackbone),
+            #[cfg(feature = "tract")]
             _ => {
                 let size = bundle.manifest.input.size as usize;
                 let model = backbone::decluttered_model(&bundle.backbone, size)?;
                 Self::tract(model, options, &bundle.manifest)?
             }
+            #[cfg(not(feature = "tract"))]
+            _ => return Err(DetectorError::TractNotBuilt),
         };
         Ok(Self::assemble(
             backbone,
@@ -249,12 +307,15 @@ impl Detector {
                 Backbone::Integer(IntegerBackbone::new(&program)?)
             }
             _ if bundle.backbone.is_empty() => return Err(DetectorError::NoTractBackbone),
+            #[cfg(feature = "tract")]
             _ => {
                 let size = bundle.manifest.input.size as usize;
                 let model = backbone::decluttered_model(&bundle.backbone, size)?;
                 bundle.backbone = Vec::new();
                 Self::tract(model, options, &bundle.manifest)?
             }
+            #[cfg(not(feature = "tract"))]
+            _ => return Err(DetectorError::TractNotBuilt),
         };
         let head = HeadWeights::taken(&mut bundle);
         Ok(Self::assemble(
@@ -267,6 +328,7 @@ impl Detector {
 
     /// The decluttered backbone optimized for tract and checked against the pre-pool tensor the
     /// manifest declares.
+    #[cfg(feature = "tract")]
     fn tract(
         model: TypedModel,
         options: BackboneOptions,
@@ -319,6 +381,7 @@ impl Detector {
     pub fn integer_paths(&self) -> Option<[nap_core::isa::Isa; 4]> {
         match &self.backbone {
             Backbone::Integer(integer) => Some(integer.paths()),
+            #[cfg(feature = "tract")]
             Backbone::Tract(_) => None,
         }
     }
@@ -328,6 +391,7 @@ impl Detector {
     pub fn pre_pool_layout(&self) -> Layout {
         match self.backbone {
             Backbone::Integer(_) => Layout::Nhwc,
+            #[cfg(feature = "tract")]
             Backbone::Tract(_) => self.manifest.pre_pool.layout,
         }
     }
@@ -344,6 +408,7 @@ impl Detector {
             self.manifest.head.classes as usize,
         );
         let state = match &self.backbone {
+            #[cfg(feature = "tract")]
             Backbone::Tract(plan) => BackboneState::Tract(plan.spawn()?),
             Backbone::Integer(integer) => BackboneState::Integer(integer.activations()),
         };
@@ -374,7 +439,7 @@ impl Detector {
 
     /// Runs the backbone on one preprocessed frame (NCHW, `3 * size * size` floats) and returns
     /// the pre-pool tensor, laid out as [`Detector::pre_pool_layout`] says.
-    pub fn backbone(&self, worker: &mut Worker, input: Vec<f32>) -> Result<Tensor, DetectorError> {
+    pub fn backbone(&self, worker: &mut Worker, input: Vec<f32>) -> Result<PrePool, DetectorError> {
         let size = self.manifest.input.size as usize;
         if input.len() != 3 * size * size {
             return Err(DetectorError::InputLength {
@@ -384,25 +449,28 @@ impl Detector {
             });
         }
         match (&self.backbone, &mut worker.state) {
+            #[cfg(feature = "tract")]
             (Backbone::Tract(_), BackboneState::Tract(state)) => {
                 let input = Tensor::from_shape(&[1, 3, size, size], &input)?;
-                let mut outputs = state.run(tvec!(input.into()))?;
-                Ok(outputs.remove(0).into_tensor())
+                let outputs = state.run(tvec!(input.into()))?;
+                let values = outputs[0].try_as_plain_ram()?;
+                // Preparation checked the output's datum type against the manifest's storage.
+                Ok(match self.manifest.pre_pool.storage {
+                    ActivationStorage::F32 => PrePool::F32(values.as_slice::<f32>()?.to_vec()),
+                    ActivationStorage::U8(_) => PrePool::U8(values.as_slice::<u8>()?.to_vec()),
+                })
             }
             (Backbone::Integer(integer), BackboneState::Integer(act)) => {
-                let s = integer.output_shape();
                 let codes =
                     integer
                         .run(act, &input)
                         .ok_or_else(|| DetectorError::PrePoolShape {
-                            expected: format!("{s:?}"),
+                            expected: format!("{:?}", integer.output_shape()),
                             got: "nothing: the worker belongs to another detector".into(),
                         })?;
-                Ok(Tensor::from_shape(
-                    &[1, s.height, s.width, s.channels],
-                    codes,
-                )?)
+                Ok(PrePool::U8(codes.to_vec()))
             }
+            #[cfg(feature = "tract")]
             _ => Err(DetectorError::PrePoolShape {
                 expected: "the pre-pool tensor".into(),
                 got: "nothing: the worker belongs to another detector".into(),
@@ -411,7 +479,7 @@ impl Detector {
     }
 
     /// One pass over the pre-pool tensor: S_NAP, and the pooled feature left in the worker.
-    pub fn reduce(&self, worker: &mut Worker, pre_pool: &Tensor) -> Result<f32, DetectorError> {
+    pub fn reduce(&self, worker: &mut Worker, pre_pool: &PrePool) -> Result<f32, DetectorError> {
         let p = self.manifest.pre_pool;
         let plane = (p.height * p.width) as usize;
         let shape = Shape {
@@ -420,15 +488,13 @@ impl Detector {
             layout: self.pre_pool_layout(),
         };
         let eps = self.manifest.scorer.params.eps;
-        let nap = match p.storage {
-            ActivationStorage::F32 => {
-                let a = pre_pool.try_as_plain_ram()?.as_slice::<f32>()?;
+        let nap = match (p.storage, pre_pool) {
+            (ActivationStorage::F32, PrePool::F32(a)) => {
                 self.reducer
                     .reduce_f32(shape, a, &mut worker.max, &mut worker.sum)?;
                 nap_f32(&worker.max, &worker.sum, plane, eps, &mut worker.pooled)
             }
-            ActivationStorage::U8(quant) => {
-                let a = pre_pool.try_as_plain_ram()?.as_slice::<u8>()?;
+            (ActivationStorage::U8(quant), PrePool::U8(a)) => {
                 self.reducer
                     .reduce_u8(shape, a, &mut worker.max_u8, &mut worker.sum_u8)?;
                 nap_u8(
@@ -439,6 +505,12 @@ impl Detector {
                     eps,
                     &mut worker.pooled,
                 )
+            }
+            (storage, _) => {
+                return Err(DetectorError::PrePoolStorage {
+                    expected: storage.name(),
+                    got: pre_pool.storage_name(),
+                });
             }
         };
         Ok(nap)
@@ -491,7 +563,7 @@ impl Detector {
     pub fn analyze_pre_pool(
         &self,
         worker: &mut Worker,
-        pre_pool: &Tensor,
+        pre_pool: &PrePool,
     ) -> Result<Analysis, DetectorError> {
         let nap = self.reduce(worker, pre_pool)?;
         self.logits(worker);

@@ -9,6 +9,9 @@
 //!   the frame to the pre-pool tensor.
 //! - [`detector`]: the backbone in tract, then `nap-core`'s reduction, head and scores.
 //!
+//! Feature `tract` (default) runs backbones in tract; without it the library runs int8 bundles'
+//! integer programs only, for devices that need nothing else.
+//!
 //! The daemon that runs it on a camera is the `napd` crate; the host tool is `napctl`.
 pub mod backbone;
 pub mod bundle;

@@ -6,10 +6,9 @@ use super::corrupt::Corruption;
 use super::features::Features;
 use crate::images::{self, ImageFile, ImagesError};
 use crate::score::{ImageError, with_workers};
-use nap_runtime::detector::{Detector, DetectorError, Worker};
+use nap_runtime::detector::{Detector, DetectorError, PrePool, Worker};
 use nap_runtime::preprocess::{Preprocessor, decode};
 use std::path::Path;
-use tract_onnx::prelude::Tensor;
 
 /// One frame to extract: an image file, or a corrupted copy of it (pseudo-OOD).
 #[derive(Clone, Debug)]
@@ -125,7 +124,7 @@ fn extract_one(
 fn reduce(
     detector: &Detector,
     worker: &mut Worker,
-    pre_pool: &Tensor,
+    pre_pool: &PrePool,
 ) -> Result<Features, DetectorError> {
     detector.reduce(worker, pre_pool)?;
     Ok(Features {

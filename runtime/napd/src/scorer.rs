@@ -6,7 +6,7 @@ use crate::pipeline::{ScoreError, Scored, Scorer};
 use crate::source::{Frame, Pixels, pixel};
 use nap_runtime::backbone::BackboneOptions;
 use nap_runtime::bundle::{Bundle, Manifest};
-use nap_runtime::detector::{Detector, DetectorError, Worker};
+use nap_runtime::detector::{Detector, Worker};
 use nap_runtime::preprocess::Preprocessor;
 
 /// The detector, its preprocessing and the threshold verdicts are decided against.
@@ -78,7 +78,7 @@ impl Scorer for DetectorScorer {
                 top1: a.top1,
             }),
             // The backbone itself failing is not this frame's fault: nothing will score.
-            Err(e @ DetectorError::Backbone(_)) => Err(ScoreError::Fatal(format!("backbone: {e}"))),
+            Err(e) if e.is_backbone_failure() => Err(ScoreError::Fatal(format!("backbone: {e}"))),
             Err(e) => Err(bad(&e)),
         }
     }

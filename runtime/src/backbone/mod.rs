@@ -7,14 +7,24 @@
 //! third of MobileNetV2's frame time), and packs every pointwise convolution's input on every
 //! frame and clips in a pass of its own; everything else stays tract's.
 //!
+//! - `graph`: the ONNX graph read, decluttered and optimized;
 //! - `rewrite`: finds the convolutions our kernels take and swaps them in;
 //! - [`ops`]: the tract ops that run them, one file per op, one shape for their trait code.
+//!
+//! Without the `tract` feature only [`BackboneOptions`] is left: such a build runs int8 bundles'
+//! integer programs and nothing else.
 
+#[cfg(feature = "tract")]
+mod graph;
+#[cfg(feature = "tract")]
 pub mod ops;
+#[cfg(feature = "tract")]
 mod rewrite;
 
-use ops::{DepthwiseOp, ExpandDepthwiseOp, NapOp, PointwiseOp};
-use tract_onnx::prelude::*;
+#[cfg(feature = "tract")]
+pub use graph::{
+    decluttered_model, optimize, optimized_model, own_depthwise_count, own_pointwise_count,
+};
 
 /// How the backbone's graph is prepared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,48 +51,4 @@ impl Default for BackboneOptions {
             integer: true,
         }
     }
-}
-
-/// Reads the ONNX backbone, fixes its input to one `3 x size x size` frame and optimizes it.
-pub fn optimized_model(
-    onnx: &[u8],
-    size: usize,
-    options: BackboneOptions,
-) -> TractResult<TypedModel> {
-    optimize(decluttered_model(onnx, size)?, options)
-}
-
-/// Reads the ONNX backbone for one `3 x size x size` frame, typed and decluttered: the first
-/// half of [`optimized_model`], after which the ONNX bytes are no longer needed.
-pub fn decluttered_model(onnx: &[u8], size: usize) -> TractResult<TypedModel> {
-    tract_onnx::onnx()
-        .model_for_read(&mut &*onnx)?
-        .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
-        .into_typed()?
-        .into_decluttered()
-}
-
-/// The second half of [`optimized_model`]: our depthwise and pointwise kernels swapped in, then
-/// tract's optimization.
-pub fn optimize(mut model: TypedModel, options: BackboneOptions) -> TractResult<TypedModel> {
-    rewrite::replace_convolutions(&mut model, options)?;
-    model.into_optimized()
-}
-
-/// Number of depthwise convolutions of an optimized model that run on `nap-core`'s kernel.
-pub fn own_depthwise_count(model: &TypedModel) -> usize {
-    model
-        .nodes()
-        .iter()
-        .filter(|n| n.op_is::<NapOp<DepthwiseOp>>() || n.op_is::<NapOp<ExpandDepthwiseOp>>())
-        .count()
-}
-
-/// Number of pointwise convolutions of an optimized model that run on `nap-core`'s kernel.
-pub fn own_pointwise_count(model: &TypedModel) -> usize {
-    model
-        .nodes()
-        .iter()
-        .filter(|n| n.op_is::<NapOp<PointwiseOp>>() || n.op_is::<NapOp<ExpandDepthwiseOp>>())
-        .count()
 }

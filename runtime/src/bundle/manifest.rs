@@ -145,6 +145,16 @@ pub enum ActivationStorage {
     U8(Quant),
 }
 
+impl ActivationStorage {
+    /// `f32` or `u8`, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ActivationStorage::F32 => "f32",
+            ActivationStorage::U8(_) => "u8",
+        }
+    }
+}
+
 /// The dense head `logits = W * pooled + b`, whatever form it had in the source model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeadSpec {

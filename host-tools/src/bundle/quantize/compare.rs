@@ -3,12 +3,11 @@
 
 use nap_core::reduce::Layout;
 use nap_runtime::bundle::ActivationStorage;
-use nap_runtime::detector::{Detector, DetectorError};
+use nap_runtime::detector::{Detector, DetectorError, PrePool};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fmt;
 use std::time::Instant;
-use tract_onnx::prelude::Tensor;
 
 /// Agreement of a quantized bundle with the float one over some frames.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -108,15 +107,18 @@ pub fn compare(
 
 /// The pre-pool tensor in real units, whatever its storage, channel-major (NCHW) whatever the
 /// backbone's layout, so two detectors' tensors compare value for value.
-fn real_values(detector: &Detector, pre_pool: &Tensor) -> Result<Vec<f32>, DetectorError> {
-    let real: Vec<f32> = match detector.manifest().pre_pool.storage {
-        ActivationStorage::F32 => pre_pool.try_as_plain_ram()?.as_slice::<f32>()?.to_vec(),
-        ActivationStorage::U8(q) => pre_pool
-            .try_as_plain_ram()?
-            .as_slice::<u8>()?
-            .iter()
-            .map(|&c| q.dequantize(c))
-            .collect(),
+fn real_values(detector: &Detector, pre_pool: &PrePool) -> Result<Vec<f32>, DetectorError> {
+    let real: Vec<f32> = match (detector.manifest().pre_pool.storage, pre_pool) {
+        (ActivationStorage::F32, PrePool::F32(values)) => values.clone(),
+        (ActivationStorage::U8(q), PrePool::U8(codes)) => {
+            codes.iter().map(|&c| q.dequantize(c)).collect()
+        }
+        (storage, other) => {
+            return Err(DetectorError::PrePoolStorage {
+                expected: storage.name(),
+                got: other.storage_name(),
+            });
+        }
     };
     if detector.pre_pool_layout() == Layout::Nchw {
         return Ok(real);
