@@ -242,3 +242,83 @@ fn an_error_names_each_cause_once() {
         stderr(&out)
     );
 }
+
+#[test]
+fn keygen_sign_verify_and_inspect_a_signed_bundle() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("signing");
+    let bundle = fixture_bundle(&dir);
+    let key = dir.path("dev.key");
+    let out = napctl(&["keygen", "-o", &key]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the private key is its owner's only");
+    assert!(Path::new(&format!("{key}.pub")).is_file());
+    // An existing key is never replaced by accident.
+    assert_fails_with(&napctl(&["keygen", "-o", &key]), "--force");
+
+    let public = format!("{key}.pub");
+    assert_fails_with(
+        &napctl(&["verify", &bundle, "--trusted", &public]),
+        "not signed",
+    );
+    let signed = dir.path("signed.nap");
+    let out = napctl(&["sign", &bundle, "--key", &key, "-o", &signed]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = napctl(&["verify", &signed, "--trusted", &public]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    let fingerprint = said
+        .split_whitespace()
+        .find(|w| w.starts_with("ed25519:"))
+        .unwrap_or_else(|| panic!("no fingerprint in {said}"))
+        .to_string();
+    let out = napctl(&["inspect", &signed]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("signed by {fingerprint}")));
+    let out = napctl(&["inspect", &signed, "--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(info["signer"], fingerprint.as_str());
+    assert_eq!(
+        info["head"]["form"], "Gemm",
+        "the manifest's fields stay where they were"
+    );
+
+    // Changed after signing, or signed by another key: refused by name.
+    let mut bytes = std::fs::read(&signed).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    let tampered = dir.write("tampered.nap", &bytes);
+    assert_fails_with(
+        &napctl(&["verify", &tampered, "--trusted", &public]),
+        "changed after signing",
+    );
+    let other = dir.path("other.key");
+    assert!(napctl(&["keygen", "-o", &other]).status.success());
+    assert_fails_with(
+        &napctl(&["verify", &signed, "--trusted", &format!("{other}.pub")]),
+        "not trusted",
+    );
+    assert_fails_with(
+        &napctl(&["sign", &bundle, "--key", &public]),
+        "not an ed25519 private key",
+    );
+}
+
+#[test]
+fn keys_made_by_openssl_sign_and_verify() {
+    let Some(openssl) = nap_test_support::tools::require("openssl") else {
+        return;
+    };
+    let dir = scratch("openssl");
+    let bundle = fixture_bundle(&dir);
+    let (key, public) = (dir.path("ossl.key"), dir.path("ossl.pub"));
+    let run = |args: &[&str]| {
+        nap_test_support::cli::assert_ok(&nap_test_support::cli::run(&openssl, args))
+    };
+    run(&["genpkey", "-algorithm", "ed25519", "-out", &key]);
+    run(&["pkey", "-in", &key, "-pubout", "-out", &public]);
+    let out = napctl(&["sign", &bundle, "--key", &key]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = napctl(&["verify", &bundle, "--trusted", &public]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

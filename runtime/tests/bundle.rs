@@ -1,11 +1,17 @@
 //! The bundle file format: a written bundle reads back identical, and every kind of damage is
 //! its own clear error, never a panic.
 
+use ed25519_dalek::SigningKey;
+use ed25519_dalek::pkcs8::EncodePublicKey;
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use nap_core::int8::Quant;
 use nap_core::reduce::Layout;
+use nap_runtime::bundle::signature::{
+    SIGNED_VERSION, TRAILER_LEN, TrustError, TrustedKeys, fingerprint, sign, signature,
+};
 use nap_runtime::bundle::{
-    ActivationStorage, BackboneSpec, Bundle, BundleError, FORMAT_VERSION, HeadForm, HeadSpec,
-    HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+    ActivationStorage, BackboneSpec, Bundle, BundleError, HeadForm, HeadSpec, HeadStorage,
+    InputSpec, MAGIC, Manifest, ModelFormat, NEWEST_VERSION, PrePoolSpec, Precision, ScorerConfig,
 };
 use nap_runtime::integer::{Conv, Layer, Op, Program};
 use proptest::prelude::*;
@@ -191,12 +197,12 @@ fn every_flipped_byte_is_caught() {
 #[test]
 fn another_version_says_so() {
     let mut bytes = bundle().to_bytes().unwrap();
-    bytes[8..10].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
+    let newer = NEWEST_VERSION + 1;
+    bytes[8..10].copy_from_slice(&newer.to_le_bytes());
     let err = Bundle::from_bytes(&bytes).unwrap_err();
-    assert!(matches!(err, BundleError::Version { found } if found == FORMAT_VERSION + 1));
+    assert!(matches!(err, BundleError::Version { found } if found == newer));
     assert!(
-        err.to_string()
-            .contains(&format!("version {}", FORMAT_VERSION + 1)),
+        err.to_string().contains(&format!("version {newer}")),
         "{err}"
     );
 }
@@ -287,4 +293,136 @@ fn int8_head_that_is_not_on_its_grid_is_refused() {
     b.quantize_head();
     b.head_scales.pop();
     assert!(b.to_bytes().unwrap_err().to_string().contains("row scales"));
+}
+
+// Signed bundles.
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn trusting(keys: &[&SigningKey]) -> TrustedKeys {
+    TrustedKeys::from_keys(keys.iter().map(|k| k.verifying_key()).collect())
+}
+
+#[test]
+fn a_signed_bundle_reads_as_itself_and_names_its_signer() {
+    let b = bundle();
+    let unsigned = b.to_bytes().unwrap();
+    let signed = sign(&unsigned, &key(1)).unwrap();
+    assert_eq!(signed.len(), unsigned.len() + TRAILER_LEN);
+    assert_eq!(u16::from_le_bytes([signed[8], signed[9]]), SIGNED_VERSION);
+    assert_eq!(Bundle::from_bytes(&signed).unwrap(), b);
+    let signer = signature(&signed).unwrap().expect("signed");
+    assert_eq!(signer.key, key(1).verifying_key());
+    assert_eq!(signer.fingerprint(), fingerprint(&key(1).verifying_key()));
+    assert!(signature(&unsigned).unwrap().is_none());
+
+    let verified = trusting(&[&key(2), &key(1)]).verify(&signed).unwrap();
+    assert_eq!(verified.key, key(1).verifying_key());
+
+    // Through a file, as napd reads it.
+    let path = std::env::temp_dir().join(format!("nap-signed-{}.nap", std::process::id()));
+    std::fs::write(&path, &signed).unwrap();
+    let (read, by) = Bundle::read_trusted(&path, &trusting(&[&key(1)])).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!((read, by.key), (b, key(1).verifying_key()));
+}
+
+#[test]
+fn signing_again_replaces_the_signature() {
+    let unsigned = bundle().to_bytes().unwrap();
+    let once = sign(&unsigned, &key(1)).unwrap();
+    let twice = sign(&once, &key(2)).unwrap();
+    assert_eq!(twice.len(), once.len());
+    assert!(trusting(&[&key(2)]).verify(&twice).is_ok());
+    assert!(matches!(
+        trusting(&[&key(1)]).verify(&twice),
+        Err(TrustError::UnknownSigner { .. })
+    ));
+    // The same key signs the same bytes the same way (ed25519 is deterministic).
+    assert_eq!(sign(&twice, &key(1)).unwrap(), once);
+}
+
+#[test]
+fn unsigned_and_foreign_bundles_are_not_trusted() {
+    let unsigned = bundle().to_bytes().unwrap();
+    let trusted = trusting(&[&key(1)]);
+    let err = trusted.verify(&unsigned).unwrap_err();
+    assert!(matches!(err, TrustError::Unsigned), "{err}");
+    assert!(err.to_string().contains("napctl sign"), "{err}");
+    let foreign = sign(&unsigned, &key(3)).unwrap();
+    let err = trusted.verify(&foreign).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&fingerprint(&key(3).verifying_key())),
+        "{err}"
+    );
+    assert!(matches!(
+        trusted.verify(b"not a bundle at all"),
+        Err(TrustError::Bundle(BundleError::NotABundle))
+    ));
+}
+
+#[test]
+fn every_changed_byte_of_a_signed_bundle_is_refused() {
+    let signed = sign(&bundle().to_bytes().unwrap(), &key(1)).unwrap();
+    let trusted = trusting(&[&key(1)]);
+    let body = signed.len() - TRAILER_LEN;
+    for i in 0..signed.len() {
+        let mut changed = signed.clone();
+        changed[i] ^= 0x01;
+        let err = trusted
+            .verify(&changed)
+            .expect_err("a changed byte must not pass");
+        let expected = match i {
+            // Magic and version: not a (signed) bundle any more.
+            0..10 => matches!(err, TrustError::Bundle(_) | TrustError::Unsigned),
+            // The signer's key: another (untrusted or invalid) key.
+            _ if (body + 8..body + 40).contains(&i) => matches!(
+                err,
+                TrustError::UnknownSigner { .. } | TrustError::Bundle(BundleError::Invalid(_))
+            ),
+            _ if (body..body + 8).contains(&i) => {
+                matches!(err, TrustError::Bundle(BundleError::Invalid(_)))
+            }
+            _ => matches!(err, TrustError::Tampered { .. }),
+        };
+        assert!(expected, "byte {i}: {err}");
+    }
+    // Cut anywhere: refused, never a panic.
+    for len in 0..signed.len() {
+        assert!(trusted.verify(&signed[..len]).is_err(), "cut at {len}");
+    }
+}
+
+#[test]
+fn trusted_keys_load_from_pem_files_and_folders() {
+    let dir = std::env::temp_dir().join(format!("nap-trusted-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for seed in [1u8, 2] {
+        let pem = key(seed)
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .unwrap();
+        std::fs::write(dir.join(format!("k{seed}.pub")), pem).unwrap();
+    }
+    std::fs::write(dir.join("notes.txt"), "not a key, not read").unwrap();
+    let all = TrustedKeys::load(&dir).unwrap();
+    let mut expected = vec![
+        fingerprint(&key(1).verifying_key()),
+        fingerprint(&key(2).verifying_key()),
+    ];
+    expected.sort();
+    let mut got = all.fingerprints();
+    got.sort();
+    assert_eq!(got, expected);
+    let one = TrustedKeys::load(dir.join("k2.pub")).unwrap();
+    assert_eq!(one.fingerprints(), [fingerprint(&key(2).verifying_key())]);
+    std::fs::write(dir.join("bad.pub"), "-----BEGIN PUBLIC KEY-----\nAAAA\n").unwrap();
+    let err = TrustedKeys::load(&dir).unwrap_err();
+    assert!(err.to_string().contains("bad.pub"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = TrustedKeys::load(dir.join("none.pub")).unwrap_err();
+    assert!(err.to_string().contains("none.pub"), "{err}");
 }

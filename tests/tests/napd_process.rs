@@ -2,6 +2,9 @@
 //! first verdict soon after start (measured and printed, not asserted: the machine may be
 //! loaded), and SIGTERM or SIGINT drains, sends a final status and exits 0.
 //!
+//! With `--trusted-keys`, only a bundle signed by a trusted key and unchanged since loads; any
+//! other is refused with its own fault status.
+//!
 //! The binary lives in another package, so this test builds it with cargo when it is missing.
 
 use nap_core::protocol::{Health, Message, RuntimeStatus};
@@ -154,5 +157,109 @@ fn stop_with(signal: &str) {
     eprintln!(
         "napd process: first verdict at the peer {first:?} after spawn (napd's own count: {} ms), peak RSS {} KiB",
         last["first_verdict_ms"], last["peak_rss_kib"]
+    );
+}
+
+#[test]
+fn trusted_keys_admit_only_bundles_their_keys_signed_unchanged() {
+    use ed25519_dalek::SigningKey;
+    use ed25519_dalek::pkcs8::EncodePublicKey;
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use nap_runtime::bundle::signature::{fingerprint, sign};
+
+    let Some(model) = shared_data_file(MODEL) else {
+        return;
+    };
+    let Some(images) = shared_data_file("images/id-imagenet") else {
+        return;
+    };
+    let proto = napctl::onnx::read_model(&model).unwrap();
+    let mut bundle = build_bundle(
+        &proto,
+        "mobilenet_v2_1.0_224.onnx",
+        BuildOptions {
+            layer: None,
+            input: InputSpec::TF,
+        },
+    )
+    .unwrap();
+    bundle.manifest.scorer.threshold = Some(0.0);
+    let unsigned = bundle.to_bytes().unwrap();
+    let (ours, theirs) = (
+        SigningKey::from_bytes(&[5; 32]),
+        SigningKey::from_bytes(&[6; 32]),
+    );
+    let keys = tmp("napd_trusted_keys");
+    let _ = std::fs::remove_dir_all(&keys);
+    std::fs::create_dir_all(&keys).unwrap();
+    let pem = |k: &SigningKey| k.verifying_key().to_public_key_pem(LineEnding::LF).unwrap();
+    std::fs::write(keys.join("fleet.pub"), pem(&ours)).unwrap();
+    let foreign = tmp("napd_foreign.pub");
+    std::fs::write(&foreign, pem(&theirs)).unwrap();
+
+    let file = |name: &str, bytes: &[u8]| {
+        let path = tmp(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let signed_bytes = sign(&unsigned, &ours).unwrap();
+    let signed = file("napd_signed.nap", &signed_bytes);
+    let mut changed = signed_bytes.clone();
+    let middle = changed.len() / 2;
+    changed[middle] ^= 1;
+    let changed = file("napd_changed.nap", &changed);
+    let unsigned = file("napd_unsigned.nap", &unsigned);
+
+    let check = |bundle: &PathBuf, trusted: &PathBuf| {
+        Command::new(napd_binary())
+            .args(["--check", "--bundle", bundle.to_str().unwrap()])
+            .args(["--source", &format!("dir:{}", images.display())])
+            .args(["--trusted-keys", trusted.to_str().unwrap()])
+            .output()
+            .unwrap()
+    };
+    let out = check(&signed, &keys);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let signer = fingerprint(&ours.verifying_key());
+    assert!(
+        said.contains(&format!("signature by {signer}, trusted")),
+        "{said}"
+    );
+    for (bundle, trusted, reason) in [
+        (&unsigned, &keys, "not signed"),
+        (&changed, &keys, "changed after signing"),
+        (&signed, &foreign, "not trusted"),
+    ] {
+        let out = check(bundle, trusted);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", bundle.display());
+        assert!(err.contains(reason), "{}: {err}", bundle.display());
+    }
+
+    // Started for real, the controller hears why nothing will score.
+    let peer = Peer::bind().unwrap();
+    let out = Command::new(napd_binary())
+        .args(["--bundle", unsigned.to_str().unwrap()])
+        .args(["--source", &format!("dir:{}", images.display())])
+        .args(["--trusted-keys", keys.to_str().unwrap()])
+        .args(["--link", &peer.link_spec(), "--heartbeat-ms", "20"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let fault = Message::RuntimeStatus(RuntimeStatus {
+        health: Health::Fault,
+        code: code::UNTRUSTED_BUNDLE,
+    });
+    assert!(
+        peer.wait_until(Duration::from_secs(5), |r| r
+            .iter()
+            .any(|m| m.message == fault)),
+        "the controller never heard the untrusted-bundle fault: {:?}",
+        peer.received()
     );
 }

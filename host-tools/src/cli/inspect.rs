@@ -1,7 +1,8 @@
 //! `napctl inspect`: what an ONNX model holds and where it can be cut, or a bundle's manifest.
 
 use anyhow::{Context, Result};
-use nap_runtime::bundle::{Bundle, MAGIC};
+use nap_runtime::bundle::signature::signature;
+use nap_runtime::bundle::{Bundle, MAGIC, Manifest};
 use napctl::bundle::quantize::LayerCounts;
 use napctl::onnx;
 use std::path::PathBuf;
@@ -25,8 +26,13 @@ impl InspectArgs {
         if bytes.starts_with(&MAGIC) {
             let bundle = Bundle::from_bytes(&bytes)
                 .with_context(|| format!("loading bundle {}", path.display()))?;
+            let signer = signature(&bytes)?.map(|s| s.fingerprint());
             if self.json {
-                println!("{}", serde_json::to_string_pretty(&bundle.manifest)?);
+                let info = BundleInfo {
+                    manifest: &bundle.manifest,
+                    signer,
+                };
+                println!("{}", serde_json::to_string_pretty(&info)?);
             } else {
                 println!(
                     "bundle {} ({} bytes, backbone model {} bytes)",
@@ -34,6 +40,12 @@ impl InspectArgs {
                     bytes.len(),
                     bundle.backbone.len()
                 );
+                match signer {
+                    Some(key) => println!(
+                        "signed by {key} (not checked here: napctl verify --trusted KEY.pub)"
+                    ),
+                    None => println!("unsigned"),
+                }
                 if let Some(program) = &bundle.program {
                     println!(
                         "integer program: {} layers ({})",
@@ -54,4 +66,13 @@ impl InspectArgs {
         }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// `inspect --json` of a bundle: the manifest's fields and the signer's key fingerprint.
+#[derive(serde::Serialize)]
+struct BundleInfo<'a> {
+    #[serde(flatten)]
+    manifest: &'a Manifest,
+    /// `null` for an unsigned bundle.
+    signer: Option<String>,
 }

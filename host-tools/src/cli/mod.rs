@@ -8,10 +8,13 @@ mod demo;
 mod eval;
 mod features;
 mod inspect;
+mod keygen;
 mod quantize;
 mod score;
 mod shared;
+mod sign;
 mod split;
+mod verify;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -61,6 +64,14 @@ enum Command {
     /// folders, or, without them, against pseudo-OOD copies of the ID images (noise, blur, JPEG,
     /// contrast, pixelation, tile shuffling). The threshold keeps the target share of ID images.
     Calibrate(calibrate::CalibrateArgs),
+    /// Make an ed25519 key pair for signing bundles: KEY (private, mode 0600) and KEY.pub.
+    Keygen(keygen::KeygenArgs),
+    /// Sign a bundle with a private key, so that devices started with --trusted-keys accept it.
+    /// The signature covers every byte of the bundle.
+    Sign(sign::SignArgs),
+    /// Check that a bundle is signed by a trusted key and unchanged since, as napd
+    /// --trusted-keys does before loading it.
+    Verify(verify::VerifyArgs),
 }
 
 impl Cli {
@@ -75,6 +86,9 @@ impl Cli {
             Command::Eval(args) => args.run(),
             Command::Quantize(args) => args.run(),
             Command::Calibrate(args) => args.run(),
+            Command::Keygen(args) => args.run(),
+            Command::Sign(args) => args.run(),
+            Command::Verify(args) => args.run(),
         }
     }
 }

@@ -58,3 +58,33 @@ pub fn write_bundle(bundle: &Bundle, path: &Path) -> Result<()> {
 pub fn write_file(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
     std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }
+
+/// Writes a file through a temporary one renamed into place, so that a reader (a device
+/// picking up a bundle) never sees it half-written.
+pub fn write_file_atomically(path: &Path, contents: &[u8]) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".partial");
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", path.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Where `napctl keygen` puts the public key of private key `key`: beside it, `.pub` added.
+pub fn public_key_path(key: &Path) -> std::path::PathBuf {
+    let mut path = key.as_os_str().to_owned();
+    path.push(".pub");
+    path.into()
+}
+
+/// An ed25519 private key in PKCS#8 PEM form (`napctl keygen`, `openssl genpkey -algorithm
+/// ed25519`).
+pub fn read_private_key(path: &Path) -> Result<ed25519_dalek::SigningKey> {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let pem =
+        std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
+    ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not an ed25519 private key in PKCS#8 PEM form ({e})",
+            path.display()
+        )
+    })
+}

@@ -23,6 +23,11 @@ pub struct Options {
     /// --threshold).
     #[arg(long, value_name = "MODEL.nap")]
     pub bundle: Option<PathBuf>,
+    /// Accept only bundles signed by these keys (`napctl sign`): a PEM public key file, or a
+    /// folder of them (*.pub). An unsigned bundle, one signed by another key or one changed
+    /// after signing is refused before it is loaded [default: any bundle].
+    #[arg(long, value_name = "FILE|DIR")]
+    pub trusted_keys: Option<PathBuf>,
     /// Where frames come from: dir:PATH (images of a folder, in name order), raw:PATH or raw:-
     /// (raw frame stream from a file, FIFO or stdin; format in the README), v4l2:/dev/videoN
     /// (camera; builds with the `v4l2` feature).
@@ -79,6 +84,8 @@ pub struct Options {
 pub struct Settings {
     /// The bundle's path.
     pub bundle: PathBuf,
+    /// Where the keys a bundle must be signed by are, if any.
+    pub trusted_keys: Option<PathBuf>,
     /// The frame source.
     pub source: SourceSpec,
     /// Source options.
@@ -130,6 +137,7 @@ impl Options {
     pub fn over(self, base: Options) -> Options {
         Options {
             bundle: self.bundle.or(base.bundle),
+            trusted_keys: self.trusted_keys.or(base.trusted_keys),
             source: self.source.or(base.source),
             link: self.link.or(base.link),
             ood_gpio: self.ood_gpio.or(base.ood_gpio),
@@ -195,6 +203,7 @@ impl Options {
         )?;
         Ok(Settings {
             bundle,
+            trusted_keys: self.trusted_keys.clone(),
             source,
             source_options: SourceOptions {
                 fps: self.fps,

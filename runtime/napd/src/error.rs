@@ -13,6 +13,9 @@ pub enum DaemonError {
     /// The bundle could not be read or loaded.
     #[error("{0}")]
     Bundle(String),
+    /// The bundle is not signed by a trusted key, or was changed after signing.
+    #[error("{0}")]
+    Untrusted(String),
     /// The backbone failed while scoring: nothing more will score.
     #[error("{0}")]
     Backbone(String),
@@ -27,6 +30,7 @@ impl DaemonError {
         match self {
             DaemonError::Config(_) => code::CONFIG,
             DaemonError::Bundle(_) => code::BUNDLE,
+            DaemonError::Untrusted(_) => code::UNTRUSTED_BUNDLE,
             DaemonError::Backbone(_) => code::BACKBONE,
             DaemonError::Source(_) => code::SOURCE,
         }

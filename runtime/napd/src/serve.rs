@@ -12,6 +12,7 @@ use crate::scorer::DetectorScorer;
 use crate::source;
 use crate::status;
 use nap_runtime::bundle::Bundle;
+use nap_runtime::bundle::signature::{TrustError, TrustedKeys};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -33,18 +34,21 @@ pub struct Served {
 /// Loads the bundle and everything it needs, without running: `napd --check`. Gives a report
 /// of what would run.
 pub fn check(settings: &Settings) -> Result<String, DaemonError> {
-    let bundle = Bundle::read(&settings.bundle).map_err(|e| DaemonError::Bundle(e.to_string()))?;
+    let (bundle, signer) = read_bundle(settings)?;
     let scorer = DetectorScorer::new(bundle, settings.threshold)?;
     drop(scorer.worker().map_err(DaemonError::Bundle)?);
     let m = scorer.manifest();
     Ok(format!(
-        "bundle {}: {} ({}x{} input, {:?} scorer, threshold {})\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nworkers {}, queue {}",
+        "bundle {}: {} ({}x{} input, {:?} scorer, threshold {})\nsignature {}\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nworkers {}, queue {}",
         settings.bundle.display(),
         m.source,
         m.input.size,
         m.input.size,
         m.scorer.method,
         scorer.threshold(),
+        signer.map_or("not checked (no trusted keys)".to_string(), |key| format!(
+            "by {key}, trusted"
+        )),
         settings.source,
         settings.link,
         settings
@@ -102,6 +106,23 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
     }
 }
 
+/// Reads the bundle, and with `--trusted-keys` first checks that a trusted key signed it; gives
+/// the signer's fingerprint then.
+fn read_bundle(settings: &Settings) -> Result<(Bundle, Option<String>), DaemonError> {
+    let Some(keys) = &settings.trusted_keys else {
+        let bundle = Bundle::read(&settings.bundle)
+            .map_err(|e| DaemonError::Bundle(format!("bundle: {e}")))?;
+        return Ok((bundle, None));
+    };
+    let keys = TrustedKeys::load(keys).map_err(|e| DaemonError::Config(e.to_string()))?;
+    let (bundle, signature) =
+        Bundle::read_trusted(&settings.bundle, &keys).map_err(|e| match e {
+            TrustError::Bundle(e) => DaemonError::Bundle(format!("bundle: {e}")),
+            e => DaemonError::Untrusted(format!("bundle {}: {e}", settings.bundle.display())),
+        })?;
+    Ok((bundle, Some(signature.fingerprint())))
+}
+
 /// What the pipeline runs with.
 struct Started {
     scorer: DetectorScorer,
@@ -112,8 +133,7 @@ struct Started {
 /// Everything the pipeline needs, in the order a failure should be reported: the bundle and its
 /// detector, the OOD line, the source.
 fn start(settings: &Settings) -> Result<Started, DaemonError> {
-    let bundle =
-        Bundle::read(&settings.bundle).map_err(|e| DaemonError::Bundle(format!("bundle: {e}")))?;
+    let (bundle, _) = read_bundle(settings)?;
     let scorer = DetectorScorer::new(bundle, settings.threshold)?;
     let line: Option<Box<dyn OodOutput>> = match &settings.ood_gpio {
         None => None,

@@ -29,6 +29,8 @@ pub mod code {
     pub const SOURCE: u16 = 22;
     /// The configuration is invalid.
     pub const CONFIG: u16 = 23;
+    /// The bundle is not signed by a trusted key, or was changed after signing.
+    pub const UNTRUSTED_BUNDLE: u16 = 24;
 }
 
 /// Scoring normally.

@@ -36,6 +36,7 @@ fn help_explains_every_flag() {
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--bundle",
+        "--trusted-keys",
         "--source",
         "--link",
         "--ood-gpio",
@@ -123,6 +124,7 @@ fn bad_flags_and_config_exit_2_with_a_reason() {
 fn the_config_file_is_equivalent_to_the_flags_and_flags_win() {
     let text = r#"
         bundle = "/opt/m.nap"
+        trusted-keys = "/etc/napd/keys"
         source = "raw:-"
         link = "tcp:10.0.0.2:7000"
         ood-gpio = "gpiochip1:4"
@@ -140,6 +142,7 @@ fn the_config_file_is_equivalent_to_the_flags_and_flags_win() {
     let file = Options::from_toml(text).unwrap();
     let s = file.clone().resolve().unwrap();
     assert_eq!(s.bundle, Path::new("/opt/m.nap"));
+    assert_eq!(s.trusted_keys.as_deref(), Some(Path::new("/etc/napd/keys")));
     assert_eq!(s.source, SourceSpec::RawStdin);
     assert_eq!(s.link, LinkSpec::Tcp("10.0.0.2:7000".into()));
     assert_eq!(

@@ -25,11 +25,15 @@
 //! files (no program length, a 32-byte header) still load: they have no program, so an int8 one
 //! runs its backbone in tract as before.
 //!
+//! A signed bundle is this layout with version 4 and a signature trailer after the checksum
+//! ([`signature`]).
+//!
 //! Everything is checked at load: magic, version, the declared lengths against the file size,
 //! the checksum, the manifest, and that the manifest, head, program and parameters agree with
 //! each other.
 
 pub mod manifest;
+pub mod signature;
 
 pub use manifest::{
     ActivationStorage, BackboneSpec, ChannelOrder, HeadForm, HeadSpec, HeadStorage, InputSpec,
@@ -43,9 +47,12 @@ use std::path::{Path, PathBuf};
 /// First bytes of every bundle file.
 pub const MAGIC: [u8; 8] = *b"NAPBNDL\0";
 
-/// The bundle format this runtime reads and writes. Bump it for any change to the layout or to
+/// The bundle format this runtime writes (unsigned). Bump it for any change to the layout or to
 /// the manifest's encoding.
 pub const FORMAT_VERSION: u16 = 3;
+
+/// The newest format version this runtime reads: a signed [`FORMAT_VERSION`] bundle.
+pub const NEWEST_VERSION: u16 = signature::SIGNED_VERSION;
 
 /// The oldest format version this runtime still reads.
 pub const OLDEST_VERSION: u16 = 2;
@@ -94,7 +101,7 @@ pub enum BundleError {
     NotABundle,
     /// A bundle of another format version.
     #[error(
-        "bundle format version {found}, this runtime reads versions {OLDEST_VERSION} to {FORMAT_VERSION}; re-create it with this napctl"
+        "bundle format version {found}, this runtime reads versions {OLDEST_VERSION} to {NEWEST_VERSION}; re-create it with this napctl, or update the runtime"
     )]
     Version {
         /// The version in the file.
@@ -168,11 +175,23 @@ impl Bundle {
 
     /// Reads and checks a bundle file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, BundleError> {
-        let path = path.as_ref();
-        let mut bytes = std::fs::read(path).map_err(|source| BundleError::Io {
-            path: path.into(),
-            source,
-        })?;
+        Self::from_file_bytes(read_file(path.as_ref())?)
+    }
+
+    /// [`Bundle::read`], refusing the file unless one of `trusted` signed it and it is
+    /// unchanged since (nothing past the header's version is read before that is checked);
+    /// gives the signature too.
+    pub fn read_trusted(
+        path: impl AsRef<Path>,
+        trusted: &signature::TrustedKeys,
+    ) -> Result<(Self, signature::BundleSignature), signature::TrustError> {
+        let bytes = read_file(path.as_ref())?;
+        let signature = trusted.verify(&bytes)?;
+        Ok((Self::from_file_bytes(bytes)?, signature))
+    }
+
+    /// A whole file's bytes to a bundle, reusing the buffer for the backbone.
+    fn from_file_bytes(mut bytes: Vec<u8>) -> Result<Self, BundleError> {
         let (parts, backbone) = Parts::parse(&bytes)?;
         // The backbone is most of the file: keep it in the file's buffer rather than holding
         // the file and a copy at once (a device counts every MiB).
@@ -394,6 +413,13 @@ impl Bundle {
     }
 }
 
+fn read_file(path: &Path) -> Result<Vec<u8>, BundleError> {
+    std::fs::read(path).map_err(|source| BundleError::Io {
+        path: path.into(),
+        source,
+    })
+}
+
 /// A bundle file's sections besides the backbone, parsed and checked against the file.
 struct Parts {
     manifest: Manifest,
@@ -410,12 +436,17 @@ impl Parts {
         if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
             return Err(BundleError::NotABundle);
         }
+        // A signed bundle's body is a prefix of the file: the ranges below hold for both.
+        let bytes = match signature::split(bytes)? {
+            Some((body, _)) => body,
+            None => bytes,
+        };
         let version = bytes.get(8..10).ok_or(BundleError::Size {
             expected: (HEADER_LEN + CHECKSUM_LEN) as u64,
             actual: bytes.len() as u64,
         })?;
         let found = u16::from_le_bytes([version[0], version[1]]);
-        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&found) {
+        if !(OLDEST_VERSION..=NEWEST_VERSION).contains(&found) {
             return Err(BundleError::Version { found });
         }
         let header_len = if found == 2 {

@@ -6,6 +6,7 @@
 //! - `onnx` (feature `onnx`): tiny ONNX classifiers built in code with napctl's proto builder.
 //! - [`peer`]: a stand-in sensor controller on TCP that records what a runtime sends.
 //! - [`protocol`]: the invariants every byte stream through the frame decoder must keep.
+//! - [`tools`]: real programs a test runs beside ours, skipped only off CI when missing.
 
 pub mod cli;
 pub mod data;
@@ -13,3 +14,4 @@ pub mod data;
 pub mod onnx;
 pub mod peer;
 pub mod protocol;
+pub mod tools;
