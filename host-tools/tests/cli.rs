@@ -298,14 +298,22 @@ fn keygen_sign_verify_and_inspect_a_signed_bundle() {
         &napctl(&["verify", &signed, "--trusted", &format!("{other}.pub")]),
         "not trusted",
     );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert_fails_with(
-        &napctl(&["sign", &bundle, "--key", &public]),
+        &napctl(&["sign", &bundle, "--key", &key]),
+        "permissions 644",
+    );
+    let not_a_key = dir.write("not.key", b"-----BEGIN PRIVATE KEY-----\nAAAA\n");
+    std::fs::set_permissions(&not_a_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_fails_with(
+        &napctl(&["sign", &bundle, "--key", &not_a_key]),
         "not an ed25519 private key",
     );
 }
 
 #[test]
 fn keys_made_by_openssl_sign_and_verify() {
+    use std::os::unix::fs::PermissionsExt;
     let Some(openssl) = nap_test_support::tools::require("openssl") else {
         return;
     };
@@ -317,6 +325,10 @@ fn keys_made_by_openssl_sign_and_verify() {
     };
     run(&["genpkey", "-algorithm", "ed25519", "-out", &key]);
     run(&["pkey", "-in", &key, "-pubout", "-out", &public]);
+    // openssl leaves the modes to the umask; napctl signs only with a key its owner alone
+    // reads, and trusts only keys others cannot write.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o644)).unwrap();
     let out = napctl(&["sign", &bundle, "--key", &key]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = napctl(&["verify", &bundle, "--trusted", &public]);

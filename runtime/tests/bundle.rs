@@ -407,6 +407,11 @@ fn trusted_keys_load_from_pem_files_and_folders() {
             .unwrap();
         std::fs::write(dir.join(format!("k{seed}.pub")), pem).unwrap();
     }
+    // Whatever the umask: trusted keys must not be writable by others.
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [(dir.clone(), 0o755), (dir.join("k1.pub"), 0o644)] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
     std::fs::write(dir.join("notes.txt"), "not a key, not read").unwrap();
     let all = TrustedKeys::load(&dir).unwrap();
     let mut expected = vec![
@@ -419,6 +424,16 @@ fn trusted_keys_load_from_pem_files_and_folders() {
     assert_eq!(got, expected);
     let one = TrustedKeys::load(dir.join("k2.pub")).unwrap();
     assert_eq!(one.fingerprints(), [fingerprint(&key(2).verifying_key())]);
+    // Writable by others: they could choose what the device trusts.
+    let k2 = dir.join("k2.pub");
+    std::fs::set_permissions(&k2, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let err = TrustedKeys::load(&k2).unwrap_err();
+    assert!(err.to_string().contains("permissions 666"), "{err}");
+    std::fs::set_permissions(&k2, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = TrustedKeys::load(&dir).unwrap_err();
+    assert!(err.to_string().contains("permissions 777"), "{err}");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::write(dir.join("bad.pub"), "-----BEGIN PUBLIC KEY-----\nAAAA\n").unwrap();
     let err = TrustedKeys::load(&dir).unwrap_err();
     assert!(err.to_string().contains("bad.pub"), "{err}");

@@ -165,7 +165,7 @@ fn trusted_keys_admit_only_bundles_their_keys_signed_unchanged() {
     use ed25519_dalek::SigningKey;
     use ed25519_dalek::pkcs8::EncodePublicKey;
     use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-    use nap_runtime::bundle::signature::{fingerprint, sign};
+    use nap_runtime::bundle::signature::{TRAILER_LEN, fingerprint, sign};
 
     let Some(model) = shared_data_file(MODEL) else {
         return;
@@ -196,6 +196,15 @@ fn trusted_keys_admit_only_bundles_their_keys_signed_unchanged() {
     std::fs::write(keys.join("fleet.pub"), pem(&ours)).unwrap();
     let foreign = tmp("napd_foreign.pub");
     std::fs::write(&foreign, pem(&theirs)).unwrap();
+    // Whatever the umask: napd refuses trusted keys others may write.
+    use std::os::unix::fs::PermissionsExt;
+    for (path, mode) in [
+        (keys.clone(), 0o755),
+        (keys.join("fleet.pub"), 0o644),
+        (foreign.clone(), 0o644),
+    ] {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
 
     let file = |name: &str, bytes: &[u8]| {
         let path = tmp(name);
@@ -204,10 +213,6 @@ fn trusted_keys_admit_only_bundles_their_keys_signed_unchanged() {
     };
     let signed_bytes = sign(&unsigned, &ours).unwrap();
     let signed = file("napd_signed.nap", &signed_bytes);
-    let mut changed = signed_bytes.clone();
-    let middle = changed.len() / 2;
-    changed[middle] ^= 1;
-    let changed = file("napd_changed.nap", &changed);
     let unsigned = file("napd_unsigned.nap", &unsigned);
 
     let check = |bundle: &PathBuf, trusted: &PathBuf| {
@@ -232,13 +237,49 @@ fn trusted_keys_admit_only_bundles_their_keys_signed_unchanged() {
     );
     for (bundle, trusted, reason) in [
         (&unsigned, &keys, "not signed"),
-        (&changed, &keys, "changed after signing"),
         (&signed, &foreign, "not trusted"),
     ] {
         let out = check(bundle, trusted);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{}: {err}", bundle.display());
         assert!(err.contains(reason), "{}: {err}", bundle.display());
+    }
+
+    // One changed byte anywhere is refused by name: sampled over the header, the manifest, the
+    // model, the head, the checksum and the signature trailer (every byte: runtime/tests).
+    let field = |at: usize, len: usize| {
+        let mut v = [0u8; 8];
+        v[..len].copy_from_slice(&signed_bytes[at..at + len]);
+        u64::from_le_bytes(v) as usize
+    };
+    let (manifest, model, head) = (field(12, 4), field(16, 8), field(24, 8));
+    let model_at = 40 + manifest;
+    let head_at = model_at + model;
+    let trailer_at = signed_bytes.len() - TRAILER_LEN;
+    let changed_after = &["changed after signing"][..];
+    let samples = [
+        (11, changed_after),
+        (20, changed_after),
+        (40, changed_after),
+        (40 + manifest / 2, changed_after),
+        (model_at + 7, changed_after),
+        (model_at + model / 2, changed_after),
+        (head_at + head / 3, changed_after),
+        (trailer_at - 2, changed_after),
+        (trailer_at + 3, &["signature trailer"]),
+        // Another key: one nobody trusts, or no valid key at all.
+        (trailer_at + 12, &["not trusted", "no valid public key"]),
+        (trailer_at + 60, changed_after),
+        (signed_bytes.len() - 1, changed_after),
+    ];
+    for (i, reasons) in samples {
+        let mut changed = signed_bytes.clone();
+        changed[i] ^= 0x10;
+        let path = file("napd_changed.nap", &changed);
+        let out = check(&path, &keys);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "byte {i}: {err}");
+        assert!(reasons.iter().any(|r| err.contains(r)), "byte {i}: {err}");
     }
 
     // Started for real, the controller hears why nothing will score.

@@ -76,9 +76,22 @@ pub fn public_key_path(key: &Path) -> std::path::PathBuf {
 }
 
 /// An ed25519 private key in PKCS#8 PEM form (`napctl keygen`, `openssl genpkey -algorithm
-/// ed25519`).
+/// ed25519`), refused when others than its owner may read it.
 pub fn read_private_key(path: &Path) -> Result<ed25519_dalek::SigningKey> {
     use ed25519_dalek::pkcs8::DecodePrivateKey;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .with_context(|| format!("reading key {}", path.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        bail!(
+            "{}: permissions {:o} let others read this private key; `chmod 600 {}` (and make a new key if others may have copied it)",
+            path.display(),
+            mode & 0o777,
+            path.display()
+        );
+    }
     let pem =
         std::fs::read_to_string(path).with_context(|| format!("reading key {}", path.display()))?;
     ed25519_dalek::SigningKey::from_pkcs8_pem(&pem).map_err(|e| {

@@ -152,9 +152,11 @@ pub struct TrustedKeys {
 
 impl TrustedKeys {
     /// The keys in `path`: one PEM public key file (as `napctl keygen` or `openssl pkey -pubout`
-    /// writes), or a directory whose `*.pub` files each hold one.
+    /// writes), or a directory whose `*.pub` files each hold one. Refused when others than the
+    /// owner may write the folder or a key: whoever can would choose what the device trusts.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, TrustError> {
         let path = path.as_ref();
+        owner_writable_only(path)?;
         let files = if path.is_dir() {
             let entries = std::fs::read_dir(path).map_err(|e| TrustError::Key {
                 path: path.into(),
@@ -206,12 +208,33 @@ impl TrustedKeys {
     }
 }
 
+/// Refuses `path` when its group or others may write it.
+fn owner_writable_only(path: &Path) -> Result<(), TrustError> {
+    use std::os::unix::fs::PermissionsExt;
+    let key_error = |reason: String| TrustError::Key {
+        path: path.into(),
+        reason,
+    };
+    let mode = std::fs::metadata(path)
+        .map_err(|e| key_error(e.to_string()))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(key_error(format!(
+            "permissions {:o} let others than its owner change what is trusted; `chmod go-w` it",
+            mode & 0o777
+        )));
+    }
+    Ok(())
+}
+
 /// One PEM public key (SubjectPublicKeyInfo, `-----BEGIN PUBLIC KEY-----`).
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey, TrustError> {
     let key_error = |reason: String| TrustError::Key {
         path: path.into(),
         reason,
     };
+    owner_writable_only(path)?;
     let pem = std::fs::read_to_string(path).map_err(|e| key_error(e.to_string()))?;
     VerifyingKey::from_public_key_pem(&pem)
         .map_err(|e| key_error(format!("not an ed25519 public key in PEM form ({e})")))
