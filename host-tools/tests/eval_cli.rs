@@ -234,6 +234,9 @@ fn calibrate_writes_a_bundle_with_threshold_clip_and_weights() {
         let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(m["scorer"]["method"], "NAP-E");
         assert!(m["scorer"]["threshold"].is_number(), "{m}");
+        // The TPR the threshold keeps, for napd's drift alarm.
+        let tpr = m["scorer"]["tpr"].as_f64().unwrap();
+        assert!((tpr - 0.9).abs() < 1e-6, "{m}");
         assert!(m["scorer"]["params"]["react_clip"].is_number(), "{m}");
         let w = m["scorer"]["params"]["weights"]["nap_e"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&w));

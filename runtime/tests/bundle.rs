@@ -7,11 +7,11 @@ use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use nap_core::int8::Quant;
 use nap_core::reduce::Layout;
 use nap_runtime::bundle::signature::{
-    SIGNED_VERSION, TRAILER_LEN, TrustError, TrustedKeys, fingerprint, sign, signature,
+    FLAG_SIGNED, TRAILER_LEN, TrustError, TrustedKeys, fingerprint, sign, signature,
 };
 use nap_runtime::bundle::{
-    ActivationStorage, BackboneSpec, Bundle, BundleError, HeadForm, HeadSpec, HeadStorage,
-    InputSpec, MAGIC, Manifest, ModelFormat, NEWEST_VERSION, PrePoolSpec, Precision, ScorerConfig,
+    ActivationStorage, BackboneSpec, Bundle, BundleError, FORMAT_VERSION, HeadForm, HeadSpec,
+    HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
 };
 use nap_runtime::integer::{Conv, Layer, Op, Program};
 use proptest::prelude::*;
@@ -146,17 +146,42 @@ fn an_integer_program_round_trips_and_must_match_the_manifest() {
     }
 }
 
+/// `b` as format `version` 2 or 3 wrote it: a manifest without the calibrated TPR (`b` has
+/// none), no flags, and for version 2 no program length in the header.
+fn older_format(b: &Bundle, version: u16) -> Vec<u8> {
+    assert_eq!(b.manifest.scorer.tpr, None);
+    let v4 = b.to_bytes().unwrap();
+    let manifest_len = u32::from_le_bytes(v4[12..16].try_into().unwrap());
+    // The manifest's last byte is the TPR's `None`.
+    assert_eq!(v4[40 + manifest_len as usize - 1], 0);
+    let header_len = if version == 2 { 32 } else { 40 };
+    let mut old = v4[..header_len].to_vec();
+    old[8..10].copy_from_slice(&version.to_le_bytes());
+    old[12..16].copy_from_slice(&(manifest_len - 1).to_le_bytes());
+    old.extend_from_slice(&v4[40..40 + manifest_len as usize - 1]);
+    old.extend_from_slice(&v4[40 + manifest_len as usize..v4.len() - 4]);
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&old);
+    old.extend_from_slice(&crc.to_le_bytes());
+    old
+}
+
 #[test]
-fn a_version_2_bundle_still_loads() {
+fn version_2_and_3_bundles_still_load() {
     let b = bundle();
-    let v3 = b.to_bytes().unwrap();
-    // Version 2: the same sections without the program length in the header.
-    let mut v2 = v3[..32].to_vec();
-    v2[8..10].copy_from_slice(&2u16.to_le_bytes());
-    v2.extend_from_slice(&v3[40..v3.len() - 4]);
-    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&v2);
-    v2.extend_from_slice(&crc.to_le_bytes());
-    assert_eq!(Bundle::from_bytes(&v2).unwrap(), b);
+    for version in [2, 3] {
+        let old = older_format(&b, version);
+        assert_eq!(Bundle::from_bytes(&old).unwrap(), b, "version {version}");
+    }
+    // And a calibrated TPR round-trips in this version.
+    let mut calibrated = bundle();
+    calibrated.manifest.scorer.tpr = Some(0.95);
+    let bytes = calibrated.to_bytes().unwrap();
+    assert_eq!(Bundle::from_bytes(&bytes).unwrap(), calibrated);
+    calibrated.manifest.scorer.tpr = Some(1.0);
+    assert!(
+        calibrated.to_bytes().is_err(),
+        "a TPR of 1 keeps nothing out"
+    );
 }
 
 #[test]
@@ -187,6 +212,7 @@ fn every_flipped_byte_is_caught() {
         let expected = match i {
             0..8 => matches!(err, BundleError::NotABundle),
             8..10 => matches!(err, BundleError::Version { .. }),
+            10..12 => matches!(&err, BundleError::Invalid(m) if m.contains("flags")),
             12..40 => matches!(err, BundleError::Size { .. } | BundleError::Checksum { .. }),
             _ => matches!(err, BundleError::Checksum { .. }),
         };
@@ -197,7 +223,7 @@ fn every_flipped_byte_is_caught() {
 #[test]
 fn another_version_says_so() {
     let mut bytes = bundle().to_bytes().unwrap();
-    let newer = NEWEST_VERSION + 1;
+    let newer = FORMAT_VERSION + 1;
     bytes[8..10].copy_from_slice(&newer.to_le_bytes());
     let err = Bundle::from_bytes(&bytes).unwrap_err();
     assert!(matches!(err, BundleError::Version { found } if found == newer));
@@ -311,7 +337,7 @@ fn a_signed_bundle_reads_as_itself_and_names_its_signer() {
     let unsigned = b.to_bytes().unwrap();
     let signed = sign(&unsigned, &key(1)).unwrap();
     assert_eq!(signed.len(), unsigned.len() + TRAILER_LEN);
-    assert_eq!(u16::from_le_bytes([signed[8], signed[9]]), SIGNED_VERSION);
+    assert_eq!(u16::from_le_bytes([signed[10], signed[11]]), FLAG_SIGNED);
     assert_eq!(Bundle::from_bytes(&signed).unwrap(), b);
     let signer = signature(&signed).unwrap().expect("signed");
     assert_eq!(signer.key, key(1).verifying_key());
@@ -327,6 +353,15 @@ fn a_signed_bundle_reads_as_itself_and_names_its_signer() {
     let (read, by) = Bundle::read_trusted(&path, &trusting(&[&key(1)])).unwrap();
     std::fs::remove_file(&path).unwrap();
     assert_eq!((read, by.key), (b, key(1).verifying_key()));
+}
+
+#[test]
+fn an_older_bundle_is_signed_in_this_format() {
+    let b = bundle();
+    let signed = sign(&older_format(&b, 3), &key(1)).unwrap();
+    assert_eq!(u16::from_le_bytes([signed[8], signed[9]]), FORMAT_VERSION);
+    assert_eq!(Bundle::from_bytes(&signed).unwrap(), b);
+    assert!(trusting(&[&key(1)]).verify(&signed).is_ok());
 }
 
 #[test]
@@ -376,8 +411,11 @@ fn every_changed_byte_of_a_signed_bundle_is_refused() {
             .verify(&changed)
             .expect_err("a changed byte must not pass");
         let expected = match i {
-            // Magic and version: not a (signed) bundle any more.
-            0..10 => matches!(err, TrustError::Bundle(_) | TrustError::Unsigned),
+            // The magic: not a bundle any more.
+            0..8 => matches!(err, TrustError::Bundle(BundleError::NotABundle)),
+            // The version, or the signed flag cleared: unsigned; any other change is covered
+            // by the signature.
+            8..12 => matches!(err, TrustError::Unsigned | TrustError::Tampered { .. }),
             // The signer's key: another (untrusted or invalid) key.
             _ if (body + 8..body + 40).contains(&i) => matches!(
                 err,

@@ -145,6 +145,7 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
     bundle.manifest.scorer.method = cal.method;
     bundle.manifest.scorer.params = cal.params;
     bundle.manifest.scorer.threshold = Some(cal.threshold);
+    bundle.manifest.scorer.tpr = Some(c.tpr as f32);
     write_bundle(&bundle, c.output)?;
 
     let names: Vec<&str> = sets[1..].iter().map(|s| s.name.as_str()).collect();

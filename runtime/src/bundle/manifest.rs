@@ -197,6 +197,11 @@ pub struct ScorerConfig {
     pub params: Params,
     /// Frames scoring below it are out of distribution; `None` until calibrated.
     pub threshold: Option<f32>,
+    /// The share of in-distribution frames the calibrated threshold keeps (`napctl calibrate
+    /// --tpr`), so a familiar scene is flagged at a rate of 1 - tpr (napd's drift alarm tests
+    /// that); `None` when the threshold was not calibrated. Must stay the manifest's last field:
+    /// older bundles are read by appending its `None`.
+    pub tpr: Option<f32>,
 }
 
 impl Default for ScorerConfig {
@@ -206,6 +211,7 @@ impl Default for ScorerConfig {
             method: Method::NapE,
             params: Params::default(),
             threshold: None,
+            tpr: None,
         }
     }
 }

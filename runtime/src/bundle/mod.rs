@@ -4,7 +4,7 @@
 //! offset    size  field
 //! 0         8     magic "NAPBNDL\0"
 //! 8         2     format version, u16 little-endian (FORMAT_VERSION)
-//! 10        2     reserved, zero
+//! 10        2     flags, u16 LE: bit 0 signed (a signature trailer follows), others zero
 //! 12        4     manifest length M, u32 LE
 //! 16        8     backbone length B, u64 LE
 //! 24        8     head length H, u64 LE
@@ -23,9 +23,10 @@
 //! An int8 bundle whose backbone the integer kernels cover holds the program and no backbone
 //! model (B = 0); otherwise the backbone model is the int8 ONNX graph tract runs. Version 2
 //! files (no program length, a 32-byte header) still load: they have no program, so an int8 one
-//! runs its backbone in tract as before.
+//! runs its backbone in tract as before. Versions 2 and 3 have no flags (never signed) and a
+//! manifest without the calibrated TPR, its last field.
 //!
-//! A signed bundle is this layout with version 4 and a signature trailer after the checksum
+//! A signed bundle has flag bit 0 set and a signature trailer after the checksum
 //! ([`signature`]).
 //!
 //! Everything is checked at load: magic, version, the declared lengths against the file size,
@@ -47,12 +48,9 @@ use std::path::{Path, PathBuf};
 /// First bytes of every bundle file.
 pub const MAGIC: [u8; 8] = *b"NAPBNDL\0";
 
-/// The bundle format this runtime writes (unsigned). Bump it for any change to the layout or to
+/// The bundle format this runtime reads and writes. Bump it for any change to the layout or to
 /// the manifest's encoding.
-pub const FORMAT_VERSION: u16 = 3;
-
-/// The newest format version this runtime reads: a signed [`FORMAT_VERSION`] bundle.
-pub const NEWEST_VERSION: u16 = signature::SIGNED_VERSION;
+pub const FORMAT_VERSION: u16 = 4;
 
 /// The oldest format version this runtime still reads.
 pub const OLDEST_VERSION: u16 = 2;
@@ -101,7 +99,7 @@ pub enum BundleError {
     NotABundle,
     /// A bundle of another format version.
     #[error(
-        "bundle format version {found}, this runtime reads versions {OLDEST_VERSION} to {NEWEST_VERSION}; re-create it with this napctl, or update the runtime"
+        "bundle format version {found}, this runtime reads versions {OLDEST_VERSION} to {FORMAT_VERSION}; re-create it with this napctl, or update the runtime"
     )]
     Version {
         /// The version in the file.
@@ -366,6 +364,11 @@ impl Bundle {
         {
             return invalid(format!("threshold {t} is not finite"));
         }
+        if let Some(tpr) = m.scorer.tpr
+            && !(tpr > 0.0 && tpr < 1.0)
+        {
+            return invalid(format!("calibrated TPR {tpr} is outside (0, 1)"));
+        }
         Ok(())
     }
 }
@@ -446,7 +449,7 @@ impl Parts {
             actual: bytes.len() as u64,
         })?;
         let found = u16::from_le_bytes([version[0], version[1]]);
-        if !(OLDEST_VERSION..=NEWEST_VERSION).contains(&found) {
+        if !(OLDEST_VERSION..=FORMAT_VERSION).contains(&found) {
             return Err(BundleError::Version { found });
         }
         let header_len = if found == 2 {
@@ -458,6 +461,12 @@ impl Parts {
             expected: (header_len + CHECKSUM_LEN) as u64,
             actual: bytes.len() as u64,
         })?;
+        let flags = u16::from_le_bytes([header[10], header[11]]);
+        if found >= 4 && flags & !signature::FLAG_SIGNED != 0 {
+            return Err(BundleError::Invalid(format!(
+                "unknown header flags {flags:#06x}: made by a newer napctl?"
+            )));
+        }
         let manifest_len = u64::from(u32::from_le_bytes(
             header[12..16].try_into().expect("4 bytes"),
         ));
@@ -494,7 +503,14 @@ impl Parts {
         let manifest_end = header_len + manifest_len as usize;
         let backbone = manifest_end..manifest_end + backbone_len as usize;
         let head_end = backbone.end + head_len as usize;
-        let manifest: Manifest = postcard::from_bytes(&content[header_len..manifest_end])?;
+        let manifest = &content[header_len..manifest_end];
+        let manifest: Manifest = if found >= 4 {
+            postcard::from_bytes(manifest)?
+        } else {
+            // Older manifests end before `scorer.tpr`, the last field: one zero byte (`None`)
+            // appended makes them this version's encoding.
+            postcard::from_bytes(&[manifest, &[0]].concat())?
+        };
         let (head_weights, head_scales, head_bias) =
             parse_head(&manifest.head, &content[backbone.end..head_end])?;
         let program = match program_len {

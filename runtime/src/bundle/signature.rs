@@ -1,7 +1,7 @@
 //! Signed bundles: who made a bundle, and that nobody changed it since.
 //!
-//! A signed bundle is a bundle of [`SIGNED_VERSION`] (the layout of [`FORMAT_VERSION`], its
-//! version field and checksum rewritten) followed by a trailer:
+//! A signed bundle is a bundle with flag [`FLAG_SIGNED`] set in its header (and so its own
+//! checksum), followed by a trailer:
 //!
 //! ```text
 //! size  field
@@ -10,9 +10,9 @@
 //! 64    ed25519 signature of every byte before the trailer
 //! ```
 //!
-//! A runtime older than signing refuses such a file by its version number, with a message
-//! that says so, rather than misreading it. The signature is checked against a set of trusted
-//! keys before any other part of the file is read.
+//! Runtimes older than the flag read format versions up to 3 and refuse this one by its version
+//! number, with a message that says so, rather than misreading it. The signature is checked
+//! against a set of trusted keys before any other part of the file is read.
 
 use super::{Bundle, BundleError, FORMAT_VERSION, MAGIC};
 use ed25519_dalek::pkcs8::DecodePublicKey;
@@ -20,8 +20,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// The format version of a signed bundle.
-pub const SIGNED_VERSION: u16 = 4;
+/// The header flag (bits of the u16 at offset 10) of a signed bundle.
+pub const FLAG_SIGNED: u16 = 1;
 
 /// First bytes of the signature trailer.
 const TRAILER_MAGIC: [u8; 8] = *b"NAPSIG1\0";
@@ -87,23 +87,32 @@ pub fn fingerprint(key: &VerifyingKey) -> String {
     format!("ed25519:{hex}")
 }
 
-/// The bundle's format version; `None` when the file ends before it.
-fn version(bytes: &[u8]) -> Result<Option<u16>, BundleError> {
+/// The bundle's format version and flags; `None` when the file ends before them.
+fn version_and_flags(bytes: &[u8]) -> Result<Option<(u16, u16)>, BundleError> {
     if !bytes.starts_with(&MAGIC) {
         return Err(BundleError::NotABundle);
     }
-    Ok(bytes.get(8..10).map(|v| u16::from_le_bytes([v[0], v[1]])))
+    Ok(bytes.get(8..12).map(|v| {
+        (
+            u16::from_le_bytes([v[0], v[1]]),
+            u16::from_le_bytes([v[2], v[3]]),
+        )
+    }))
+}
+
+/// Whether the header says a signature trailer follows.
+fn is_signed(bytes: &[u8]) -> Result<bool, BundleError> {
+    Ok(matches!(version_and_flags(bytes)?,
+        Some((version, flags)) if version >= FORMAT_VERSION && flags & FLAG_SIGNED != 0))
 }
 
 /// Splits a signed bundle into the signed bytes and its signature; `None` for an unsigned one.
 pub fn split(bytes: &[u8]) -> Result<Option<(&[u8], BundleSignature)>, BundleError> {
-    if version(bytes)? != Some(SIGNED_VERSION) {
+    if !is_signed(bytes)? {
         return Ok(None);
     }
     let damaged = || {
-        BundleError::Invalid(format!(
-            "a signed bundle (format version {SIGNED_VERSION}) whose signature trailer is missing or damaged"
-        ))
+        BundleError::Invalid("a signed bundle whose signature trailer is missing or damaged".into())
     };
     let body_len = bytes.len().checked_sub(TRAILER_LEN).ok_or_else(damaged)?;
     let (body, trailer) = bytes.split_at(body_len);
@@ -127,13 +136,13 @@ pub fn signature(bytes: &[u8]) -> Result<Option<BundleSignature>, BundleError> {
 /// Signs a bundle (unsigned, or signed before: the old signature is replaced) with `key`,
 /// after checking it reads as a bundle. Older layouts are rewritten in the current one first.
 pub fn sign(bytes: &[u8], key: &SigningKey) -> Result<Vec<u8>, BundleError> {
-    Bundle::from_bytes(bytes)?;
-    let mut signed = match version(bytes)? {
-        Some(SIGNED_VERSION) => split(bytes)?.expect("a signed version").0.to_vec(),
-        Some(FORMAT_VERSION) => bytes.to_vec(),
-        _ => Bundle::from_bytes(bytes)?.to_bytes()?,
+    let bundle = Bundle::from_bytes(bytes)?;
+    let mut signed = match (split(bytes)?, version_and_flags(bytes)?) {
+        (Some((body, _)), _) => body.to_vec(),
+        (None, Some((FORMAT_VERSION, _))) => bytes.to_vec(),
+        _ => bundle.to_bytes()?,
     };
-    signed[8..10].copy_from_slice(&SIGNED_VERSION.to_le_bytes());
+    signed[10..12].copy_from_slice(&FLAG_SIGNED.to_le_bytes());
     let content = signed.len() - super::CHECKSUM_LEN;
     let checksum = super::CHECKSUM.checksum(&signed[..content]);
     signed[content..].copy_from_slice(&checksum.to_le_bytes());
