@@ -4,6 +4,7 @@
 //! the same name (`--ood-gpio` is `ood-gpio = "..."`) and nothing exists in only one of them.
 //! Flags override the file. [`Options::resolve`] checks every value and gives [`Settings`].
 
+use crate::drift::DriftAction;
 use crate::link::{LinkOptions, LinkSpec};
 use crate::log::LogTarget;
 use crate::ood_line::{GpioSpec, LineMode};
@@ -77,6 +78,19 @@ pub struct Options {
     /// 33554432].
     #[arg(long, value_name = "BYTES")]
     pub max_frame_bytes: Option<usize>,
+    /// Verdicts the drift alarm looks back over; it tests their OOD rate against the rate the
+    /// bundle's calibration implies (README: the test and its false-alarm rate). 0 turns it
+    /// off [default: 600].
+    #[arg(long, value_name = "N")]
+    pub drift_window: Option<usize>,
+    /// The share of familiar frames the bundle flags, which the drift alarm tests against
+    /// [default: 1 - the TPR the bundle was calibrated at; needed with --threshold].
+    #[arg(long, value_name = "RATE")]
+    pub drift_rate: Option<f64>,
+    /// What a raised drift alarm does: degrade (status Degraded, code 5, so the controller goes
+    /// safe until it clears) or warn (log only) [default: degrade].
+    #[arg(long, value_name = "ACTION")]
+    pub drift_action: Option<String>,
 }
 
 /// Checked settings, ready to run.
@@ -104,6 +118,19 @@ pub struct Settings {
     pub pipeline: PipelineOptions,
     /// A threshold replacing the bundle's.
     pub threshold: Option<f32>,
+    /// The drift alarm's settings.
+    pub drift: DriftOptions,
+}
+
+/// The drift alarm as configured; the bundle supplies the expected rate when none is given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DriftOptions {
+    /// Verdicts looked back over; 0: off.
+    pub window: usize,
+    /// The expected OOD rate, if given.
+    pub rate: Option<f64>,
+    /// What a raised alarm does.
+    pub action: DriftAction,
 }
 
 fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
@@ -152,6 +179,9 @@ impl Options {
             reconnect_ms: self.reconnect_ms.or(base.reconnect_ms),
             stats_ms: self.stats_ms.or(base.stats_ms),
             max_frame_bytes: self.max_frame_bytes.or(base.max_frame_bytes),
+            drift_window: self.drift_window.or(base.drift_window),
+            drift_rate: self.drift_rate.or(base.drift_rate),
+            drift_action: self.drift_action.or(base.drift_action),
         }
     }
 
@@ -201,6 +231,18 @@ impl Options {
             1,
             1 << 30,
         )?;
+        let drift_window = in_range("drift-window", self.drift_window, 600, 0, 1_000_000)?;
+        if drift_window != 0 && drift_window < 10 {
+            return Err(format!(
+                "drift-window = {drift_window}: at least 10 verdicts (0: off)"
+            ));
+        }
+        if let Some(rate) = self.drift_rate
+            && !(rate > 0.0 && rate < 1.0)
+        {
+            return Err(format!("drift-rate = {rate} must be in (0, 1)"));
+        }
+        let drift_action = self.drift_action.as_deref().unwrap_or("degrade").parse()?;
         Ok(Settings {
             bundle,
             trusted_keys: self.trusted_keys.clone(),
@@ -225,6 +267,11 @@ impl Options {
                 stats_interval: Duration::from_millis(stats),
             },
             threshold: self.threshold,
+            drift: DriftOptions {
+                window: drift_window,
+                rate: self.drift_rate,
+                action: drift_action,
+            },
         })
     }
 }

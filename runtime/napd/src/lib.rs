@@ -13,6 +13,7 @@
 //! code the controller hears.
 
 pub mod config;
+pub mod drift;
 mod error;
 pub mod link;
 pub mod log;

@@ -4,6 +4,7 @@
 
 use crate::DaemonError;
 use crate::config::Settings;
+use crate::drift::{self, Drift, DriftAlarm};
 use crate::link::Link;
 use crate::log::JsonLog;
 use crate::ood_line::{OodOutput, open_gpio_cdev};
@@ -11,8 +12,8 @@ use crate::pipeline::{self, Scorer, Summary};
 use crate::scorer::DetectorScorer;
 use crate::source;
 use crate::status;
-use nap_runtime::bundle::Bundle;
 use nap_runtime::bundle::signature::{TrustError, TrustedKeys};
+use nap_runtime::bundle::{Bundle, Manifest};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -38,8 +39,9 @@ pub fn check(settings: &Settings) -> Result<String, DaemonError> {
     let scorer = DetectorScorer::new(bundle, settings.threshold)?;
     drop(scorer.worker().map_err(DaemonError::Bundle)?);
     let m = scorer.manifest();
+    let (_, drift) = drift_alarm(settings, m)?;
     Ok(format!(
-        "bundle {}: {} ({}x{} input, {:?} scorer, threshold {})\nsignature {}\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nworkers {}, queue {}",
+        "bundle {}: {} ({}x{} input, {:?} scorer, threshold {})\nsignature {}\ndrift alarm {drift}\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nworkers {}, queue {}",
         settings.bundle.display(),
         m.source,
         m.input.size,
@@ -80,6 +82,7 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
         scorer,
         mut line,
         source,
+        drift,
     } = match start(settings) {
         Ok(started) => started,
         Err(e) => return fail(link, &mut log, e),
@@ -92,6 +95,7 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
             link: &link,
             line: line.as_deref_mut().map(|l| l as &mut dyn OodOutput),
             log: &mut log,
+            drift,
         },
         &settings.pipeline,
         &stop,
@@ -128,6 +132,45 @@ struct Started {
     scorer: DetectorScorer,
     line: Option<Box<dyn OodOutput>>,
     source: Box<dyn source::Source>,
+    drift: Option<DriftAlarm>,
+}
+
+/// The drift alarm for this run (`None` when off) and what it does, in words.
+fn drift_alarm(
+    settings: &Settings,
+    manifest: &Manifest,
+) -> Result<(Option<DriftAlarm>, String), DaemonError> {
+    let d = settings.drift;
+    if d.window == 0 {
+        return Ok((None, "off (drift-window = 0)".into()));
+    }
+    let rate = match (d.rate, settings.threshold, manifest.scorer.tpr) {
+        (Some(rate), _, _) => rate,
+        (None, None, Some(tpr)) => 1.0 - f64::from(tpr),
+        (None, Some(_), _) => {
+            return Ok((None, "off: --threshold replaces the calibrated one, so the expected OOD rate is unknown (give --drift-rate)".into()));
+        }
+        (None, None, None) => {
+            return Ok((None, "off: the bundle has no calibrated TPR (napctl calibrate) to expect an OOD rate from (give --drift-rate)".into()));
+        }
+    };
+    let test = Drift::new(d.window, rate).map_err(DaemonError::Config)?;
+    let said = format!(
+        "over the last {} verdicts: raised at {} OOD or more (expected rate {:.1}%, false alarms <= {:e} per verdict), cleared at {} or fewer; action {:?}",
+        test.window(),
+        test.raise_at(),
+        100.0 * rate,
+        drift::ALPHA,
+        test.clear_at(),
+        d.action,
+    );
+    Ok((
+        Some(DriftAlarm {
+            test,
+            action: d.action,
+        }),
+        said,
+    ))
 }
 
 /// Everything the pipeline needs, in the order a failure should be reported: the bundle and its
@@ -135,6 +178,8 @@ struct Started {
 fn start(settings: &Settings) -> Result<Started, DaemonError> {
     let (bundle, _) = read_bundle(settings)?;
     let scorer = DetectorScorer::new(bundle, settings.threshold)?;
+    let (drift, said) = drift_alarm(settings, scorer.manifest())?;
+    eprintln!("napd: drift alarm {said}");
     let line: Option<Box<dyn OodOutput>> = match &settings.ood_gpio {
         None => None,
         Some(spec) => Some(Box::new(
@@ -147,6 +192,7 @@ fn start(settings: &Settings) -> Result<Started, DaemonError> {
         scorer,
         line,
         source,
+        drift,
     })
 }
 

@@ -17,6 +17,9 @@ pub mod code {
     pub const LINK_RESTORED: u16 = 3;
     /// Loading the bundle: no verdicts yet.
     pub const STARTING: u16 = 4;
+    /// The drift alarm is raised: the OOD rate is far above what calibration implies (the
+    /// scene changed, the lens fogged, the camera turned).
+    pub const DRIFT: u16 = 5;
     /// Stopping on request (SIGINT / SIGTERM): no more verdicts will come.
     pub const SHUTDOWN: u16 = 10;
     /// The source ended (end of folder or stream): no more verdicts will come.

@@ -5,6 +5,7 @@
 use nap_core::protocol::{Health, Message, RuntimeStatus};
 use nap_test_support::peer::Peer;
 use napd::Options;
+use napd::drift::DriftAction;
 use napd::link::LinkSpec;
 use napd::log::LogTarget;
 use napd::ood_line::{GpioSpec, LineMode};
@@ -51,6 +52,9 @@ fn help_explains_every_flag() {
         "--reconnect-ms",
         "--stats-ms",
         "--max-frame-bytes",
+        "--drift-window",
+        "--drift-rate",
+        "--drift-action",
         "--config",
         "--check",
     ] {
@@ -65,7 +69,7 @@ fn help_explains_every_flag() {
 
 #[test]
 fn bad_flags_and_config_exit_2_with_a_reason() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["--source", "dir:x"], "no bundle"),
         (&["--bundle", "b.nap"], "no source"),
         (&["--bundle", "b.nap", "--source", "usb:x"], "unknown kind"),
@@ -98,6 +102,39 @@ fn bad_flags_and_config_exit_2_with_a_reason() {
                 "gpiochip0",
             ],
             "CHIP:LINE",
+        ),
+        (
+            &[
+                "--bundle",
+                "b.nap",
+                "--source",
+                "dir:x",
+                "--drift-window",
+                "5",
+            ],
+            "at least 10",
+        ),
+        (
+            &[
+                "--bundle",
+                "b.nap",
+                "--source",
+                "dir:x",
+                "--drift-rate",
+                "1.5",
+            ],
+            "drift-rate = 1.5",
+        ),
+        (
+            &[
+                "--bundle",
+                "b.nap",
+                "--source",
+                "dir:x",
+                "--drift-action",
+                "panic",
+            ],
+            "degrade or warn",
         ),
     ];
     for (args, reason) in cases {
@@ -138,6 +175,9 @@ fn the_config_file_is_equivalent_to_the_flags_and_flags_win() {
         reconnect-ms = 250
         stats-ms = 1000
         max-frame-bytes = 1000000
+        drift-window = 300
+        drift-rate = 0.02
+        drift-action = "warn"
     "#;
     let file = Options::from_toml(text).unwrap();
     let s = file.clone().resolve().unwrap();
@@ -158,6 +198,10 @@ fn the_config_file_is_equivalent_to_the_flags_and_flags_win() {
     assert_eq!(s.threshold, Some(-1.5));
     assert_eq!(s.link_options.heartbeat, Duration::from_millis(50));
     assert_eq!(s.source_options.max_frame_bytes, 1_000_000);
+    assert_eq!(
+        (s.drift.window, s.drift.rate, s.drift.action),
+        (300, Some(0.02), DriftAction::Warn)
+    );
     let flags = Options {
         workers: Some(1),
         link: Some("none".into()),

@@ -6,6 +6,7 @@
 
 use embedded_hal_mock::eh1::digital::{Mock as PinMock, State, Transaction};
 use napd::DaemonError;
+use napd::drift::{Drift, DriftAction, DriftAlarm};
 use napd::link::Link;
 use napd::log::{JsonLog, LogTarget};
 use napd::ood_line::{LineMode, OodLine, OodOutput};
@@ -13,6 +14,7 @@ use napd::pipeline::{self, Outputs};
 use napd::pipeline::{EndReason, PipelineOptions, ScoreError, Scored, Scorer};
 use napd::queue::Overflow;
 use napd::source::{Frame, Pixels, Source, SourceEvent};
+use napd::status::code;
 use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -164,6 +166,18 @@ fn run(
     stop: &AtomicBool,
     line: Option<&mut dyn OodOutput>,
 ) -> Run {
+    run_with_drift(name, source, scorer, options, stop, line, None)
+}
+
+fn run_with_drift(
+    name: &str,
+    source: ListSource,
+    scorer: Script,
+    options: PipelineOptions,
+    stop: &AtomicBool,
+    line: Option<&mut dyn OodOutput>,
+    drift: Option<DriftAlarm>,
+) -> Run {
     let path = log_path(name);
     let mut log = JsonLog::open(&LogTarget::File(path.clone())).unwrap();
     let link = Link::none();
@@ -174,6 +188,7 @@ fn run(
             link: &link,
             line,
             log: &mut log,
+            drift,
         },
         &options,
         stop,
@@ -516,6 +531,7 @@ fn the_daemon_rides_out_a_controller_that_vanishes_and_returns() {
                 link: &link,
                 line: None,
                 log: &mut log,
+                drift: None,
             },
             &options,
             &stop,
@@ -558,5 +574,74 @@ fn the_daemon_rides_out_a_controller_that_vanishes_and_returns() {
         got.iter()
             .any(|m| m.connection > 0 && matches!(m.message, Message::Verdict(_))),
         "verdicts flow again after the outage"
+    );
+}
+
+#[test]
+fn a_drift_alarm_degrades_the_health_until_the_rate_returns() {
+    // 5% OOD ("1" scores under the threshold of 10), then all OOD, then 5% again.
+    let familiar = |n: usize| (0..n).map(|i| if i % 20 == 7 { "1" } else { "20" }.to_string());
+    let items: Vec<String> = familiar(300)
+        .chain(std::iter::repeat_n("1".to_string(), 100))
+        .chain(familiar(300))
+        .collect();
+    let source = ListSource::new(items, false, false);
+    let options = PipelineOptions {
+        workers: 2,
+        queue: 4,
+        overflow: None,
+        stats_interval: Duration::from_secs(60),
+    };
+    let alarm = DriftAlarm {
+        test: Drift::new(100, 0.05).unwrap(),
+        action: DriftAction::Degrade,
+    };
+    let raise_at = alarm.test.raise_at();
+    let stop = AtomicBool::new(false);
+    let r = run_with_drift(
+        "drift",
+        source,
+        Script::taking(0),
+        options,
+        &stop,
+        None,
+        Some(alarm),
+    );
+    assert_accounted(&r.log, 700);
+    let drift = of_type(&r.log, "drift");
+    assert_eq!(drift.len(), 2, "{drift:?}");
+    let (raised, cleared) = (
+        drift[0]["seq"].as_u64().unwrap(),
+        drift[1]["seq"].as_u64().unwrap(),
+    );
+    assert_eq!(drift[0]["event"], "raised");
+    // The window holds 5 OOD verdicts at the switch; each new one adds one, and the familiar
+    // OOD ones leave it: never before the switch, within raise_at verdicts after it.
+    let earliest = 300 + (raise_at - 5) as u64 - 1;
+    assert!(
+        (earliest..300 + raise_at as u64).contains(&raised),
+        "{drift:?}"
+    );
+    assert_eq!(drift[1]["event"], "cleared");
+    assert!((400..500).contains(&cleared), "{drift:?}");
+    // The status follows: Degraded with the drift code while raised, Ok after.
+    let statuses: Vec<(u64, u64)> = r
+        .log
+        .iter()
+        .scan(0u64, |seq, v| {
+            if let Some(s) = v["seq"].as_u64() {
+                *seq = s;
+            }
+            Some((*seq, v))
+        })
+        .filter(|(_, v)| v["type"] == "status")
+        .map(|(seq, v)| (seq, v["code"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (raised, u64::from(code::DRIFT)),
+            (cleared, u64::from(code::OK))
+        ]
     );
 }

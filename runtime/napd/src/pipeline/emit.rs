@@ -3,6 +3,7 @@
 
 use super::summary::{EndReason, Summary, round2};
 use super::{Outcome, Outputs};
+use crate::drift::{DriftAction, DriftAlarm, DriftEvent};
 use crate::link::{self, Link, LinkEvent};
 use crate::log::JsonLog;
 use crate::ood_line::OodOutput;
@@ -24,7 +25,11 @@ pub(super) struct Emitter<'a, 'l> {
     reorder: Reorder<Outcome>,
     /// Frame numbers seen so far (the highest plus one).
     frames: u64,
+    /// The status the controller last heard.
     health: RuntimeStatus,
+    /// The status the last stats interval called for, before the drift alarm's say.
+    interval_health: RuntimeStatus,
+    drift: Option<DriftAlarm>,
     stats_interval: Duration,
     next_stats: Instant,
     /// The OOD line's first error is reported; the rest would flood the log.
@@ -48,6 +53,8 @@ impl<'a, 'l> Emitter<'a, 'l> {
             reorder: Reorder::new(),
             frames: 0,
             health: status::OK,
+            interval_health: status::OK,
+            drift: outputs.drift,
             stats_interval,
             next_stats: started + stats_interval,
             line_failed: false,
@@ -89,13 +96,62 @@ impl<'a, 'l> Emitter<'a, 'l> {
             self.next_stats = now + self.stats_interval;
             let (interval, span) = self.stats.roll(now);
             self.report(&interval, span);
-            let new = health_of(&interval);
-            if new != self.health {
-                self.health = new;
-                self.link.status(new);
-                self.log.write(&json!({"type": "status", "health": format!("{:?}", new.health), "code": new.code}));
-            }
+            self.interval_health = health_of(&interval);
+            self.update_health();
         }
+    }
+
+    /// Tells the controller (and the log) when the health changed: a raised drift alarm that
+    /// degrades comes first, then what the last interval called for.
+    fn update_health(&mut self) {
+        let drifting = self
+            .drift
+            .as_ref()
+            .is_some_and(|d| d.action == DriftAction::Degrade && d.test.raised());
+        let new = if drifting {
+            status::degraded(code::DRIFT)
+        } else {
+            self.interval_health
+        };
+        if new != self.health {
+            self.health = new;
+            self.link.status(new);
+            self.log.write(
+                &json!({"type": "status", "health": format!("{:?}", new.health), "code": new.code}),
+            );
+        }
+    }
+
+    /// One verdict through the drift alarm: its log object and status when it is raised or
+    /// cleared.
+    fn drift_verdict(&mut self, seq: u64, name: &str, ood: bool) {
+        let Some(alarm) = self.drift.as_mut() else {
+            return;
+        };
+        let Some(event) = alarm.test.verdict(ood) else {
+            return;
+        };
+        let (what, count) = match event {
+            DriftEvent::Raised { ood } => ("raised", ood),
+            DriftEvent::Cleared { ood } => ("cleared", ood),
+        };
+        let window = alarm.test.window();
+        eprintln!(
+            "napd: drift alarm {what} at frame {seq} ({name}): {count} of the last {window} verdicts OOD, {:.1}% expected",
+            100.0 * alarm.test.expected_rate()
+        );
+        self.log.write(&json!({
+            "type": "drift",
+            "event": what,
+            "seq": seq,
+            "frame": name,
+            "ood": count,
+            "window": window,
+            "rate": count as f64 / window as f64,
+            "expected_rate": alarm.test.expected_rate(),
+            "action": format!("{:?}", alarm.action).to_lowercase(),
+        }));
+        self.update_health();
     }
 
     /// Emits what is left in frame order (numbers whose outcome never came were frames lost in
@@ -172,6 +228,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
                     "latency_us": latency.as_micros() as u64,
                     "top1": scored.top1,
                 }));
+                self.drift_verdict(seq, &name, scored.ood);
             }
             Outcome::Bad { name, error } => {
                 self.stats.bad();

@@ -16,6 +16,7 @@ mod workers;
 pub use summary::{EndReason, Summary};
 
 use crate::DaemonError;
+use crate::drift::DriftAlarm;
 use crate::link::Link;
 use crate::log::JsonLog;
 use crate::ood_line::OodOutput;
@@ -122,6 +123,8 @@ pub struct Outputs<'a, 'l> {
     pub line: Option<&'l mut (dyn OodOutput + 'l)>,
     /// The JSON Lines log.
     pub log: &'a mut JsonLog,
+    /// The drift alarm, if on.
+    pub drift: Option<DriftAlarm>,
 }
 
 /// Runs until the source ends, `stop` is raised or something fatal happens; then drains the
