@@ -7,7 +7,6 @@ use nap_core::pointwise::Pointwise;
 use nap_runtime::backbone::{
     BackboneOptions, optimized_model, own_depthwise_count, own_pointwise_count,
 };
-use nap_runtime::bundle::Bundle;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::shared_data_file;
 use nap_test_support::onnx::{Builder, values};
@@ -171,19 +170,9 @@ fn other_convolutions_stay_with_tract() {
 
 #[test]
 fn shared_mobilenet_v2_pre_pool_agrees_with_tract() {
-    let Some(model) = shared_data_file("mobilenetv2/mobilenet_v2_1.0_224.onnx") else {
+    let Some(bundle) = nap_test_support::mobilenet::float_bundle() else {
         return;
     };
-    let proto = napctl::onnx::read_model(&model).unwrap();
-    let bundle: Bundle = napctl::bundle::build_bundle(
-        &proto,
-        "mobilenet_v2_1.0_224.onnx",
-        napctl::bundle::BuildOptions {
-            layer: None,
-            input: nap_runtime::bundle::InputSpec::TF,
-        },
-    )
-    .unwrap();
     let own = optimized_model(&bundle.backbone, 224, OWN).unwrap();
     // All 17 depthwise convolutions of MobileNetV2, each with its ReLU6.
     assert_eq!(own_depthwise_count(&own), 17);

@@ -5,19 +5,16 @@
 //! run (README, BENCHMARKS.md). Skips with a message when the shared data is absent.
 
 use nap_core::score::{FusionWeights, LinearHead, Method, Params, fuse};
-use nap_runtime::bundle::{Bundle, InputSpec};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::{REFERENCE_SCORES, read_reference_scores, shared_data_file};
 use napctl::bundle::calibrate::react_clip;
-use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::eval::cache::FeatureCache;
 use napctl::eval::extract::{Job, extract};
 use napctl::eval::metrics::{DEFAULT_TPR, OodMetrics};
 use napctl::eval::{Components, ScoredSet, evaluate};
 use napctl::images;
 
-const MODEL: &str = "mobilenetv2/mobilenet_v2_1.0_224.onnx";
 /// Every n-th image of each set: a representative subset that runs in seconds.
 const STRIDE: usize = 9;
 /// Allowed distance to the reference implementation's metrics, in percentage points.
@@ -25,23 +22,13 @@ const TOL: f64 = 0.5;
 
 #[test]
 fn eval_matches_the_reference_scores_on_a_subset() {
-    let (Some(model), Some(reference), Some(images_root)) = (
-        shared_data_file(MODEL),
+    let (Some(bundle), Some(reference), Some(images_root)) = (
+        nap_test_support::mobilenet::float_bundle(),
         shared_data_file(REFERENCE_SCORES),
         shared_data_file("images"),
     ) else {
         return;
     };
-    let proto = napctl::onnx::read_model(&model).unwrap();
-    let bundle: Bundle = build_bundle(
-        &proto,
-        "mobilenet_v2_1.0_224.onnx",
-        BuildOptions {
-            layer: None,
-            input: InputSpec::TF,
-        },
-    )
-    .unwrap();
     let reference = read_reference_scores(&reference).unwrap();
     let detector = Detector::new(&bundle).unwrap();
     let preprocessor = Preprocessor::new(bundle.manifest.input).unwrap();

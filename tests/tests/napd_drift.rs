@@ -11,12 +11,10 @@
 //!   after the alarm clears.
 
 use nap_core::protocol::{ControllerState, Health, Message};
-use nap_runtime::bundle::InputSpec;
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::shared_data_file;
 use nap_test_support::peer::Peer;
-use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::images::{self, ImageFile};
 use napd::drift::{Drift, DriftEvent};
 use napd::status::code;
@@ -26,7 +24,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-const MODEL: &str = "mobilenetv2/mobilenet_v2_1.0_224.onnx";
 const TPR: f32 = 0.95;
 
 fn tmp(name: &str) -> PathBuf {
@@ -41,14 +38,8 @@ struct Scenes {
 }
 
 fn scenes() -> Option<Scenes> {
-    let model = shared_data_file(MODEL)?;
     let images = shared_data_file("images")?;
-    let proto = napctl::onnx::read_model(&model).unwrap();
-    let options = BuildOptions {
-        layer: None,
-        input: InputSpec::TF,
-    };
-    let mut bundle = build_bundle(&proto, "mobilenet_v2_1.0_224.onnx", options).unwrap();
+    let mut bundle = nap_test_support::mobilenet::float_bundle()?;
     let detector = Detector::new(&bundle).unwrap();
     let pre = Preprocessor::new(bundle.manifest.input).unwrap();
     let scored = |set: &str| -> Vec<(ImageFile, f32)> {

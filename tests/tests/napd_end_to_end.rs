@@ -9,11 +9,10 @@
 //!   are rejected while the stream goes on.
 
 use nap_core::protocol::{Health, Message, RuntimeStatus};
-use nap_runtime::bundle::{Bundle, InputSpec};
+use nap_runtime::bundle::Bundle;
 use nap_runtime::preprocess::{Preprocessor, decode};
 use nap_test_support::data::shared_data_file;
 use nap_test_support::peer::Peer;
-use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::images::{self, ImageFile};
 use napd::source::PixelFormat;
 use napd::source::pixel::from_rgb8;
@@ -26,7 +25,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-const MODEL: &str = "mobilenetv2/mobilenet_v2_1.0_224.onnx";
 const PER_SET: usize = 20;
 const HEARTBEAT_MS: u64 = 50;
 
@@ -49,7 +47,6 @@ fn fixture() -> Option<&'static Fixture> {
     static FIXTURE: OnceLock<Option<Fixture>> = OnceLock::new();
     FIXTURE
         .get_or_init(|| {
-            let model = shared_data_file(MODEL)?;
             let images = shared_data_file("images")?;
             let frames_dir = tmp("napd_e2e_frames");
             let _ = std::fs::remove_dir_all(&frames_dir);
@@ -66,12 +63,7 @@ fn fixture() -> Option<&'static Fixture> {
             let files = images::collect(std::slice::from_ref(&frames_dir)).unwrap();
             assert_eq!(files.len(), 2 * PER_SET);
 
-            let proto = napctl::onnx::read_model(&model).unwrap();
-            let options = BuildOptions {
-                layer: None,
-                input: InputSpec::TF,
-            };
-            let mut bundle = build_bundle(&proto, "mobilenet_v2_1.0_224.onnx", options).unwrap();
+            let mut bundle = nap_test_support::mobilenet::float_bundle()?;
             let detector = nap_runtime::detector::Detector::new(&bundle).unwrap();
             let pre = Preprocessor::new(bundle.manifest.input).unwrap();
             let first = napctl::score::score_images(&detector, &pre, &files, || {}).unwrap();

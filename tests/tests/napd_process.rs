@@ -8,16 +8,12 @@
 //! The binary lives in another package, so this test builds it with cargo when it is missing.
 
 use nap_core::protocol::{Health, Message, RuntimeStatus};
-use nap_runtime::bundle::{Bundle, InputSpec};
 use nap_test_support::data::{shared_data_file, workspace_root};
 use nap_test_support::peer::Peer;
-use napctl::bundle::{BuildOptions, build_bundle};
 use napd::status::code;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-
-const MODEL: &str = "mobilenetv2/mobilenet_v2_1.0_224.onnx";
 
 /// `target/<profile>/napd`, beside this test's own `deps/` folder; built if absent.
 fn napd_binary() -> PathBuf {
@@ -53,22 +49,12 @@ fn sigint_sends_a_final_status_and_exits_0() {
 
 /// Runs napd on a paced replay, sends `signal` after three verdicts, checks the clean end.
 fn stop_with(signal: &str) {
-    let Some(model) = shared_data_file(MODEL) else {
-        return;
-    };
     let Some(images) = shared_data_file("images/id-imagenet") else {
         return;
     };
-    let proto = napctl::onnx::read_model(&model).unwrap();
-    let mut bundle: Bundle = build_bundle(
-        &proto,
-        "mobilenet_v2_1.0_224.onnx",
-        BuildOptions {
-            layer: None,
-            input: InputSpec::TF,
-        },
-    )
-    .unwrap();
+    let Some(mut bundle) = nap_test_support::mobilenet::float_bundle() else {
+        return;
+    };
     bundle.manifest.scorer.threshold = Some(0.0);
     let bundle_path = tmp(&format!("napd_process_{signal}.nap"));
     bundle.write(&bundle_path).unwrap();
@@ -167,22 +153,12 @@ fn trusted_keys_admit_only_bundles_their_keys_signed_unchanged() {
     use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
     use nap_runtime::bundle::signature::{TRAILER_LEN, fingerprint, sign};
 
-    let Some(model) = shared_data_file(MODEL) else {
-        return;
-    };
     let Some(images) = shared_data_file("images/id-imagenet") else {
         return;
     };
-    let proto = napctl::onnx::read_model(&model).unwrap();
-    let mut bundle = build_bundle(
-        &proto,
-        "mobilenet_v2_1.0_224.onnx",
-        BuildOptions {
-            layer: None,
-            input: InputSpec::TF,
-        },
-    )
-    .unwrap();
+    let Some(mut bundle) = nap_test_support::mobilenet::float_bundle() else {
+        return;
+    };
     bundle.manifest.scorer.threshold = Some(0.0);
     let unsigned = bundle.to_bytes().unwrap();
     let (ours, theirs) = (

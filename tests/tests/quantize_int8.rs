@@ -4,25 +4,13 @@
 
 use nap_core::reduce::Layout;
 use nap_runtime::backbone::{self, BackboneOptions};
-use nap_runtime::bundle::{ActivationStorage, Bundle, InputSpec, Precision};
+use nap_runtime::bundle::{ActivationStorage, Bundle, Precision};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::shared_data_file;
+use nap_test_support::mobilenet::float_bundle;
 use napctl::bundle::quantize::{self, LayerCounts, Options, QuantizeError, RangeMethod, Target};
-use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::images;
-
-const MODEL: &str = "mobilenetv2/mobilenet_v2_1.0_224.onnx";
-
-fn float_bundle() -> Option<Bundle> {
-    let model = shared_data_file(MODEL)?;
-    let proto = napctl::onnx::read_model(&model).unwrap();
-    let options = BuildOptions {
-        layer: None,
-        input: InputSpec::TF,
-    };
-    Some(build_bundle(&proto, "mobilenet_v2_1.0_224.onnx", options).unwrap())
-}
 
 /// The ID images whose index in the sorted folder `pick` accepts, preprocessed.
 fn frames(bundle: &Bundle, pick: impl Fn(usize) -> bool) -> Vec<Vec<f32>> {

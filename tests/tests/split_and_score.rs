@@ -3,29 +3,17 @@
 //! reference implementation did (onnxruntime + PIL, `reference/dev_scores.tsv`).
 
 use nap_core::score::{Head, LinearHead};
-use nap_runtime::bundle::{Bundle, HeadForm, InputSpec};
+use nap_runtime::bundle::{Bundle, HeadForm};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::{REFERENCE_SCORES, read_reference_scores, shared_data_file};
-use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::images;
 
-const MODEL: &str = "mobilenetv2/mobilenet_v2_1.0_224.onnx";
 /// Every n-th image of each set: a representative subset that runs in seconds.
 const STRIDE: usize = 9;
 
 fn shared_bundle() -> Option<Bundle> {
-    let model = shared_data_file(MODEL)?;
-    let proto = napctl::onnx::read_model(&model).expect("the shared model reads");
-    let bundle = build_bundle(
-        &proto,
-        "mobilenet_v2_1.0_224.onnx",
-        BuildOptions {
-            layer: None,
-            input: InputSpec::TF,
-        },
-    )
-    .expect("the shared model splits on its own");
+    let bundle = nap_test_support::mobilenet::float_bundle()?;
     Some(Bundle::from_bytes(&bundle.to_bytes().unwrap()).expect("a written bundle reads back"))
 }
 

@@ -3,13 +3,16 @@
 //!
 //! - [`cli`]: running a command-line tool as its user does, and checking what it said.
 //! - [`data`]: the shared real data (models, photos, reference scores), found through one setting.
-//! - `onnx` (feature `onnx`): tiny ONNX classifiers built in code with napctl's proto builder.
+//! - `onnx` (feature `onnx`): tiny ONNX classifiers built in code with napctl's proto builder;
+//!   `mobilenet` (same feature): the shared MobileNetV2 split into a bundle.
 //! - [`peer`]: a stand-in sensor controller on TCP that records what a runtime sends.
 //! - [`protocol`]: the invariants every byte stream through the frame decoder must keep.
 //! - [`tools`]: real programs a test runs beside ours, skipped only off CI when missing.
 
 pub mod cli;
 pub mod data;
+#[cfg(feature = "onnx")]
+pub mod mobilenet;
 #[cfg(feature = "onnx")]
 pub mod onnx;
 pub mod peer;
