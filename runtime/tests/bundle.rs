@@ -10,11 +10,13 @@ use nap_runtime::bundle::signature::{
     FLAG_SIGNED, TRAILER_LEN, TrustError, TrustedKeys, fingerprint, sign, signature,
 };
 use nap_runtime::bundle::{
-    ActivationStorage, BackboneSpec, Bundle, BundleError, FORMAT_VERSION, HeadForm, HeadSpec,
-    HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+    ActivationStorage, BackboneSpec, Bundle, BundleError, BundleFile, FORMAT_VERSION, HeadForm,
+    HeadSpec, HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec, Precision,
+    ScorerConfig,
 };
 use nap_runtime::integer::{Conv, Layer, Op, Program};
 use proptest::prelude::*;
+use sha2::{Digest, Sha256};
 
 fn bundle() -> Bundle {
     let (classes, features) = (3, 4);
@@ -350,9 +352,19 @@ fn a_signed_bundle_reads_as_itself_and_names_its_signer() {
     // Through a file, as napd reads it.
     let path = std::env::temp_dir().join(format!("nap-signed-{}.nap", std::process::id()));
     std::fs::write(&path, &signed).unwrap();
-    let (read, by) = Bundle::read_trusted(&path, &trusting(&[&key(1)])).unwrap();
+    let read = BundleFile::read(&path, Some(&trusting(&[&key(1)]))).unwrap();
+    let unchecked = BundleFile::read(&path, None).unwrap();
     std::fs::remove_file(&path).unwrap();
-    assert_eq!((read, by.key), (b, key(1).verifying_key()));
+    assert_eq!(read.bundle, b);
+    assert_eq!(read.signature.unwrap().key, key(1).verifying_key());
+    assert!(unchecked.signature.is_none());
+    // The file's SHA-256, as `sha256sum` prints it.
+    let digest: String = Sha256::digest(&signed)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!((read.sha256.len(), &read.sha256), (64, &digest));
+    assert_eq!(unchecked.sha256, digest);
 }
 
 #[test]

@@ -6,7 +6,10 @@
 //!   (median gap within 50%), a final status at the end of the stream;
 //! - raw source: the same images as RGB8, YUYV and NV12 streams give the dir source's verdicts
 //!   (RGB8 exactly; YUV within the conversion's tolerance), with malformed frames mixed in that
-//!   are rejected while the stream goes on.
+//!   are rejected while the stream goes on;
+//! - capture: the folder holds exactly the frames the log marks OOD (JPEG files byte for byte,
+//!   raw frames as lossless PNG), with sidecars that match the verdicts and name the bundle's
+//!   SHA-256; the per-minute and size caps skip and evict the frames they should, counted.
 
 use nap_core::protocol::{Health, Message, RuntimeStatus};
 use nap_runtime::bundle::Bundle;
@@ -20,6 +23,7 @@ use napd::source::raw::{encode_frame, header};
 use napd::status::code;
 use napd::{Options, Served};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
@@ -375,4 +379,160 @@ fn raw_streams_give_the_dir_verdicts() {
             "raw {format}: worst relative score difference to dir {worst:.2e}, flags flipped near the threshold: {flips}"
         );
     }
+}
+
+/// The capture folder's sidecars, by name.
+fn sidecars(dir: &Path) -> Vec<(String, Value)> {
+    let mut found: Vec<(String, Value)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .map(|p| {
+            let json = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), json)
+        })
+        .collect();
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+}
+
+fn capture_run(fx: &Fixture, source: String, name: &str, caps: (Option<u64>, u32)) -> Vec<Value> {
+    let dir = tmp(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let args = Options {
+        capture: Some(dir),
+        capture_max_mb: caps.0,
+        capture_max_per_min: Some(caps.1),
+        ..options(fx, source, &format!("{name}.jsonl"))
+    };
+    let (served, log) = serve(args);
+    assert_eq!(served.exit_code, 0, "{served:?}");
+    log
+}
+
+#[test]
+fn capture_holds_exactly_the_frames_the_log_marks_ood() {
+    let Some(fx) = fixture() else { return };
+    let sha256: String = Sha256::digest(std::fs::read(&fx.bundle_path).unwrap())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    // A dir replay: the JPEG files themselves, byte for byte.
+    let source = format!("dir:{}", fx.frames_dir.display());
+    let log = capture_run(fx, source, "napd_capture_dir", (None, 0));
+    let ood: Vec<&Value> = verdicts(&log)
+        .into_iter()
+        .filter(|v| v["ood"] == true)
+        .collect();
+    assert!(ood.len() >= 10, "{} OOD frames", ood.len());
+    let saved = sidecars(&tmp("napd_capture_dir"));
+    assert_eq!(saved.len(), ood.len());
+    for ((_, sidecar), verdict) in saved.iter().zip(&ood) {
+        for key in ["seq", "frame", "top1"] {
+            assert_eq!(sidecar[key], verdict[key], "{key}: {sidecar} vs {verdict}");
+        }
+        // The same f32: the log writes it widened to f64, the sidecar as the shortest f32.
+        let f32_of = |v: &Value| v.as_f64().unwrap() as f32;
+        for key in ["score", "threshold"] {
+            assert_eq!(f32_of(&sidecar[key]), f32_of(&verdict[key]), "{key}");
+        }
+        assert_eq!(sidecar["bundle_sha256"], sha256.as_str());
+        let image = tmp("napd_capture_dir").join(sidecar["image"].as_str().unwrap());
+        let original = fx.frames_dir.join(sidecar["frame"].as_str().unwrap());
+        assert_eq!(image.extension().unwrap(), "jpg");
+        assert!(std::fs::read(&image).unwrap() == std::fs::read(&original).unwrap());
+    }
+    let last = log.last().unwrap();
+    assert_eq!(last["type"], "final");
+    let n = ood.len() as u64;
+    assert_eq!(last["capture"]["saved"], n);
+    assert_eq!(last["capture"]["files"], n);
+    assert_eq!(last["capture"]["skipped_rate"], 0);
+    assert_eq!(last["capture"]["skipped_queue"], 0);
+    assert_eq!(last["capture"]["failed"], 0);
+
+    // A raw RGB8 stream: saved as PNG, losslessly.
+    let stream = tmp("napd_capture.raw");
+    raw_stream(fx, PixelFormat::Rgb8, &stream);
+    let log = capture_run(
+        fx,
+        format!("raw:{}", stream.display()),
+        "napd_capture_raw",
+        (None, 0),
+    );
+    let ood: Vec<u64> = verdicts(&log)
+        .into_iter()
+        .filter(|v| v["ood"] == true)
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    let saved = sidecars(&tmp("napd_capture_raw"));
+    let seqs: Vec<u64> = saved.iter().map(|s| s.1["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, ood);
+    // Frame numbers count the malformed frames too: map them back to the files through the
+    // verdicts' order.
+    let scored: Vec<u64> = verdicts(&log)
+        .iter()
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    for (_, sidecar) in &saved {
+        let seq = sidecar["seq"].as_u64().unwrap();
+        let file = &fx.files[scored.iter().position(|s| *s == seq).unwrap()];
+        let image = tmp("napd_capture_raw").join(sidecar["image"].as_str().unwrap());
+        assert_eq!(image.extension().unwrap(), "png");
+        let png = image::open(&image).unwrap().to_rgb8();
+        let jpeg = decode(&std::fs::read(&file.path).unwrap()).unwrap();
+        assert!(png == jpeg, "{}: the PNG is not the frame", file.name);
+    }
+}
+
+#[test]
+fn capture_caps_skip_and_evict_and_count() {
+    let Some(fx) = fixture() else { return };
+    let source = format!("dir:{}", fx.frames_dir.display());
+
+    // Five a minute: the replay takes seconds, so the first five OOD frames are saved.
+    let log = capture_run(fx, source.clone(), "napd_capture_rate", (None, 5));
+    let ood: Vec<u64> = verdicts(&log)
+        .into_iter()
+        .filter(|v| v["ood"] == true)
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    let saved = sidecars(&tmp("napd_capture_rate"));
+    let seqs: Vec<u64> = saved.iter().map(|s| s.1["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, ood[..5]);
+    let last = log.last().unwrap();
+    assert_eq!(last["capture"]["saved"], 5);
+    assert_eq!(last["capture"]["skipped_rate"], ood.len() as u64 - 5);
+
+    // 1 MiB holds fewer than the OOD frames: the oldest go, the newest stay, the cap holds.
+    let log = capture_run(fx, source, "napd_capture_size", (Some(1), 0));
+    let dir = tmp("napd_capture_size");
+    let on_disk: u64 = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(on_disk <= 1 << 20, "{on_disk} bytes");
+    let last = log.last().unwrap();
+    let c = &last["capture"];
+    let (saved, evicted, files) = (
+        c["saved"].as_u64(),
+        c["evicted"].as_u64(),
+        c["files"].as_u64(),
+    );
+    assert_eq!(c["bytes"], on_disk);
+    assert!(evicted.unwrap() > 0, "{c}");
+    assert_eq!(saved.unwrap(), evicted.unwrap() + files.unwrap());
+    let kept: Vec<u64> = sidecars(&dir)
+        .iter()
+        .map(|s| s.1["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, ood[ood.len() - kept.len()..]);
+    assert_eq!(kept.len() as u64, files.unwrap());
+    eprintln!(
+        "capture: {} OOD frames, 5 a minute saves 5; 1 MiB keeps the newest {} ({on_disk} bytes), {} evicted",
+        ood.len(),
+        kept.len(),
+        evicted.unwrap()
+    );
 }

@@ -5,32 +5,21 @@
 //! With `--trusted-keys`, only a bundle signed by a trusted key and unchanged since loads; any
 //! other is refused with its own fault status.
 //!
+//! With `--capture` on a folder whose disk fills up (a small tmpfs in a mount namespace of its
+//! own), failed writes are counted and logged and every frame is still scored.
+//!
 //! The binary lives in another package, so this test builds it with cargo when it is missing.
 
 use nap_core::protocol::{Health, Message, RuntimeStatus};
-use nap_test_support::data::{shared_data_file, workspace_root};
+use nap_test_support::data::shared_data_file;
 use nap_test_support::peer::Peer;
 use napd::status::code;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// `target/<profile>/napd`, beside this test's own `deps/` folder; built if absent.
 fn napd_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
-    let bin = profile_dir.join("napd");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "napd", "--bin", "napd"])
-            .current_dir(workspace_root())
-            .status()
-            .unwrap();
-        assert!(status.success(), "building napd failed");
-    }
-    assert!(bin.exists(), "{} missing after the build", bin.display());
-    bin
+    nap_test_support::cli::workspace_binary("napd", "napd")
 }
 
 fn tmp(name: &str) -> PathBuf {
@@ -279,4 +268,93 @@ fn trusted_keys_admit_only_bundles_their_keys_signed_unchanged() {
         "the controller never heard the untrusted-bundle fault: {:?}",
         peer.received()
     );
+}
+
+#[test]
+fn a_full_capture_disk_is_counted_and_logged_and_scoring_goes_on() {
+    let Some(textures) = shared_data_file("images/ood-dtd") else {
+        return;
+    };
+    let Some(unshare) = nap_test_support::tools::require("unshare") else {
+        return;
+    };
+    // A mount namespace of its own, where a tmpfs can be mounted without touching the host.
+    let probe = Command::new(&unshare).args(["-rm", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "unshare -rm fails, and CI=true"
+        );
+        println!("skipped: this machine allows no mount namespace (unshare -rm)");
+        return;
+    }
+    let Some(mut bundle) = nap_test_support::mobilenet::float_bundle() else {
+        return;
+    };
+    // Every frame is OOD: 30 photos of about 75 KB each against a 512 KiB disk.
+    bundle.manifest.scorer.threshold = Some(1e9);
+    let bundle_path = tmp("napd_full_disk.nap");
+    bundle.write(&bundle_path).unwrap();
+    let frames = tmp("napd_full_disk_frames");
+    let _ = std::fs::remove_dir_all(&frames);
+    std::fs::create_dir_all(&frames).unwrap();
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&textures)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    photos.sort();
+    for p in photos.iter().take(30) {
+        std::os::unix::fs::symlink(p, frames.join(p.file_name().unwrap())).unwrap();
+    }
+    let capture = tmp("napd_full_disk_capture");
+    std::fs::create_dir_all(&capture).unwrap();
+    let log = tmp("napd_full_disk.jsonl");
+    let _ = std::fs::remove_file(&log);
+
+    let status = Command::new(&unshare)
+        .args(["-rm", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o size=512k napd-capture "$0" && exec "$@""#)
+        .arg(&capture)
+        .arg(napd_binary())
+        .args(["--bundle", bundle_path.to_str().unwrap()])
+        .args(["--source", &format!("dir:{}", frames.display())])
+        .args(["--capture", capture.to_str().unwrap()])
+        .args(["--capture-max-per-min", "0"])
+        .args(["--log", &format!("jsonl:{}", log.display())])
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = entries.last().unwrap();
+    assert_eq!(last["type"], "final");
+    assert_eq!(last["verdicts"], 30, "every frame is scored");
+    let c = &last["capture"];
+    let count = |k: &str| c[k].as_u64().unwrap();
+    assert!(count("saved") > 0 && count("failed") > 0, "{c}");
+    assert_eq!(
+        count("saved") + count("failed") + count("skipped_queue"),
+        30
+    );
+    assert_eq!(count("files"), count("saved"));
+    assert!(count("bytes") <= 512 << 10, "{c}");
+    // Logged when writing starts failing and when it works again (a smaller frame may still
+    // fit), counted every time.
+    let events: Vec<&serde_json::Value> =
+        entries.iter().filter(|e| e["type"] == "capture").collect();
+    assert!(!events.is_empty());
+    for (i, e) in events.iter().enumerate() {
+        let expected = if i % 2 == 0 { "failed" } else { "recovered" };
+        assert_eq!(e["event"], expected, "{e}");
+        if expected == "failed" {
+            let error = e["error"].as_str().unwrap();
+            assert!(error.contains("No space left"), "{error}");
+        }
+    }
+    assert!(events.len().div_ceil(2) as u64 <= count("failed"));
+    eprintln!("full capture disk: {c}");
 }

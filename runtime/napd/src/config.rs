@@ -5,6 +5,7 @@
 //! Flags override the file. [`Options::resolve`] checks every value and gives [`Settings`].
 
 use crate::drift::DriftAction;
+use crate::flagged::CaptureOptions;
 use crate::link::{LinkOptions, LinkSpec};
 use crate::log::LogTarget;
 use crate::ood_line::{GpioSpec, LineMode};
@@ -91,6 +92,19 @@ pub struct Options {
     /// safe until it clears) or warn (log only) [default: degrade].
     #[arg(long, value_name = "ACTION")]
     pub drift_action: Option<String>,
+    /// Save every OOD frame in this folder (created if missing), with a JSON sidecar: JPEG and
+    /// PNG frames as they came, raw frames as PNG. `napctl review DIR` shows them [default: no
+    /// capture].
+    #[arg(long, value_name = "DIR")]
+    pub capture: Option<PathBuf>,
+    /// The most the capture folder may hold, in MiB; the oldest captures are deleted first
+    /// [default: 256].
+    #[arg(long, value_name = "MIB")]
+    pub capture_max_mb: Option<u64>,
+    /// The most OOD frames saved in any minute; more are skipped and counted. 0: no limit
+    /// [default: 60].
+    #[arg(long, value_name = "N")]
+    pub capture_max_per_min: Option<u32>,
 }
 
 /// Checked settings, ready to run.
@@ -120,6 +134,8 @@ pub struct Settings {
     pub threshold: Option<f32>,
     /// The drift alarm's settings.
     pub drift: DriftOptions,
+    /// Where OOD frames are saved, if anywhere.
+    pub capture: Option<CaptureOptions>,
 }
 
 /// The drift alarm as configured; the bundle supplies the expected rate when none is given.
@@ -182,6 +198,9 @@ impl Options {
             drift_window: self.drift_window.or(base.drift_window),
             drift_rate: self.drift_rate.or(base.drift_rate),
             drift_action: self.drift_action.or(base.drift_action),
+            capture: self.capture.or(base.capture),
+            capture_max_mb: self.capture_max_mb.or(base.capture_max_mb),
+            capture_max_per_min: self.capture_max_per_min.or(base.capture_max_per_min),
         }
     }
 
@@ -243,6 +262,22 @@ impl Options {
             return Err(format!("drift-rate = {rate} must be in (0, 1)"));
         }
         let drift_action = self.drift_action.as_deref().unwrap_or("degrade").parse()?;
+        let capture_max_mb = in_range("capture-max-mb", self.capture_max_mb, 256, 1, 1 << 24)?;
+        let capture_max_per_min = in_range(
+            "capture-max-per-min",
+            self.capture_max_per_min,
+            60,
+            0,
+            1_000_000,
+        )?;
+        if self.capture.is_none()
+            && (self.capture_max_mb.is_some() || self.capture_max_per_min.is_some())
+        {
+            return Err(
+                "capture-max-mb and capture-max-per-min need a capture folder (--capture DIR)"
+                    .into(),
+            );
+        }
         Ok(Settings {
             bundle,
             trusted_keys: self.trusted_keys.clone(),
@@ -272,6 +307,11 @@ impl Options {
                 rate: self.drift_rate,
                 action: drift_action,
             },
+            capture: self.capture.clone().map(|dir| CaptureOptions {
+                dir,
+                max_bytes: capture_max_mb << 20,
+                max_per_min: capture_max_per_min,
+            }),
         })
     }
 }

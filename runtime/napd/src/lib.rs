@@ -6,7 +6,8 @@
 //! - [`pipeline`]: the source thread, the bounded [`queue`], the scoring workers and the ordered
 //!   emission of each frame's outcome ([`reorder`]), with [`stats`] on the way;
 //! - [`link`]: verdicts, heartbeats and [`status`] to the controller, its acks back;
-//! - [`ood_line`]: the OOD output line; [`log`]: the JSON Lines log.
+//! - [`ood_line`]: the OOD output line; [`log`]: the JSON Lines log; [`drift`]: the drift
+//!   alarm; [`flagged`]: OOD frames saved for review.
 //!
 //! [`config`] turns flags and the TOML file into settings; [`serve`] is the daemon's life from
 //! loading the bundle to the final status; [`DaemonError`] says what failed, with the status
@@ -15,6 +16,7 @@
 pub mod config;
 pub mod drift;
 mod error;
+pub mod flagged;
 pub mod link;
 pub mod log;
 mod memory;

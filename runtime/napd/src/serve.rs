@@ -5,6 +5,7 @@
 use crate::DaemonError;
 use crate::config::Settings;
 use crate::drift::{self, Drift, DriftAlarm};
+use crate::flagged::Capture;
 use crate::link::Link;
 use crate::log::JsonLog;
 use crate::ood_line::{OodOutput, open_gpio_cdev};
@@ -13,7 +14,7 @@ use crate::scorer::DetectorScorer;
 use crate::source;
 use crate::status;
 use nap_runtime::bundle::signature::{TrustError, TrustedKeys};
-use nap_runtime::bundle::{Bundle, Manifest};
+use nap_runtime::bundle::{BundleFile, Manifest};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -35,14 +36,16 @@ pub struct Served {
 /// Loads the bundle and everything it needs, without running: `napd --check`. Gives a report
 /// of what would run.
 pub fn check(settings: &Settings) -> Result<String, DaemonError> {
-    let (bundle, signer) = read_bundle(settings)?;
-    let scorer = DetectorScorer::new(bundle, settings.threshold)?;
+    let file = read_bundle(settings)?;
+    let signer = file.signature.as_ref().map(|s| s.fingerprint());
+    let scorer = DetectorScorer::new(file.bundle, settings.threshold)?;
     drop(scorer.worker().map_err(DaemonError::Bundle)?);
     let m = scorer.manifest();
     let (_, drift) = drift_alarm(settings, m)?;
     Ok(format!(
-        "bundle {}: {} ({}x{} input, {:?} scorer, threshold {})\nsignature {}\ndrift alarm {drift}\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nworkers {}, queue {}",
+        "bundle {} (sha256 {}): {} ({}x{} input, {:?} scorer, threshold {})\nsignature {}\ndrift alarm {drift}\ncapture {}\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nworkers {}, queue {}",
         settings.bundle.display(),
+        file.sha256,
         m.source,
         m.input.size,
         m.input.size,
@@ -51,6 +54,20 @@ pub fn check(settings: &Settings) -> Result<String, DaemonError> {
         signer.map_or("not checked (no trusted keys)".to_string(), |key| format!(
             "by {key}, trusted"
         )),
+        settings
+            .capture
+            .as_ref()
+            .map_or("off".to_string(), |c| format!(
+                "OOD frames to {}, up to {} MiB, {} a minute{}",
+                c.dir.display(),
+                c.max_bytes >> 20,
+                c.max_per_min,
+                if c.max_per_min == 0 {
+                    " (no limit)"
+                } else {
+                    ""
+                }
+            )),
         settings.source,
         settings.link,
         settings
@@ -83,6 +100,7 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
         mut line,
         source,
         drift,
+        capture,
     } = match start(settings) {
         Ok(started) => started,
         Err(e) => return fail(link, &mut log, e),
@@ -96,6 +114,7 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
             line: line.as_deref_mut().map(|l| l as &mut dyn OodOutput),
             log: &mut log,
             drift,
+            capture,
         },
         &settings.pipeline,
         &stop,
@@ -110,21 +129,17 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
     }
 }
 
-/// Reads the bundle, and with `--trusted-keys` first checks that a trusted key signed it; gives
-/// the signer's fingerprint then.
-fn read_bundle(settings: &Settings) -> Result<(Bundle, Option<String>), DaemonError> {
-    let Some(keys) = &settings.trusted_keys else {
-        let bundle = Bundle::read(&settings.bundle)
-            .map_err(|e| DaemonError::Bundle(format!("bundle: {e}")))?;
-        return Ok((bundle, None));
-    };
-    let keys = TrustedKeys::load(keys).map_err(|e| DaemonError::Config(e.to_string()))?;
-    let (bundle, signature) =
-        Bundle::read_trusted(&settings.bundle, &keys).map_err(|e| match e {
-            TrustError::Bundle(e) => DaemonError::Bundle(format!("bundle: {e}")),
-            e => DaemonError::Untrusted(format!("bundle {}: {e}", settings.bundle.display())),
-        })?;
-    Ok((bundle, Some(signature.fingerprint())))
+/// Reads the bundle, and with `--trusted-keys` first checks that a trusted key signed it.
+fn read_bundle(settings: &Settings) -> Result<BundleFile, DaemonError> {
+    let keys = settings
+        .trusted_keys
+        .as_ref()
+        .map(|keys| TrustedKeys::load(keys).map_err(|e| DaemonError::Config(e.to_string())))
+        .transpose()?;
+    BundleFile::read(&settings.bundle, keys.as_ref()).map_err(|e| match e {
+        TrustError::Bundle(e) => DaemonError::Bundle(format!("bundle: {e}")),
+        e => DaemonError::Untrusted(format!("bundle {}: {e}", settings.bundle.display())),
+    })
 }
 
 /// What the pipeline runs with.
@@ -133,6 +148,7 @@ struct Started {
     line: Option<Box<dyn OodOutput>>,
     source: Box<dyn source::Source>,
     drift: Option<DriftAlarm>,
+    capture: Option<Capture>,
 }
 
 /// The drift alarm for this run (`None` when off) and what it does, in words.
@@ -174,12 +190,23 @@ fn drift_alarm(
 }
 
 /// Everything the pipeline needs, in the order a failure should be reported: the bundle and its
-/// detector, the OOD line, the source.
+/// detector, the capture folder, the OOD line, the source.
 fn start(settings: &Settings) -> Result<Started, DaemonError> {
-    let (bundle, _) = read_bundle(settings)?;
-    let scorer = DetectorScorer::new(bundle, settings.threshold)?;
+    let file = read_bundle(settings)?;
+    eprintln!(
+        "napd: bundle {} (sha256 {})",
+        settings.bundle.display(),
+        file.sha256
+    );
+    let scorer = DetectorScorer::new(file.bundle, settings.threshold)?;
     let (drift, said) = drift_alarm(settings, scorer.manifest())?;
     eprintln!("napd: drift alarm {said}");
+    let capture = settings
+        .capture
+        .as_ref()
+        .map(|c| Capture::open(c, &file.sha256))
+        .transpose()
+        .map_err(DaemonError::Config)?;
     let line: Option<Box<dyn OodOutput>> = match &settings.ood_gpio {
         None => None,
         Some(spec) => Some(Box::new(
@@ -193,6 +220,7 @@ fn start(settings: &Settings) -> Result<Started, DaemonError> {
         line,
         source,
         drift,
+        capture,
     })
 }
 

@@ -6,6 +6,7 @@ use nap_core::protocol::{Health, Message, RuntimeStatus};
 use nap_test_support::peer::Peer;
 use napd::Options;
 use napd::drift::DriftAction;
+use napd::flagged::CaptureOptions;
 use napd::link::LinkSpec;
 use napd::log::LogTarget;
 use napd::ood_line::{GpioSpec, LineMode};
@@ -55,6 +56,9 @@ fn help_explains_every_flag() {
         "--drift-window",
         "--drift-rate",
         "--drift-action",
+        "--capture",
+        "--capture-max-mb",
+        "--capture-max-per-min",
         "--config",
         "--check",
     ] {
@@ -69,7 +73,7 @@ fn help_explains_every_flag() {
 
 #[test]
 fn bad_flags_and_config_exit_2_with_a_reason() {
-    let cases: [(&[&str], &str); 10] = [
+    let cases: [(&[&str], &str); 12] = [
         (&["--source", "dir:x"], "no bundle"),
         (&["--bundle", "b.nap"], "no source"),
         (&["--bundle", "b.nap", "--source", "usb:x"], "unknown kind"),
@@ -136,6 +140,30 @@ fn bad_flags_and_config_exit_2_with_a_reason() {
             ],
             "degrade or warn",
         ),
+        (
+            &[
+                "--bundle",
+                "b.nap",
+                "--source",
+                "dir:x",
+                "--capture-max-mb",
+                "10",
+            ],
+            "need a capture folder",
+        ),
+        (
+            &[
+                "--bundle",
+                "b.nap",
+                "--source",
+                "dir:x",
+                "--capture",
+                "c",
+                "--capture-max-mb",
+                "0",
+            ],
+            "capture-max-mb = 0",
+        ),
     ];
     for (args, reason) in cases {
         let out = napd(args);
@@ -178,6 +206,9 @@ fn the_config_file_is_equivalent_to_the_flags_and_flags_win() {
         drift-window = 300
         drift-rate = 0.02
         drift-action = "warn"
+        capture = "/var/lib/napd/capture"
+        capture-max-mb = 64
+        capture-max-per-min = 0
     "#;
     let file = Options::from_toml(text).unwrap();
     let s = file.clone().resolve().unwrap();
@@ -201,6 +232,14 @@ fn the_config_file_is_equivalent_to_the_flags_and_flags_win() {
     assert_eq!(
         (s.drift.window, s.drift.rate, s.drift.action),
         (300, Some(0.02), DriftAction::Warn)
+    );
+    assert_eq!(
+        s.capture,
+        Some(CaptureOptions {
+            dir: "/var/lib/napd/capture".into(),
+            max_bytes: 64 << 20,
+            max_per_min: 0,
+        })
     );
     let flags = Options {
         workers: Some(1),

@@ -43,6 +43,7 @@ pub use manifest::{
 
 use crate::integer::Program;
 use crc::{CRC_32_ISCSI, Crc};
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 /// First bytes of every bundle file.
@@ -60,6 +61,42 @@ const HEADER_LEN: usize = 40;
 const V2_HEADER_LEN: usize = 32;
 const CHECKSUM_LEN: usize = 4;
 static CHECKSUM: Crc<u32> = Crc::<u32>::new(&CRC_32_ISCSI);
+
+/// A bundle as read from its file, with what identifies the file.
+#[derive(Debug)]
+pub struct BundleFile {
+    /// The bundle.
+    pub bundle: Bundle,
+    /// SHA-256 of the whole file, lowercase hex: what `sha256sum` prints, so a log or a captured
+    /// frame names the exact bundle that decided.
+    pub sha256: String,
+    /// Who signed it, when trusted keys were asked to check.
+    pub signature: Option<signature::BundleSignature>,
+}
+
+impl BundleFile {
+    /// Reads and checks a bundle file. With `trusted`, the file is refused unless one of those
+    /// keys signed it and it is unchanged since (nothing past the header's version is read
+    /// before that is checked).
+    pub fn read(
+        path: impl AsRef<Path>,
+        trusted: Option<&signature::TrustedKeys>,
+    ) -> Result<Self, signature::TrustError> {
+        let bytes = read_file(path.as_ref())?;
+        let signature = trusted.map(|keys| keys.verify(&bytes)).transpose()?;
+        let sha256 = hex(&Sha256::digest(&bytes));
+        Ok(BundleFile {
+            bundle: Bundle::from_file_bytes(bytes)?,
+            sha256,
+            signature,
+        })
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// A model ready for the device: manifest, backbone bytes and head.
 #[derive(Clone, Debug, PartialEq)]
@@ -174,18 +211,6 @@ impl Bundle {
     /// Reads and checks a bundle file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self, BundleError> {
         Self::from_file_bytes(read_file(path.as_ref())?)
-    }
-
-    /// [`Bundle::read`], refusing the file unless one of `trusted` signed it and it is
-    /// unchanged since (nothing past the header's version is read before that is checked);
-    /// gives the signature too.
-    pub fn read_trusted(
-        path: impl AsRef<Path>,
-        trusted: &signature::TrustedKeys,
-    ) -> Result<(Self, signature::BundleSignature), signature::TrustError> {
-        let bytes = read_file(path.as_ref())?;
-        let signature = trusted.verify(&bytes)?;
-        Ok((Self::from_file_bytes(bytes)?, signature))
     }
 
     /// A whole file's bytes to a bundle, reusing the buffer for the backbone.

@@ -83,8 +83,7 @@ impl BundleSignature {
 /// 32 bytes, in hex.
 pub fn fingerprint(key: &VerifyingKey) -> String {
     let digest = Sha256::digest(key.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("ed25519:{hex}")
+    format!("ed25519:{}", super::hex(&digest[..8]))
 }
 
 /// The bundle's format version and flags; `None` when the file ends before them.

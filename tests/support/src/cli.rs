@@ -95,3 +95,26 @@ impl Drop for Scratch {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// The path of binary `bin` of workspace package `package`, beside the running test's own
+/// `deps/` folder (`target/<profile>/`); cargo builds it first when it is missing. For tests of
+/// a binary that lives in another package than the test.
+pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a test binary lives in target/<profile>/deps");
+    let path = profile_dir.join(bin);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", package, "--bin", bin])
+            .current_dir(crate::data::workspace_root())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo: {e}"));
+        assert!(status.success(), "building {bin} failed");
+    }
+    assert!(path.exists(), "{} missing after the build", path.display());
+    path
+}

@@ -1,9 +1,11 @@
 //! The ordered emission: each frame's outcome, in frame order, to the link, the OOD line, the log
-//! and the stats; and the periodic work beside it (stats objects, health, link events).
+//! the stats and the capture; and the periodic work beside it (stats objects, health, link and
+//! capture events).
 
 use super::summary::{EndReason, Summary, round2};
 use super::{Outcome, Outputs};
 use crate::drift::{DriftAction, DriftAlarm, DriftEvent};
+use crate::flagged::{Capture, CaptureCounts, CaptureEvent, FlaggedFrame};
 use crate::link::{self, Link, LinkEvent};
 use crate::log::JsonLog;
 use crate::ood_line::OodOutput;
@@ -13,7 +15,7 @@ use crate::status::{self, code};
 use nap_core::protocol::RuntimeStatus;
 use serde_json::json;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Where outcomes go, and the state of the run's reporting.
 pub(super) struct Emitter<'a, 'l> {
@@ -30,6 +32,7 @@ pub(super) struct Emitter<'a, 'l> {
     /// The status the last stats interval called for, before the drift alarm's say.
     interval_health: RuntimeStatus,
     drift: Option<DriftAlarm>,
+    capture: Option<Capture>,
     stats_interval: Duration,
     next_stats: Instant,
     /// The OOD line's first error is reported; the rest would flood the log.
@@ -55,6 +58,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
             health: status::OK,
             interval_health: status::OK,
             drift: outputs.drift,
+            capture: outputs.capture,
             stats_interval,
             next_stats: started + stats_interval,
             line_failed: false,
@@ -92,10 +96,16 @@ impl<'a, 'l> Emitter<'a, 'l> {
             eprintln!("napd: {e}");
         }
         self.log_link_events();
+        if let Some(c) = &self.capture {
+            for event in c.events() {
+                self.log.write(&capture_event_json(&event));
+            }
+        }
         if now >= self.next_stats {
             self.next_stats = now + self.stats_interval;
             let (interval, span) = self.stats.roll(now);
-            self.report(&interval, span);
+            let capture = self.capture.as_ref().map(Capture::counts);
+            self.report(&interval, span, capture);
             self.interval_health = health_of(&interval);
             self.update_health();
         }
@@ -169,9 +179,17 @@ impl<'a, 'l> Emitter<'a, 'l> {
         {
             eprintln!("napd: {e}");
         }
+        // The frames already queued for the disk are saved before the run is summed up.
+        let capture = self.capture.take().map(|c| {
+            let (counts, events) = c.finish();
+            for event in &events {
+                self.log.write(&capture_event_json(event));
+            }
+            counts
+        });
         let now = Instant::now();
         let (interval, span) = self.stats.roll(now);
-        self.report(&interval, span);
+        self.report(&interval, span, capture);
         let total = &self.stats.total;
         Summary {
             reason,
@@ -190,6 +208,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
                 .map(|d| Duration::from_micros(link::timestamp_us(started + d))),
             elapsed: now - started,
             peak_rss_kib: stats::memory_kib().1,
+            capture,
         }
     }
 
@@ -200,6 +219,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
                 name,
                 captured,
                 scored,
+                pixels,
             } => {
                 let latency = now.saturating_duration_since(captured);
                 let threshold = self.threshold;
@@ -228,6 +248,18 @@ impl<'a, 'l> Emitter<'a, 'l> {
                     "latency_us": latency.as_micros() as u64,
                     "top1": scored.top1,
                 }));
+                if let (Some(capture), Some(pixels)) = (self.capture.as_mut(), pixels) {
+                    let flagged = FlaggedFrame {
+                        seq,
+                        frame: name.clone(),
+                        time: SystemTime::now(),
+                        score: scored.score,
+                        threshold,
+                        top1: scored.top1,
+                        pixels,
+                    };
+                    capture.offer(flagged, now);
+                }
                 self.drift_verdict(seq, &name, scored.ood);
             }
             Outcome::Bad { name, error } => {
@@ -251,7 +283,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
     }
 
     /// The `stats` object for the interval just closed, and its one-line summary on stderr.
-    fn report(&mut self, interval: &Counts, span: Duration) {
+    fn report(&mut self, interval: &Counts, span: Duration, capture: Option<CaptureCounts>) {
         let (stats, c) = (&self.stats, self.link.counters());
         let (rss, peak) = stats::memory_kib();
         let fps = stats::rate(interval.verdicts, span);
@@ -260,7 +292,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
         } else {
             0.0
         };
-        self.log.write(&json!({
+        let mut object = json!({
             "type": "stats",
             "uptime_s": round2(stats.started.elapsed().as_secs_f64()),
             "fps": round2(fps),
@@ -284,7 +316,11 @@ impl<'a, 'l> Emitter<'a, 'l> {
                 "acks": c.acks.load(Ordering::Relaxed),
                 "rx_errors": c.rx_errors.load(Ordering::Relaxed),
             },
-        }));
+        });
+        if let Some(capture) = capture {
+            object["capture"] = json!(capture);
+        }
+        self.log.write(&object);
         eprintln!(
             "napd: {:.1} fps, p50 {} us, p99 {} us, OOD {:.0}%, dropped {}, rejected {} (totals: {} verdicts, {} dropped)",
             fps,
@@ -307,6 +343,20 @@ fn health_of(interval: &Counts) -> RuntimeStatus {
         status::degraded(code::BAD_FRAMES)
     } else {
         status::OK
+    }
+}
+
+/// A capture event as a `capture` log object (and a line on stderr).
+fn capture_event_json(event: &CaptureEvent) -> serde_json::Value {
+    match event {
+        CaptureEvent::Failed { seq, error } => {
+            eprintln!("napd: capture failing from frame {seq}: {error}");
+            json!({"type": "capture", "event": "failed", "seq": seq, "error": error})
+        }
+        CaptureEvent::Recovered { seq } => {
+            eprintln!("napd: capture writing again from frame {seq}");
+            json!({"type": "capture", "event": "recovered", "seq": seq})
+        }
     }
 }
 

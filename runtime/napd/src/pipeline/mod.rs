@@ -17,11 +17,12 @@ pub use summary::{EndReason, Summary};
 
 use crate::DaemonError;
 use crate::drift::DriftAlarm;
+use crate::flagged::Capture;
 use crate::link::Link;
 use crate::log::JsonLog;
 use crate::ood_line::OodOutput;
 use crate::queue::{self, Overflow};
-use crate::source::{Frame, Source};
+use crate::source::{Frame, Pixels, Source};
 use crossbeam_channel::RecvTimeoutError;
 use emit::Emitter;
 use std::sync::Arc;
@@ -91,6 +92,8 @@ enum Outcome {
         name: String,
         captured: Instant,
         scored: Scored,
+        /// An OOD frame's pixels, kept when the capture is on.
+        pixels: Option<Pixels>,
     },
     Bad {
         name: String,
@@ -125,6 +128,8 @@ pub struct Outputs<'a, 'l> {
     pub log: &'a mut JsonLog,
     /// The drift alarm, if on.
     pub drift: Option<DriftAlarm>,
+    /// Where OOD frames are saved, if anywhere.
+    pub capture: Option<Capture>,
 }
 
 /// Runs until the source ends, `stop` is raised or something fatal happens; then drains the
@@ -147,7 +152,15 @@ pub fn run<S: Scorer>(
     let (qtx, qrx) = queue::bounded::<Job>(options.queue, overflow);
     let (rtx, rrx) = crossbeam_channel::unbounded::<Msg>();
     let capture = capture::spawn(source, qtx, rtx.clone(), halt.clone());
-    let workers = workers::spawn(options.workers.max(1), &scorer, &halt, &qrx, &rtx);
+    let keep_flagged = outputs.capture.is_some();
+    let workers = workers::spawn(
+        options.workers.max(1),
+        &scorer,
+        &halt,
+        &qrx,
+        &rtx,
+        keep_flagged,
+    );
     drop((qrx, rtx));
 
     let mut emitter = Emitter::new(outputs, scorer.threshold(), started, options.stats_interval);

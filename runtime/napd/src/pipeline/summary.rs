@@ -1,6 +1,7 @@
 //! How a run ended and what it did: the log's `final` object.
 
 use crate::DaemonError;
+use crate::flagged::CaptureCounts;
 use crate::status::{self, code};
 use nap_core::protocol::RuntimeStatus;
 use serde_json::json;
@@ -81,12 +82,14 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Peak resident memory of the process, in KiB (Linux).
     pub peak_rss_kib: Option<u64>,
+    /// What the flagged-frame capture did, if it was on.
+    pub capture: Option<CaptureCounts>,
 }
 
 impl Summary {
     /// The summary as the log's `final` object.
     pub fn to_json(&self) -> serde_json::Value {
-        json!({
+        let mut object = json!({
             "type": "final",
             "reason": self.reason.name(),
             "error": self.reason.error().map(ToString::to_string),
@@ -102,7 +105,11 @@ impl Summary {
             "first_verdict_after_load_ms": self.first_verdict.map(|d| round2(d.as_secs_f64() * 1e3)),
             "elapsed_s": round2(self.elapsed.as_secs_f64()),
             "peak_rss_kib": self.peak_rss_kib,
-        })
+        });
+        if let Some(capture) = self.capture {
+            object["capture"] = json!(capture);
+        }
+        object
     }
 }
 

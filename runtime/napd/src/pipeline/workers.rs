@@ -1,5 +1,6 @@
 //! The scoring workers: each takes frames from the queue, scores them with its own state and
-//! reports every outcome; a fatal scoring error stops them all.
+//! reports every outcome; a fatal scoring error stops them all. An OOD frame's pixels go with
+//! its outcome when they are to be saved.
 
 use super::{Job, Msg, Outcome, ScoreError, Scorer};
 use crate::queue::{self, QueueReceiver, Take};
@@ -16,6 +17,7 @@ pub(super) fn spawn<S: Scorer>(
     halt: &Arc<AtomicBool>,
     queue: &QueueReceiver<Job>,
     results: &Sender<Msg>,
+    keep_flagged: bool,
 ) -> Vec<JoinHandle<()>> {
     (0..count)
         .map(|i| {
@@ -23,7 +25,7 @@ pub(super) fn spawn<S: Scorer>(
             let (queue, results) = (queue.clone(), results.clone());
             std::thread::Builder::new()
                 .name(format!("napd-worker-{i}"))
-                .spawn(move || work(&*scorer, &halt, &queue, &results))
+                .spawn(move || work(&*scorer, &halt, &queue, &results, keep_flagged))
                 .expect("spawning a worker thread")
         })
         .collect()
@@ -35,6 +37,7 @@ fn work<S: Scorer>(
     halt: &AtomicBool,
     queue: &QueueReceiver<Job>,
     results: &Sender<Msg>,
+    keep_flagged: bool,
 ) {
     let mut worker = match scorer.worker() {
         Ok(w) => w,
@@ -53,6 +56,7 @@ fn work<S: Scorer>(
                         name,
                         captured: job.frame.captured,
                         scored,
+                        pixels: (keep_flagged && scored.ood).then_some(job.frame.pixels),
                     },
                     Err(ScoreError::Frame(error)) => Outcome::Bad { name, error },
                     Err(ScoreError::Fatal(error)) => {
