@@ -6,10 +6,12 @@
 //! - [`bench`]: per-stage timing of a bundle.
 //! - [`eval`]: per-image features (cached), every method's FPR95, AUROC and AUPR against OOD
 //!   sets, pseudo-OOD sets and figures.
+//! - [`review`]: a device's captured OOD frames as one HTML page.
 
 pub mod bench;
 pub mod bundle;
 pub mod eval;
 pub mod images;
 pub mod onnx;
+pub mod review;
 pub mod score;

@@ -10,6 +10,7 @@ mod features;
 mod inspect;
 mod keygen;
 mod quantize;
+mod review;
 mod score;
 mod shared;
 mod sign;
@@ -72,6 +73,10 @@ enum Command {
     /// Check that a bundle is signed by a trusted key and unchanged since, as napd
     /// --trusted-keys does before loading it.
     Verify(verify::VerifyArgs),
+    /// Show what a device flagged: its capture folder (napd --capture) as one self-contained
+    /// HTML page, with the frames as a grid (lowest score first), their score histogram against
+    /// the threshold, and the frames flagged per hour.
+    Review(review::ReviewArgs),
 }
 
 impl Cli {
@@ -89,6 +94,7 @@ impl Cli {
             Command::Keygen(args) => args.run(),
             Command::Sign(args) => args.run(),
             Command::Verify(args) => args.run(),
+            Command::Review(args) => args.run(),
         }
     }
 }

@@ -25,7 +25,8 @@ pub const HISTOGRAM_METHODS: [Method; 3] = [Method::Energy, Method::Nap, Method:
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
-fn register_font() {
+/// Makes the bundled font the one figures' text is laid out with (once per process).
+pub(crate) fn register_font() {
     REGISTER.call_once(|| {
         if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
             eprintln!("napctl: warning: the bundled font did not load; figures will lack text");
