@@ -396,6 +396,20 @@ fn sidecars(dir: &Path) -> Vec<(String, Value)> {
     found
 }
 
+/// The frame numbers the log marks OOD, in order.
+fn ood_seqs(log: &[Value]) -> Vec<u64> {
+    verdicts(log)
+        .into_iter()
+        .filter(|v| v["ood"] == true)
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect()
+}
+
+/// The frame numbers of a capture's sidecars, in name order.
+fn seqs(saved: &[(String, Value)]) -> Vec<u64> {
+    saved.iter().map(|s| s.1["seq"].as_u64().unwrap()).collect()
+}
+
 fn capture_run(fx: &Fixture, source: String, name: &str, caps: (Option<u64>, u32)) -> Vec<Value> {
     let dir = tmp(name);
     let _ = std::fs::remove_dir_all(&dir);
@@ -461,14 +475,8 @@ fn capture_holds_exactly_the_frames_the_log_marks_ood() {
         "napd_capture_raw",
         (None, 0),
     );
-    let ood: Vec<u64> = verdicts(&log)
-        .into_iter()
-        .filter(|v| v["ood"] == true)
-        .map(|v| v["seq"].as_u64().unwrap())
-        .collect();
     let saved = sidecars(&tmp("napd_capture_raw"));
-    let seqs: Vec<u64> = saved.iter().map(|s| s.1["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, ood);
+    assert_eq!(seqs(&saved), ood_seqs(&log));
     // Frame numbers count the malformed frames too: map them back to the files through the
     // verdicts' order.
     let scored: Vec<u64> = verdicts(&log)
@@ -493,14 +501,8 @@ fn capture_caps_skip_and_evict_and_count() {
 
     // Five a minute: the replay takes seconds, so the first five OOD frames are saved.
     let log = capture_run(fx, source.clone(), "napd_capture_rate", (None, 5));
-    let ood: Vec<u64> = verdicts(&log)
-        .into_iter()
-        .filter(|v| v["ood"] == true)
-        .map(|v| v["seq"].as_u64().unwrap())
-        .collect();
-    let saved = sidecars(&tmp("napd_capture_rate"));
-    let seqs: Vec<u64> = saved.iter().map(|s| s.1["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, ood[..5]);
+    let ood = ood_seqs(&log);
+    assert_eq!(seqs(&sidecars(&tmp("napd_capture_rate"))), ood[..5]);
     let last = log.last().unwrap();
     assert_eq!(last["capture"]["saved"], 5);
     assert_eq!(last["capture"]["skipped_rate"], ood.len() as u64 - 5);
@@ -523,10 +525,7 @@ fn capture_caps_skip_and_evict_and_count() {
     assert_eq!(c["bytes"], on_disk);
     assert!(evicted.unwrap() > 0, "{c}");
     assert_eq!(saved.unwrap(), evicted.unwrap() + files.unwrap());
-    let kept: Vec<u64> = sidecars(&dir)
-        .iter()
-        .map(|s| s.1["seq"].as_u64().unwrap())
-        .collect();
+    let kept = seqs(&sidecars(&dir));
     assert_eq!(kept, ood[ood.len() - kept.len()..]);
     assert_eq!(kept.len() as u64, files.unwrap());
     eprintln!(

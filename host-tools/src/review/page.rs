@@ -110,10 +110,10 @@ fn summary(frames: &[Captured], shown: usize, options: &PageOptions<'_>) -> Stri
         .iter()
         .map(|b| format!("<code>{}</code>", escape(&b[..b.len().min(16)])))
         .collect();
-    let mut thresholds: Vec<f32> = frames.iter().map(|f| f.sidecar.threshold).collect();
-    thresholds.sort_by(f32::total_cmp);
-    thresholds.dedup();
-    let thresholds: Vec<String> = thresholds.iter().map(|t| format!("{t:.3}")).collect();
+    let thresholds: Vec<String> = thresholds(frames)
+        .iter()
+        .map(|t| format!("{t:.3}"))
+        .collect();
     let _ = write!(
         s,
         ".<br>Bundle (SHA-256) {}; threshold {}",
@@ -130,6 +130,15 @@ fn summary(frames: &[Captured], shown: usize, options: &PageOptions<'_>) -> Stri
     }
     s.push_str(".</p>\n");
     s
+}
+
+/// The thresholds the frames were flagged at, each once, in order (one, unless the bundle or
+/// its calibration changed during the capture).
+fn thresholds(frames: &[Captured]) -> Vec<f32> {
+    let mut thresholds: Vec<f32> = frames.iter().map(|f| f.sidecar.threshold).collect();
+    thresholds.sort_by(f32::total_cmp);
+    thresholds.dedup();
+    thresholds
 }
 
 /// One frame of the grid.
@@ -183,10 +192,7 @@ fn escape(text: &str) -> String {
 fn score_histogram(frames: &[Captured], new_threshold: Option<f32>) -> String {
     let scores: Vec<f64> = frames.iter().map(|f| f64::from(f.sidecar.score)).collect();
     let mut marks: Vec<(f64, RGBColor, String)> = Vec::new();
-    let mut thresholds: Vec<f32> = frames.iter().map(|f| f.sidecar.threshold).collect();
-    thresholds.sort_by(f32::total_cmp);
-    thresholds.dedup();
-    for t in thresholds {
+    for t in thresholds(frames) {
         marks.push((f64::from(t), THRESHOLD, format!("threshold {t:.2}")));
     }
     if let Some(t) = new_threshold {

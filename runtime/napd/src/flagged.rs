@@ -14,7 +14,7 @@
 use crate::source::Pixels;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde::Serialize;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -269,7 +269,8 @@ impl Store {
         bundle_sha256: &str,
         events: Sender<CaptureEvent>,
     ) -> io::Result<Store> {
-        let mut found: Vec<(Key, Kept)> = Vec::new();
+        // The key spells the stem digit for digit, so one entry per capture, oldest first.
+        let mut found: BTreeMap<Key, Kept> = BTreeMap::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
@@ -277,19 +278,15 @@ impl Store {
                 continue;
             };
             let bytes = entry.metadata()?.len();
-            match found.iter_mut().find(|(_, k)| k.stem == stem) {
-                Some((_, k)) => k.bytes += bytes,
-                None => found.push((
-                    key,
-                    Kept {
-                        stem: stem.to_string(),
-                        bytes,
-                    },
-                )),
-            }
+            found
+                .entry(key)
+                .or_insert_with(|| Kept {
+                    stem: stem.to_string(),
+                    bytes: 0,
+                })
+                .bytes += bytes;
         }
-        found.sort_by_key(|(key, _)| *key);
-        let kept: VecDeque<Kept> = found.into_iter().map(|(_, k)| k).collect();
+        let kept: VecDeque<Kept> = found.into_values().collect();
         let total = kept.iter().map(|k| k.bytes).sum();
         let mut store = Store {
             dir: dir.to_path_buf(),
@@ -377,7 +374,7 @@ impl Store {
                 break;
             };
             self.total -= old.bytes;
-            for extension in ["json", "jpg", "png"] {
+            for extension in EXTENSIONS {
                 let _ = std::fs::remove_file(self.dir.join(format!("{}.{extension}", old.stem)));
             }
             self.counters.evicted.fetch_add(1, Ordering::Relaxed);
@@ -389,13 +386,16 @@ impl Store {
     }
 }
 
+/// The extensions of a capture's files: its sidecar and its image.
+const EXTENSIONS: [&str; 3] = ["json", "jpg", "png"];
+
 /// The time and frame number a capture's name holds: its place in the age order.
 type Key = (u64, u64);
 
 /// The stem and age of a file name napd's capture writes, `None` for any other file.
 fn capture_stem(name: &str) -> Option<(&str, Key)> {
     let (stem, extension) = name.rsplit_once('.')?;
-    if !matches!(extension, "json" | "jpg" | "png") {
+    if !EXTENSIONS.contains(&extension) {
         return None;
     }
     let (millis, seq) = stem.split_once('-')?;
