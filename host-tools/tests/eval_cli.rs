@@ -363,4 +363,33 @@ fn bad_input_is_named() {
         FAILED,
         "format version",
     );
+
+    // Comparing thresholds needs bundles that have one.
+    let mut compare = vec!["eval", &bundle, "--id", &id, "--ood", &ood, "--compare"];
+    compare.extend([bundle.as_str(), "--cache-dir", &cache]);
+    assert_fails_with(&napctl(&compare), FAILED, "the bundle has no threshold");
+    dir.write("capture/1-0.png", &png(16, 16, |x, y| id_pixel(0, x, y)));
+    dir.write(
+        "capture/1-0.json",
+        br#"{"seq": 0, "frame": "a.png", "time": "2026-12-03T10:00:00Z", "score": 1.5,
+            "threshold": 2.0, "top1": 1, "bundle_sha256": "00", "image": "1-0.png"}"#,
+    );
+    let review = |extra: &[&str]| {
+        let capture = dir.path("capture");
+        let page = dir.path("page.html");
+        let mut args = vec!["review", &capture, "-o", &page];
+        args.extend_from_slice(extra);
+        napctl(&args)
+    };
+    assert_fails_with(
+        &review(&["--bundle", &bundle]),
+        FAILED,
+        "the bundle has no threshold",
+    );
+    assert_fails_with(
+        &review(&["--bundle", &bundle, "--threshold", "1"]),
+        USAGE,
+        "cannot be used with",
+    );
+    assert_ok(&review(&["--threshold", "1"]));
 }

@@ -9,6 +9,7 @@ use napctl::bundle::calibrate::calibrate;
 use napctl::eval::FUSED_METHODS;
 use napctl::eval::corrupt::Corruption;
 use napctl::eval::extract::FrameSet;
+use napctl::review::FieldFrames;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -17,9 +18,11 @@ use std::process::ExitCode;
 pub struct CalibrateArgs {
     /// The bundle to calibrate (left unchanged).
     bundle: PathBuf,
-    /// In-distribution images: the threshold, the ReAct clip and the pseudo-OOD come from them.
+    /// In-distribution image folders: the threshold, the ReAct clip and the pseudo-OOD come
+    /// from them. Repeat to add frames gathered in the field (frames from `napd --capture`
+    /// moved here, sidecars and all, once reviewed as familiar) to the original set.
     #[arg(long, required = true)]
-    id: PathBuf,
+    id: Vec<PathBuf>,
     /// Out-of-distribution folders to choose w against; repeat for several. Without any,
     /// pseudo-OOD made from the ID images is used.
     #[arg(long)]
@@ -93,8 +96,8 @@ pub enum Against<'a> {
 pub struct Calibration<'a> {
     /// The bundle to calibrate (left unchanged).
     pub bundle: &'a Path,
-    /// The ID image folder.
-    pub id: &'a Path,
+    /// The ID image folders.
+    pub id: &'a [PathBuf],
     /// What w is chosen against.
     pub against: Against<'a>,
     /// Share of ID images to accept.
@@ -118,7 +121,8 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
         bail!("--ash-percentile {} is outside [0, 100)", c.ash_percentile);
     }
     let session = Session::open(c.bundle, c.cache)?;
-    let id = FrameSet::folder(c.id)?;
+    let id = FrameSet::folders(c.id)?;
+    let field = FieldFrames::count(&id, &session.sha256);
     let against = match c.against {
         Against::Ood(dirs) => dirs
             .iter()
@@ -148,6 +152,16 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
     bundle.manifest.scorer.tpr = Some(c.tpr as f32);
     write_bundle(&bundle, c.output)?;
 
+    if field.captured > 0 {
+        println!(
+            "{} of the {} ID images are frames napd captured in the field ({} flagged by this \
+             bundle, {} by other bundles).",
+            field.captured,
+            sets[0].jobs.len(),
+            field.by_this_bundle,
+            field.captured - field.by_this_bundle
+        );
+    }
     let names: Vec<&str> = sets[1..].iter().map(|s| s.name.as_str()).collect();
     match c.against {
         Against::Nothing => println!("Kept the bundle's fusion weights w (--keep-w)."),

@@ -109,7 +109,7 @@ impl DemoArgs {
         );
         calibrate_bundle(&Calibration {
             bundle: &out("int8.nap"),
-            id: &id,
+            id: std::slice::from_ref(&id),
             against: Against::Nothing,
             tpr: 0.95,
             method: Method::NapE,
@@ -126,6 +126,7 @@ impl DemoArgs {
             bundle: &out("int8-calibrated.nap"),
             id: &id,
             ood: &ood,
+            compare: &[],
             pseudo_ood: &[],
             sweep_w: false,
             json: Some(&out("eval.json")),

@@ -4,10 +4,14 @@
 use super::features::{CacheOptions, Session};
 use super::shared::write_file;
 use anyhow::{Result, bail};
+use nap_core::score::Params;
 use napctl::bundle::calibrate::react_clip;
 use napctl::eval::corrupt::Corruption;
 use napctl::eval::extract::FrameSet;
-use napctl::eval::{Components, EVAL_METHODS, ScoredSet, evaluate, plots, sweep_table};
+use napctl::eval::features::Features;
+use napctl::eval::{
+    AtThreshold, Components, EVAL_METHODS, ScoredSet, evaluate, plots, sweep_table,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,6 +27,12 @@ pub struct EvalArgs {
     /// An out-of-distribution image folder; repeat for several sets.
     #[arg(long, required = true)]
     ood: Vec<PathBuf>,
+    /// Another bundle to compare with at its own threshold, on the same frames (the bundle
+    /// before a re-calibration, say); repeat for several. For every bundle that has a threshold,
+    /// the share of each set's frames its deciding method flags is printed (and written to the
+    /// JSON as `at_threshold`).
+    #[arg(long, value_name = "BUNDLE")]
+    compare: Vec<PathBuf>,
     /// Also write the results as JSON (values in percent) to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -56,6 +66,7 @@ impl EvalArgs {
             bundle: &self.bundle,
             id: &self.id,
             ood: &self.ood,
+            compare: &self.compare,
             pseudo_ood: if self.pseudo_ood {
                 &self.corruptions
             } else {
@@ -79,6 +90,8 @@ pub struct Evaluation<'a> {
     pub id: &'a Path,
     /// The OOD image folders.
     pub ood: &'a [PathBuf],
+    /// Bundles compared with this one at their own thresholds.
+    pub compare: &'a [PathBuf],
     /// Corruptions making extra pseudo-OOD sets from the ID images (none: no such sets).
     pub pseudo_ood: &'a [Corruption],
     /// Add the w sweep tables.
@@ -96,6 +109,20 @@ pub struct Evaluation<'a> {
 /// Evaluates every method and prints the tables; writes the JSON and the figures when asked.
 pub fn evaluate_bundle(e: &Evaluation) -> Result<()> {
     let session = Session::open(e.bundle, e.cache)?;
+    let compared = e
+        .compare
+        .iter()
+        .map(|path| {
+            let other = Session::open(path, e.cache)?;
+            if other.bundle.manifest.scorer.threshold.is_none() {
+                bail!(
+                    "--compare {}: the bundle has no threshold (napctl calibrate sets one)",
+                    path.display()
+                );
+            }
+            Ok(other)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut sets = vec![FrameSet::folder(e.id)?];
     for dir in e.ood {
         sets.push(FrameSet::folder(dir)?);
@@ -103,26 +130,8 @@ pub fn evaluate_bundle(e: &Evaluation) -> Result<()> {
     let pseudo = sets[0].pseudo_ood(e.pseudo_ood);
     sets.extend(pseudo);
     let features = session.features(&sets)?;
-    let mut params = session.bundle.manifest.scorer.params;
-    if params.react_clip.is_none() {
-        let c = react_clip(&features[0])?;
-        println!(
-            "The bundle has no ReAct clip: using c = {c:.4}, the 90th percentile of the ID pooled \
-             activations (napctl calibrate stores one)."
-        );
-        params.react_clip = Some(c);
-    }
-    let head = session.head()?;
-    let scored: Vec<ScoredSet> = sets
-        .iter()
-        .zip(&features)
-        .map(|(set, f)| {
-            Ok(ScoredSet {
-                name: set.name.clone(),
-                frames: Components::of_all(f, &head, &params)?,
-            })
-        })
-        .collect::<Result<_>>()?;
+    let params = with_react_clip(&session, &features[0], true)?;
+    let scored = score_sets(&session, &sets, &features, &params)?;
     let (id, oods) = scored.split_first().expect("the ID set is first");
     let w = params.weights;
     println!(
@@ -135,8 +144,14 @@ pub fn evaluate_bundle(e: &Evaluation) -> Result<()> {
         params.ash_percentile
     );
     println!("FPR95 at TPR 95%; ID+ = NAP paper (ID positive), OOD+ = OpenOOD; all in percent.\n");
-    let report = evaluate(id, oods, &EVAL_METHODS, &params.weights)?;
+    let mut report = evaluate(id, oods, &EVAL_METHODS, &params.weights)?;
     print!("{}", report.table(&EVAL_METHODS));
+    report.at_threshold = at_thresholds(e, &session, &params, &sets, &scored, &compared)?;
+    if !report.at_threshold.is_empty() {
+        println!("Frames flagged OOD at each bundle's own threshold (deciding method), percent:");
+        print!("{}", AtThreshold::table(&report.at_threshold));
+        println!();
+    }
     if e.sweep_w {
         println!(
             "FPR95 (ID+) / AUROC as w varies (w = 0: S_NAP alone, w = 1: the logit score alone):\n"
@@ -168,4 +183,73 @@ pub fn evaluate_bundle(e: &Evaluation) -> Result<()> {
         eprintln!("wrote {} figure(s) to {}", written.len(), dir.display());
     }
     Ok(())
+}
+
+/// The bundle's scoring parameters, with ReAct's clip taken from the ID features when the
+/// bundle has none (said on stdout when `say`).
+fn with_react_clip(session: &Session, id: &[Features], say: bool) -> Result<Params> {
+    let mut params = session.bundle.manifest.scorer.params;
+    if params.react_clip.is_none() {
+        let c = react_clip(id)?;
+        if say {
+            println!(
+                "The bundle has no ReAct clip: using c = {c:.4}, the 90th percentile of the ID \
+                 pooled activations (napctl calibrate stores one)."
+            );
+        }
+        params.react_clip = Some(c);
+    }
+    Ok(params)
+}
+
+/// Every method's components for every frame of every set.
+fn score_sets(
+    session: &Session,
+    sets: &[FrameSet],
+    features: &[Vec<Features>],
+    params: &Params,
+) -> Result<Vec<ScoredSet>> {
+    let head = session.head()?;
+    sets.iter()
+        .zip(features)
+        .map(|(set, f)| {
+            Ok(ScoredSet {
+                name: set.name.clone(),
+                frames: Components::of_all(f, &head, params)?,
+            })
+        })
+        .collect()
+}
+
+/// The evaluated bundle's verdicts at its threshold (when it has one), then each compared
+/// bundle's, on the same frames.
+fn at_thresholds(
+    e: &Evaluation,
+    session: &Session,
+    params: &Params,
+    sets: &[FrameSet],
+    scored: &[ScoredSet],
+    compared: &[Session],
+) -> Result<Vec<AtThreshold>> {
+    let row = |path: &Path, session: &Session, params: &Params, scored: &[ScoredSet]| {
+        let scorer = &session.bundle.manifest.scorer;
+        scorer.threshold.map(|threshold| {
+            AtThreshold::count(
+                path.display().to_string(),
+                session.sha256.clone(),
+                scorer.method,
+                &params.weights,
+                threshold,
+                scored,
+            )
+        })
+    };
+    let mut rows: Vec<AtThreshold> = row(e.bundle, session, params, scored).into_iter().collect();
+    for (path, other) in e.compare.iter().zip(compared) {
+        let features = other.features(sets)?;
+        let params = with_react_clip(other, &features[0], false)?;
+        let scored = score_sets(other, sets, &features, &params)?;
+        rows.extend(row(path, other, &params, &scored));
+    }
+    Ok(rows)
 }

@@ -2,10 +2,10 @@
 //! share. Features of several image sets come with one progress bar; single unreadable images
 //! are reported and left out, a set with none readable is an error.
 
-use super::shared::{Rate, init_threads, progress_bar, read_bundle};
-use anyhow::{Result, bail};
+use super::shared::{Rate, init_threads, progress_bar};
+use anyhow::{Context, Result, bail};
 use nap_core::score::LinearHead;
-use nap_runtime::bundle::Bundle;
+use nap_runtime::bundle::{Bundle, BundleFile};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use napctl::eval::cache::{self, FeatureCache};
@@ -43,6 +43,8 @@ impl CacheOptions {
 pub struct Session {
     /// The bundle.
     pub bundle: Bundle,
+    /// SHA-256 of the bundle file, lowercase hex (as napd's log and captures name it).
+    pub sha256: String,
     detector: Detector,
     preprocessor: Preprocessor,
     cache: FeatureCache,
@@ -52,7 +54,8 @@ impl Session {
     /// Loads the bundle at `path` and opens its cache.
     pub fn open(path: &Path, options: &CacheOptions) -> Result<Session> {
         init_threads(options.threads)?;
-        let bundle = read_bundle(path)?;
+        let BundleFile { bundle, sha256, .. } = BundleFile::read(path, None)
+            .with_context(|| format!("loading bundle {}", path.display()))?;
         let detector = Detector::new(&bundle)?;
         let preprocessor = Preprocessor::new(bundle.manifest.input)?;
         let cache = if options.no_cache {
@@ -66,6 +69,7 @@ impl Session {
         };
         Ok(Session {
             bundle,
+            sha256,
             detector,
             preprocessor,
             cache,

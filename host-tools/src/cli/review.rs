@@ -1,11 +1,15 @@
 //! `napctl review`: a capture folder as one self-contained HTML page.
 
-use super::shared::{Rate, progress_bar, write_file};
+use super::shared::{Rate, init_threads, progress_bar, read_bundle, write_file};
 use anyhow::{Result, bail};
-use napctl::review::page::{PageOptions, Tile, render};
+use nap_runtime::detector::Detector;
+use nap_runtime::preprocess::Preprocessor;
+use napctl::images::ImageFile;
+use napctl::review::page::{Comparison, PageOptions, Tile, render};
 use napctl::review::{self, Captured};
+use napctl::score;
 use rayon::prelude::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Arguments of `napctl review`.
@@ -23,6 +27,14 @@ pub struct ReviewArgs {
     /// Also show what this threshold would do: frames it would no longer flag get a green frame.
     #[arg(long, value_name = "T", allow_negative_numbers = true)]
     threshold: Option<f32>,
+    /// Also show what this bundle (a re-calibrated one, say) would decide: every captured frame
+    /// is scored again with it and compared with its threshold; frames it would no longer flag
+    /// get a green frame, and a second histogram shows the new scores.
+    #[arg(long, value_name = "BUNDLE", conflicts_with = "threshold")]
+    bundle: Option<PathBuf>,
+    /// Worker threads for --bundle (default: all cores).
+    #[arg(long, requires = "bundle")]
+    threads: Option<usize>,
     /// Frames in the grid, lowest scores first (the charts count every frame). Each thumbnail
     /// adds about 8 KB to the page.
     #[arg(long, value_name = "N", default_value_t = 300)]
@@ -56,17 +68,40 @@ impl ReviewArgs {
                 self.dir.display()
             );
         }
-        let mut shown: Vec<&Captured> = folder.frames.iter().collect();
-        shown.sort_by(|a, b| a.sidecar.score.total_cmp(&b.sidecar.score));
+        let (name, threshold, new_scores) = match (&self.bundle, self.threshold) {
+            (Some(path), _) => {
+                let (threshold, scores) = rescore(path, &folder.frames, self.threads)?;
+                (file_name(path), Some(threshold), scores)
+            }
+            (None, threshold) => (
+                "the new threshold".to_string(),
+                threshold,
+                folder
+                    .frames
+                    .iter()
+                    .map(|f| Some(f.sidecar.score))
+                    .collect(),
+            ),
+        };
+        let mut shown: Vec<usize> = (0..folder.frames.len()).collect();
+        shown.sort_by(|&a, &b| {
+            let score = |i: usize| folder.frames[i].sidecar.score;
+            score(a).total_cmp(&score(b))
+        });
         shown.truncate(self.max_frames);
         let bar = progress_bar(shown.len(), "thumbnails", Rate::Shown);
         let tiles: Vec<Tile<'_>> = shown
             .par_iter()
-            .map(|frame| {
+            .map(|&i| {
+                let frame = &folder.frames[i];
                 let thumbnail =
                     review::thumbnail(&frame.image, self.thumbnail).map_err(|e| format!("{e:#}"));
                 bar.inc(1);
-                Tile { frame, thumbnail }
+                Tile {
+                    frame,
+                    thumbnail,
+                    new_score: new_scores[i],
+                }
             })
             .collect();
         bar.finish_and_clear();
@@ -74,6 +109,12 @@ impl ReviewArgs {
         if failed > 0 {
             eprintln!("napctl: warning: {failed} frames could not be read; the page says which");
         }
+        let compare = threshold.map(|threshold| Comparison {
+            name: &name,
+            threshold,
+            scores: &new_scores,
+            rescored: self.bundle.is_some(),
+        });
         let title = self.dir.display().to_string();
         let page = render(
             &folder.frames,
@@ -81,7 +122,7 @@ impl ReviewArgs {
             &PageOptions {
                 title: &title,
                 labels: labels.as_deref(),
-                new_threshold: self.threshold,
+                compare: compare.as_ref(),
                 skipped: folder.skipped.len(),
             },
         );
@@ -93,6 +134,67 @@ impl ReviewArgs {
             tiles.len(),
             page.len().div_ceil(1024)
         );
+        if let Some(c) = &compare {
+            println!(
+                "under {} (threshold {}): {} of {} would still be flagged",
+                c.name,
+                c.threshold,
+                c.still_flagged(),
+                folder.frames.len()
+            );
+        }
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Scores every captured frame again with the bundle at `path`: its threshold and each frame's
+/// new score (`None` for frames it could not score, each named on stderr).
+fn rescore(
+    path: &Path,
+    frames: &[Captured],
+    threads: Option<usize>,
+) -> Result<(f32, Vec<Option<f32>>)> {
+    init_threads(threads)?;
+    let bundle = read_bundle(path)?;
+    let Some(threshold) = bundle.manifest.scorer.threshold else {
+        bail!(
+            "--bundle {}: the bundle has no threshold (napctl calibrate sets one)",
+            path.display()
+        );
+    };
+    let detector = Detector::new(&bundle)?;
+    let preprocessor = Preprocessor::new(bundle.manifest.input)?;
+    let files: Vec<ImageFile> = frames
+        .iter()
+        .map(|f| ImageFile {
+            set: String::new(),
+            name: f.sidecar.image.clone(),
+            path: f.image.clone(),
+        })
+        .collect();
+    let bar = progress_bar(files.len(), "scoring again", Rate::Shown);
+    let results = score::score_images(&detector, &preprocessor, &files, || bar.inc(1))?;
+    bar.finish_and_clear();
+    Ok((
+        threshold,
+        results
+            .iter()
+            .zip(&files)
+            .map(|(r, file)| match r {
+                Ok(analysis) => Some(analysis.score),
+                Err(e) => {
+                    eprintln!("napctl: warning: {}: {e}", file.path.display());
+                    None
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// A path's file name, for the page (the whole path when it has none).
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }

@@ -12,9 +12,14 @@ pub fn init_threads(threads: Option<usize>) -> Result<()> {
         if n == 0 {
             bail!("--threads must be at least 1");
         }
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()?;
+        // Once per process: a command that opens several bundles asks again.
+        static POOL: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+        if POOL.get().is_none() {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()?;
+            let _ = POOL.set(());
+        }
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use crate::images::{self, ImageFile, ImagesError};
 use crate::score::{ImageError, with_workers};
 use nap_runtime::detector::{Detector, DetectorError, PrePool, Worker};
 use nap_runtime::preprocess::{Preprocessor, decode};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// One frame to extract: an image file, or a corrupted copy of it (pseudo-OOD).
 #[derive(Clone, Debug)]
@@ -32,18 +32,30 @@ pub struct FrameSet {
 impl FrameSet {
     /// The images below `dir` as a set named after the folder.
     pub fn folder(dir: &Path) -> Result<FrameSet, ImagesError> {
-        let files = images::collect(&[dir.to_path_buf()])?;
-        let name = files
-            .first()
-            .map_or_else(|| dir.display().to_string(), |f| f.set.clone());
-        let jobs = files
-            .into_iter()
-            .map(|file| Job {
+        FrameSet::folders(&[dir.to_path_buf()])
+    }
+
+    /// The images below each of `dirs`, in order, as one set named after the folders
+    /// (`a+b`): an ID set grown by frames gathered in the field, for instance.
+    pub fn folders(dirs: &[PathBuf]) -> Result<FrameSet, ImagesError> {
+        let mut names = Vec::new();
+        let mut jobs = Vec::new();
+        for dir in dirs {
+            let files = images::collect(std::slice::from_ref(dir))?;
+            names.push(
+                files
+                    .first()
+                    .map_or_else(|| dir.display().to_string(), |f| f.set.clone()),
+            );
+            jobs.extend(files.into_iter().map(|file| Job {
                 file,
                 corruption: None,
-            })
-            .collect();
-        Ok(FrameSet { name, jobs })
+            }));
+        }
+        Ok(FrameSet {
+            name: names.join("+"),
+            jobs,
+        })
     }
 
     /// Pseudo-OOD made from these (ID) frames: frame `i` gets corruption `i mod 6` of

@@ -20,5 +20,6 @@ mod report;
 
 pub use components::{Components, EVAL_METHODS, FUSED_METHODS, scores};
 pub use report::{
-    EvalReport, MethodMetrics, OodResult, ScoredSet, SetInfo, evaluate, mean_fpr_auroc, sweep_table,
+    AtThreshold, EvalReport, Flagged, MethodMetrics, OodResult, ScoredSet, SetInfo, evaluate,
+    mean_fpr_auroc, sweep_table,
 };

@@ -87,6 +87,119 @@ pub struct EvalReport {
     pub ood: Vec<OodResult>,
     /// Per method, the mean over the OOD sets.
     pub average: BTreeMap<String, MethodMetrics>,
+    /// Each bundle's own verdicts at its calibrated threshold (the evaluated bundle's, then
+    /// those compared with it), when any has one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub at_threshold: Vec<AtThreshold>,
+}
+
+/// One bundle's verdicts on the evaluated sets: its deciding method at its own calibrated
+/// threshold, so an old and a new calibration can be compared on the same frames.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AtThreshold {
+    /// The bundle file, as named on the command line.
+    pub bundle: String,
+    /// SHA-256 of the bundle file, as napd's log and captures name it.
+    pub sha256: String,
+    /// The deciding method.
+    pub method: String,
+    /// The threshold: frames scoring below it are flagged OOD.
+    pub threshold: f32,
+    /// Per set, the ID set first: how many frames are flagged.
+    pub sets: Vec<Flagged>,
+}
+
+/// How many frames of a set a bundle flags.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Flagged {
+    /// The set's name.
+    pub set: String,
+    /// Number of frames.
+    pub n: usize,
+    /// Frames scoring below the threshold.
+    pub flagged: usize,
+    /// The same, in percent of `n`.
+    pub percent: f64,
+}
+
+impl AtThreshold {
+    /// Flags the frames of `sets` whose `method` score (with `weights`) is below `threshold`.
+    pub fn count(
+        bundle: String,
+        sha256: String,
+        method: Method,
+        weights: &FusionWeights,
+        threshold: f32,
+        sets: &[ScoredSet],
+    ) -> AtThreshold {
+        let sets = sets
+            .iter()
+            .map(|set| {
+                let n = set.frames.len();
+                let flagged = set
+                    .frames
+                    .iter()
+                    .filter(|c| c.score(method, weights) < threshold)
+                    .count();
+                Flagged {
+                    set: set.name.clone(),
+                    n,
+                    flagged,
+                    percent: 100.0 * flagged as f64 / n.max(1) as f64,
+                }
+            })
+            .collect();
+        AtThreshold {
+            bundle,
+            sha256,
+            method: method.name().to_string(),
+            threshold,
+            sets,
+        }
+    }
+
+    /// Bundles as rows, sets as columns: the percent of frames each flags.
+    pub fn table(rows: &[AtThreshold]) -> String {
+        let Some(first) = rows.first() else {
+            return String::new();
+        };
+        let width = rows
+            .iter()
+            .map(|r| r.bundle.len())
+            .max()
+            .unwrap_or(0)
+            .max(6);
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            "  {:<width$} {:<6} {:>10}",
+            "bundle", "method", "threshold"
+        );
+        for set in &first.sets {
+            let _ = write!(out, " {:>14}", truncate(&set.set, 14));
+        }
+        out.push('\n');
+        for row in rows {
+            let _ = write!(
+                out,
+                "  {:<width$} {:<6} {:>10.4}",
+                row.bundle, row.method, row.threshold
+            );
+            for set in &row.sets {
+                let _ = write!(out, " {:>14}", format!("{:.2}", set.percent));
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// At most `max` characters of `text`, the end kept (set names differ at the end).
+fn truncate(text: &str, max: usize) -> &str {
+    let skip = text.chars().count().saturating_sub(max);
+    text.char_indices()
+        .nth(skip)
+        .map_or("", |(i, _)| &text[i..])
 }
 
 /// Evaluates `methods` on ID against every OOD set, at the ID-positive threshold keeping 95%.
@@ -128,6 +241,7 @@ pub fn evaluate(
         },
         ood,
         average,
+        at_threshold: Vec::new(),
     })
 }
 
@@ -293,5 +407,35 @@ mod tests {
         let table = r.table(&methods);
         assert!(table.contains("Average over 2 OOD sets"), "{table}");
         assert!(table.contains("Energy"), "{table}");
+        assert!(
+            json.get("at_threshold").is_none(),
+            "absent until a bundle has a threshold"
+        );
+    }
+
+    #[test]
+    fn at_threshold_counts_the_frames_scoring_below_it() {
+        let id = set("id", &[(10.0, 5.0), (11.0, 6.0), (12.0, 7.0), (13.0, 8.0)]);
+        let ood = set("a-long-ood-set-name", &[(1.0, 6.0), (11.5, 7.0)]);
+        let sets = [id, ood];
+        let weights = FusionWeights::default();
+        // Energy below 11.5: 10 and 11 of ID, 1 of OOD (11.5 itself is not below).
+        let row = AtThreshold::count(
+            "new.nap".into(),
+            "ab".into(),
+            Method::Energy,
+            &weights,
+            11.5,
+            &sets,
+        );
+        let counts: Vec<(usize, usize)> = row.sets.iter().map(|s| (s.flagged, s.n)).collect();
+        assert_eq!(counts, [(2, 4), (1, 2)]);
+        assert_eq!(row.sets[0].percent, 50.0);
+        let table = AtThreshold::table(&[row]);
+        assert!(table.contains("new.nap"), "{table}");
+        assert!(table.contains("ood-set-name"), "the name's end: {table}");
+        assert!(table.contains("50.00"), "{table}");
+        assert_eq!(truncate("abc", 14), "abc");
+        assert_eq!(truncate("é-long-name-xyz", 4), "-xyz");
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod page;
 
+use crate::eval::extract::FrameSet;
 use anyhow::{Context, Result};
 use base64::Engine;
 use serde::Deserialize;
@@ -105,6 +106,35 @@ fn read_sidecar(dir: &Path, path: &Path) -> Result<Captured, String> {
         time,
         image,
     })
+}
+
+/// How many frames of a set napd captured, and how many of those the given bundle flagged:
+/// what `calibrate` reports when field frames join an ID set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FieldFrames {
+    /// Frames with a capture sidecar beside them.
+    pub captured: usize,
+    /// Those flagged by the bundle at hand (same SHA-256).
+    pub by_this_bundle: usize,
+}
+
+impl FieldFrames {
+    /// Counts the captured frames of `set`; `bundle_sha256` names the bundle at hand.
+    pub fn count(set: &FrameSet, bundle_sha256: &str) -> FieldFrames {
+        let mut counts = FieldFrames::default();
+        for sidecar in set.jobs.iter().filter_map(|j| capture_record(&j.file.path)) {
+            counts.captured += 1;
+            counts.by_this_bundle += usize::from(sidecar.bundle_sha256 == bundle_sha256);
+        }
+        counts
+    }
+}
+
+/// What napd recorded about `image` when it captured it: the sidecar beside it, if one is there,
+/// parses and names this image.
+pub fn capture_record(image: &Path) -> Option<Sidecar> {
+    let captured = read_sidecar(image.parent()?, &image.with_extension("json")).ok()?;
+    (captured.image == image).then_some(captured.sidecar)
 }
 
 /// A frame's thumbnail, at most `side` pixels wide and high, as a JPEG data URI.

@@ -20,19 +20,47 @@ pub struct PageOptions<'a> {
     pub title: &'a str,
     /// Class names by index, if known.
     pub labels: Option<&'a [String]>,
-    /// A threshold to compare with the one the frames were flagged at.
-    pub new_threshold: Option<f32>,
+    /// Another decision to show beside the one the frames were flagged by.
+    pub compare: Option<&'a Comparison<'a>>,
     /// Frames in the folder whose sidecars were left out.
     pub skipped: usize,
 }
 
-/// A frame on the page: the capture and its thumbnail (a data URI), `None` for frames past the
-/// grid's limit.
+/// Another decision on the same frames: a new threshold for the captured scores, or a
+/// re-calibrated bundle that scored the frames again.
+pub struct Comparison<'a> {
+    /// What decides, for the page: `the new threshold`, or the bundle's file name.
+    pub name: &'a str,
+    /// The threshold: frames scoring below it would still be flagged.
+    pub threshold: f32,
+    /// Each frame's score under it, in the order of the page's frames (`None`: the frame could
+    /// not be scored again).
+    pub scores: &'a [Option<f32>],
+    /// The scores are a bundle's new ones (shown in a histogram of their own), not the
+    /// captured ones.
+    pub rescored: bool,
+}
+
+impl Comparison<'_> {
+    /// Frames it would still flag: those scoring below its threshold, and those it could not
+    /// score again.
+    pub fn still_flagged(&self) -> usize {
+        self.scores
+            .iter()
+            .filter(|s| s.is_none_or(|s| s < self.threshold))
+            .count()
+    }
+}
+
+/// A frame of the grid: the capture, its thumbnail (a data URI) and its score under the
+/// comparison, if any.
 pub struct Tile<'a> {
     /// The capture.
     pub frame: &'a Captured,
     /// The thumbnail, or why there is none.
     pub thumbnail: Result<String, String>,
+    /// The frame's score under [`PageOptions::compare`].
+    pub new_score: Option<f32>,
 }
 
 /// The page for `frames` (all of them count in the charts); `tiles` are the frames the grid
@@ -48,9 +76,33 @@ pub fn render(frames: &[Captured], tiles: &[Tile<'_>], options: &PageOptions<'_>
          <h1>Flagged frames: {title}</h1>\n"
     );
     html.push_str(&summary(frames, tiles.len(), options));
+    let mut marks: Vec<Mark> = thresholds(frames)
+        .into_iter()
+        .map(|t| (f64::from(t), THRESHOLD, format!("threshold {t:.2}")))
+        .collect();
+    let new_mark = |c: &Comparison| {
+        (
+            f64::from(c.threshold),
+            NEW_THRESHOLD,
+            format!("new {:.2}", c.threshold),
+        )
+    };
+    if let Some(c) = options.compare.filter(|c| !c.rescored) {
+        marks.push(new_mark(c));
+    }
+    let scores: Vec<f64> = frames.iter().map(|f| f64::from(f.sidecar.score)).collect();
     html.push_str("<section class=\"charts\">\n<figure>");
-    html.push_str(&score_histogram(frames, options.new_threshold));
+    html.push_str(&score_histogram(&scores, &marks));
     html.push_str("<figcaption>Scores of the flagged frames; a frame is flagged when its score is below the threshold.</figcaption></figure>\n<figure>");
+    if let Some(c) = options.compare.filter(|c| c.rescored) {
+        let scores: Vec<f64> = c.scores.iter().flatten().map(|&s| f64::from(s)).collect();
+        html.push_str(&score_histogram(&scores, &[new_mark(c)]));
+        let _ = write!(
+            html,
+            "<figcaption>The same frames scored by {}; those below its threshold would still be flagged.</figcaption></figure>\n<figure>",
+            escape(c.name)
+        );
+    }
     html.push_str(&hourly_counts(frames));
     html.push_str("<figcaption>Frames flagged per hour (UTC).</figcaption></figure>\n</section>\n");
     let _ = writeln!(
@@ -120,13 +172,22 @@ fn summary(frames: &[Captured], shown: usize, options: &PageOptions<'_>) -> Stri
         bundles.join(", "),
         thresholds.join(", ")
     );
-    if let Some(new) = options.new_threshold {
-        let still = frames.iter().filter(|f| f.sidecar.score < new).count();
+    if let Some(c) = options.compare {
+        let t = c.threshold;
+        let still = c.still_flagged();
         let _ = write!(
             s,
-            "; at the new threshold <b>{new:.3}</b>, {still} of {} would still be flagged (green frames would pass)",
+            ".<br>Under {} (threshold <b>{t:.3}</b>), <b>{still}</b> of {} would still be flagged (green frames would pass)",
+            escape(c.name),
             frames.len()
         );
+        let unscored = c.scores.iter().filter(|s| s.is_none()).count();
+        if unscored > 0 {
+            let _ = write!(
+                s,
+                "; <span class=\"missing\">{unscored} could not be scored again and count as flagged</span>"
+            );
+        }
     }
     s.push_str(".</p>\n");
     s
@@ -144,7 +205,13 @@ fn thresholds(frames: &[Captured]) -> Vec<f32> {
 /// One frame of the grid.
 fn card(tile: &Tile<'_>, options: &PageOptions<'_>) -> String {
     let c = &tile.frame.sidecar;
-    let passes = options.new_threshold.is_some_and(|t| c.score >= t);
+    let compare = options.compare;
+    let passes = compare.is_some_and(|cmp| tile.new_score.is_some_and(|s| s >= cmp.threshold));
+    let score = match (compare.filter(|cmp| cmp.rescored), tile.new_score) {
+        (Some(_), Some(new)) => format!("{:.3} &rarr; {new:.3}", c.score),
+        (Some(_), None) => format!("{:.3} &rarr; ?", c.score),
+        (None, _) => format!("{:.3}", c.score),
+    };
     let label = options
         .labels
         .and_then(|l| l.get(c.top1))
@@ -154,11 +221,10 @@ fn card(tile: &Tile<'_>, options: &PageOptions<'_>) -> String {
         Err(why) => format!("<div class=\"missing\">{}</div>", escape(why)),
     };
     format!(
-        "<div class=\"card{}\">{picture}<div class=\"score\">{:.3}</div>\
+        "<div class=\"card{}\">{picture}<div class=\"score\">{score}</div>\
          <div class=\"label\" title=\"top-1 class {}\">{label}</div>\
          <div class=\"time\">{}</div><div class=\"name\" title=\"{name}\">#{} {name}</div></div>\n",
         if passes { " passes" } else { "" },
-        c.score,
         c.top1,
         utc(tile.frame.time),
         c.seq,
@@ -188,16 +254,11 @@ fn escape(text: &str) -> String {
     out
 }
 
-/// The score histogram with the threshold (and the new one) as vertical lines, as SVG.
-fn score_histogram(frames: &[Captured], new_threshold: Option<f32>) -> String {
-    let scores: Vec<f64> = frames.iter().map(|f| f64::from(f.sidecar.score)).collect();
-    let mut marks: Vec<(f64, RGBColor, String)> = Vec::new();
-    for t in thresholds(frames) {
-        marks.push((f64::from(t), THRESHOLD, format!("threshold {t:.2}")));
-    }
-    if let Some(t) = new_threshold {
-        marks.push((f64::from(t), NEW_THRESHOLD, format!("new {t:.2}")));
-    }
+/// A vertical line on a histogram: where, its colour and its legend.
+type Mark = (f64, RGBColor, String);
+
+/// A histogram of `scores` with `marks` (thresholds) as vertical lines, as SVG.
+fn score_histogram(scores: &[f64], marks: &[Mark]) -> String {
     let values = scores.iter().copied().chain(marks.iter().map(|m| m.0));
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(v), hi.max(v))
@@ -211,7 +272,7 @@ fn score_histogram(frames: &[Captured], new_threshold: Option<f32>) -> String {
     const BINS: usize = 30;
     let width = (hi - lo) / BINS as f64;
     let mut counts = [0u32; BINS];
-    for s in &scores {
+    for s in scores {
         counts[(((s - lo) / width) as usize).min(BINS - 1)] += 1;
     }
     let bars: Vec<Bar> = counts
@@ -227,7 +288,7 @@ fn score_histogram(frames: &[Captured], new_threshold: Option<f32>) -> String {
             label: &|x| format!("{x:.1}"),
         };
         let (mut chart, top) = bar_chart(root, x_axis, &bars)?;
-        for (x, colour, text) in &marks {
+        for (x, colour, text) in marks {
             chart
                 .draw_series(LineSeries::new(
                     [(*x, 0.0), (*x, top)],
@@ -386,6 +447,7 @@ mod tests {
         let tiles = [Tile {
             frame: &frames[0],
             thumbnail: Err("<b>gone</b>".into()),
+            new_score: None,
         }];
         let labels = ["<i>tench</i>".to_string(), "x".into(), "a&b".into()];
         let page = render(
@@ -394,7 +456,7 @@ mod tests {
             &PageOptions {
                 title: "<dir>",
                 labels: Some(&labels),
-                new_threshold: None,
+                compare: None,
                 skipped: 0,
             },
         );
@@ -405,32 +467,56 @@ mod tests {
         assert!(page.contains(">a&amp;b<"), "the top-1 label by name");
     }
 
-    #[test]
-    fn a_new_threshold_marks_the_frames_it_would_pass() {
+    /// The page for two frames scored -1 and 0.5 compared with threshold 0 at `scores`.
+    fn compared(scores: &[Option<f32>], rescored: bool) -> String {
         let frames = [captured(0, -1.0, "a"), captured(1, 0.5, "b")];
         let tiles: Vec<Tile<'_>> = frames
             .iter()
-            .map(|frame| Tile {
+            .zip(scores)
+            .map(|(frame, &new_score)| Tile {
                 frame,
                 thumbnail: Err("none".into()),
+                new_score,
             })
             .collect();
-        let page = render(
+        render(
             &frames,
             &tiles,
             &PageOptions {
                 title: "t",
                 labels: None,
-                new_threshold: Some(0.0),
+                compare: Some(&Comparison {
+                    name: "new.nap",
+                    threshold: 0.0,
+                    scores,
+                    rescored,
+                }),
                 skipped: 1,
             },
-        );
+        )
+    }
+
+    #[test]
+    fn a_new_threshold_marks_the_frames_it_would_pass() {
+        let page = compared(&[Some(-1.0), Some(0.5)], false);
         assert_eq!(page.matches("class=\"card passes\"").count(), 1);
         assert_eq!(page.matches("class=\"card\"").count(), 1);
-        assert!(page.contains("1 of 2 would still be flagged"));
+        assert!(page.contains("<b>1</b> of 2 would still be flagged"));
         assert!(page.contains("1 unreadable sidecars left out"));
         assert!(page.contains("class 2"));
         assert!(page.contains("2025-11-24 16:00:00Z"));
         assert_eq!(page.matches("<svg").count(), 2);
+    }
+
+    #[test]
+    fn a_rescoring_bundle_shows_old_and_new_scores_and_its_own_histogram() {
+        let page = compared(&[Some(0.25), None], true);
+        // The first frame now passes, the second could not be scored and stays flagged.
+        assert_eq!(page.matches("class=\"card passes\"").count(), 1);
+        assert!(page.contains(">-1.000 &rarr; 0.250<"));
+        assert!(page.contains(">0.500 &rarr; ?<"));
+        assert!(page.contains("<b>1</b> of 2 would still be flagged"));
+        assert!(page.contains("1 could not be scored again"));
+        assert_eq!(page.matches("<svg").count(), 3);
     }
 }
