@@ -7,7 +7,6 @@
 //! - headless Chromium renders it: the screenshot shows the histogram's bars, the threshold's
 //!   line and card frames, and the photos (thousands of distinct colours).
 
-use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::cli::{assert_ok, run, stdout, workspace_binary};
 use nap_test_support::data::shared_data_file;
 use napctl::images;
@@ -40,14 +39,7 @@ fn capture() -> Option<PathBuf> {
             std::os::unix::fs::symlink(&f.path, frames.join(format!("{set}-{}", f.name))).unwrap();
         }
     }
-    let mut bundle = nap_test_support::mobilenet::float_bundle()?;
-    let detector = nap_runtime::detector::Detector::new(&bundle).unwrap();
-    let pre = Preprocessor::new(bundle.manifest.input).unwrap();
-    let files = images::collect(std::slice::from_ref(&frames)).unwrap();
-    let scored = napctl::score::score_images(&detector, &pre, &files, || {}).unwrap();
-    let mut scores: Vec<f32> = scored.iter().map(|r| r.as_ref().unwrap().score).collect();
-    scores.sort_by(f32::total_cmp);
-    bundle.manifest.scorer.threshold = Some(scores[scores.len() / 2]);
+    let bundle = nap_test_support::mobilenet::float_bundle_at_median(&frames)?;
     let bundle_path = tmp("review.nap");
     bundle.write(&bundle_path).unwrap();
 

@@ -13,6 +13,7 @@ use crate::pipeline::PipelineOptions;
 use crate::queue::Overflow;
 use crate::source::raw::DEFAULT_MAX_FRAME_BYTES;
 use crate::source::{SourceOptions, SourceSpec};
+use crate::telemetry::{BrokerUrl, MqttOptions, check_device_id, default_device_id};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,8 +69,8 @@ pub struct Options {
     /// Heartbeat period on the link, in milliseconds [default: 100].
     #[arg(long, value_name = "MS")]
     pub heartbeat_ms: Option<u64>,
-    /// Wait between reconnection attempts after the link is lost, in milliseconds [default:
-    /// 500].
+    /// Wait between reconnection attempts after the link (or the MQTT broker) is lost, in
+    /// milliseconds [default: 500].
     #[arg(long, value_name = "MS")]
     pub reconnect_ms: Option<u64>,
     /// Period of the stats lines and health updates, in milliseconds [default: 5000].
@@ -105,6 +106,27 @@ pub struct Options {
     /// [default: 60].
     #[arg(long, value_name = "N")]
     pub capture_max_per_min: Option<u32>,
+    /// Publish status, stats, OOD verdicts and drift events to this MQTT broker, under
+    /// nap/<device-id>/: mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (README: topics and
+    /// payloads) [default: no MQTT].
+    #[arg(long, value_name = "URL")]
+    pub mqtt: Option<String>,
+    /// This device's name in the MQTT topics [default: the host name].
+    #[arg(long, value_name = "ID")]
+    pub device_id: Option<String>,
+    /// A file (mode 600) holding the broker's USER:PASSWORD on one line.
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_credentials: Option<PathBuf>,
+    /// The CA certificate(s), PEM, that an mqtts:// broker's certificate chains to.
+    #[arg(long, value_name = "FILE")]
+    pub mqtt_ca: Option<PathBuf>,
+    /// Publish every verdict (QoS 0), not only OOD ones (QoS 1).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub mqtt_all_verdicts: Option<bool>,
+    /// MQTT messages kept while the broker is away; when full, the oldest is dropped and
+    /// counted [default: 1000].
+    #[arg(long, value_name = "N")]
+    pub mqtt_queue: Option<usize>,
 }
 
 /// Checked settings, ready to run.
@@ -136,6 +158,8 @@ pub struct Settings {
     pub drift: DriftOptions,
     /// Where OOD frames are saved, if anywhere.
     pub capture: Option<CaptureOptions>,
+    /// MQTT telemetry, if on.
+    pub mqtt: Option<MqttOptions>,
 }
 
 /// The drift alarm as configured; the bundle supplies the expected rate when none is given.
@@ -201,6 +225,12 @@ impl Options {
             capture: self.capture.or(base.capture),
             capture_max_mb: self.capture_max_mb.or(base.capture_max_mb),
             capture_max_per_min: self.capture_max_per_min.or(base.capture_max_per_min),
+            mqtt: self.mqtt.or(base.mqtt),
+            device_id: self.device_id.or(base.device_id),
+            mqtt_credentials: self.mqtt_credentials.or(base.mqtt_credentials),
+            mqtt_ca: self.mqtt_ca.or(base.mqtt_ca),
+            mqtt_all_verdicts: self.mqtt_all_verdicts.or(base.mqtt_all_verdicts),
+            mqtt_queue: self.mqtt_queue.or(base.mqtt_queue),
         }
     }
 
@@ -278,6 +308,7 @@ impl Options {
                     .into(),
             );
         }
+        let mqtt = self.mqtt_options(Duration::from_millis(reconnect))?;
         Ok(Settings {
             bundle,
             trusted_keys: self.trusted_keys.clone(),
@@ -312,6 +343,38 @@ impl Options {
                 max_bytes: capture_max_mb << 20,
                 max_per_min: capture_max_per_min,
             }),
+            mqtt,
         })
+    }
+
+    /// The MQTT settings: none without a broker URL, and then no other MQTT key either.
+    fn mqtt_options(&self, reconnect: Duration) -> Result<Option<MqttOptions>, String> {
+        let queue = in_range("mqtt-queue", self.mqtt_queue, 1000, 1, 1_000_000)?;
+        let Some(url) = &self.mqtt else {
+            if self.device_id.is_some()
+                || self.mqtt_credentials.is_some()
+                || self.mqtt_ca.is_some()
+                || self.mqtt_all_verdicts.is_some()
+                || self.mqtt_queue.is_some()
+            {
+                return Err("device-id and the mqtt-* settings need a broker (--mqtt URL)".into());
+            }
+            return Ok(None);
+        };
+        let broker: BrokerUrl = url.parse()?;
+        let device_id = self.device_id.clone().unwrap_or_else(default_device_id);
+        check_device_id(&device_id)?;
+        if self.mqtt_ca.is_some() && !broker.tls {
+            return Err("mqtt-ca is for mqtts:// brokers only".into());
+        }
+        Ok(Some(MqttOptions {
+            broker,
+            device_id,
+            credentials: self.mqtt_credentials.clone(),
+            ca: self.mqtt_ca.clone(),
+            all_verdicts: self.mqtt_all_verdicts.unwrap_or(false),
+            queue,
+            reconnect,
+        }))
     }
 }

@@ -7,7 +7,7 @@
 //!   emission of each frame's outcome ([`reorder`]), with [`stats`] on the way;
 //! - [`link`]: verdicts, heartbeats and [`status`] to the controller, its acks back;
 //! - [`ood_line`]: the OOD output line; [`log`]: the JSON Lines log; [`drift`]: the drift
-//!   alarm; [`flagged`]: OOD frames saved for review.
+//!   alarm; [`flagged`]: OOD frames saved for review; [`telemetry`]: the fleet's view (MQTT).
 //!
 //! [`config`] turns flags and the TOML file into settings; [`serve`] is the daemon's life from
 //! loading the bundle to the final status; [`DaemonError`] says what failed, with the status
@@ -29,6 +29,7 @@ pub mod serve;
 pub mod source;
 pub mod stats;
 pub mod status;
+pub mod telemetry;
 
 pub use config::{Options, Settings};
 pub use error::DaemonError;

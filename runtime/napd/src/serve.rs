@@ -13,6 +13,7 @@ use crate::pipeline::{self, Scorer, Summary};
 use crate::scorer::DetectorScorer;
 use crate::source;
 use crate::status;
+use crate::telemetry::{self, MqttSink, Telemetry};
 use nap_runtime::bundle::signature::{TrustError, TrustedKeys};
 use nap_runtime::bundle::{BundleFile, Manifest};
 use std::sync::Arc;
@@ -42,8 +43,11 @@ pub fn check(settings: &Settings) -> Result<String, DaemonError> {
     drop(scorer.worker().map_err(DaemonError::Bundle)?);
     let m = scorer.manifest();
     let (_, drift) = drift_alarm(settings, m)?;
+    if let Some(path) = settings.mqtt.as_ref().and_then(|m| m.credentials.as_ref()) {
+        telemetry::read_credentials(path).map_err(DaemonError::Config)?;
+    }
     Ok(format!(
-        "bundle {} (sha256 {}): {} ({}x{} input, {:?} scorer, threshold {})\nsignature {}\ndrift alarm {drift}\ncapture {}\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nworkers {}, queue {}",
+        "bundle {} (sha256 {}): {} ({}x{} input, {:?} scorer, threshold {})\nsignature {}\ndrift alarm {drift}\ncapture {}\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nmqtt {}\nworkers {}, queue {}",
         settings.bundle.display(),
         file.sha256,
         m.source,
@@ -78,6 +82,25 @@ pub fn check(settings: &Settings) -> Result<String, DaemonError> {
                 g.chip, g.line, settings.ood_line
             )),
         settings.log,
+        settings
+            .mqtt
+            .as_ref()
+            .map_or("off".to_string(), |m| format!(
+                "{} as nap/{}/ (queue {}{}{})",
+                m.broker,
+                m.device_id,
+                m.queue,
+                if m.all_verdicts {
+                    ", every verdict"
+                } else {
+                    ""
+                },
+                if m.credentials.is_some() {
+                    ", with credentials"
+                } else {
+                    ""
+                },
+            )),
         settings.pipeline.workers,
         settings.pipeline.queue,
     ))
@@ -91,21 +114,33 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
         Ok(l) => l,
         Err(e) => {
             let link = Link::open(&settings.link, settings.link_options, status::STARTING);
-            return fail(link, &mut JsonLog::none(), DaemonError::Config(e));
+            return fail(link, None, &mut JsonLog::none(), DaemonError::Config(e));
         }
     };
     let link = Link::open(&settings.link, settings.link_options, status::STARTING);
+    let mqtt = match settings.mqtt.as_ref().map(telemetry::open_mqtt).transpose() {
+        Ok(mqtt) => mqtt,
+        Err(e) => return fail(link, None, &mut log, DaemonError::Config(e)),
+    };
+    if let Some(m) = &mqtt {
+        m.status(status::STARTING);
+    }
     let Started {
         scorer,
         mut line,
         source,
         drift,
         capture,
+        bundle,
     } = match start(settings) {
         Ok(started) => started,
-        Err(e) => return fail(link, &mut log, e),
+        Err(e) => return fail(link, mqtt.as_deref(), &mut log, e),
     };
     link.status(status::OK);
+    if let Some(m) = &mqtt {
+        m.bundle(bundle);
+        m.status(status::OK);
+    }
     let summary = pipeline::run(
         Arc::new(scorer),
         source,
@@ -115,11 +150,18 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
             log: &mut log,
             drift,
             capture,
+            telemetry: mqtt.as_deref().map(|m| m as &dyn Telemetry),
         },
         &settings.pipeline,
         &stop,
     );
-    log.write(&summary.to_json());
+    let mut last = summary.to_json();
+    if let Some(m) = &mqtt {
+        m.status(summary.reason.status());
+        last["mqtt"] = m.close(FAULT_PATIENCE);
+        log_mqtt_events(m.as_ref(), &mut log);
+    }
+    log.write(&last);
     // A clean end gets the same patience: the controller should learn why verdicts stopped.
     link.close(summary.reason.status(), FAULT_PATIENCE);
     Served {
@@ -149,6 +191,8 @@ struct Started {
     source: Box<dyn source::Source>,
     drift: Option<DriftAlarm>,
     capture: Option<Capture>,
+    /// The bundle as the fleet sees it: file, hash, method, threshold, precision.
+    bundle: serde_json::Value,
 }
 
 /// The drift alarm for this run (`None` when off) and what it does, in words.
@@ -199,7 +243,15 @@ fn start(settings: &Settings) -> Result<Started, DaemonError> {
         file.sha256
     );
     let scorer = DetectorScorer::new(file.bundle, settings.threshold)?;
-    let (drift, said) = drift_alarm(settings, scorer.manifest())?;
+    let m = scorer.manifest();
+    let bundle = serde_json::json!({
+        "file": settings.bundle.display().to_string(),
+        "sha256": file.sha256,
+        "method": m.scorer.method.name(),
+        "threshold": scorer.threshold(),
+        "precision": m.backbone.precision,
+    });
+    let (drift, said) = drift_alarm(settings, m)?;
     eprintln!("napd: drift alarm {said}");
     let capture = settings
         .capture
@@ -221,18 +273,26 @@ fn start(settings: &Settings) -> Result<Started, DaemonError> {
         source,
         drift,
         capture,
+        bundle,
     })
 }
 
-/// Fails before the pipeline runs: fault status to the controller, a log line, exit 1.
-fn fail(link: Link, log: &mut JsonLog, error: DaemonError) -> Served {
+/// Fails before the pipeline runs: fault status to the controller (and the broker), a log
+/// line, exit 1.
+fn fail(link: Link, mqtt: Option<&dyn MqttSink>, log: &mut JsonLog, error: DaemonError) -> Served {
     eprintln!("napd: {error}");
-    log.write(&serde_json::json!({
+    let mut last = serde_json::json!({
         "type": "final",
         "reason": "fault",
         "code": error.code(),
         "error": error.to_string(),
-    }));
+    });
+    if let Some(m) = mqtt {
+        m.status(error.status());
+        last["mqtt"] = m.close(FAULT_PATIENCE);
+        log_mqtt_events(m, log);
+    }
+    log.write(&last);
     if !link.close(error.status(), FAULT_PATIENCE) {
         eprintln!("napd: the fault status could not be delivered (link down)");
     }
@@ -240,5 +300,12 @@ fn fail(link: Link, log: &mut JsonLog, error: DaemonError) -> Served {
         exit_code: 1,
         summary: None,
         error: Some(error),
+    }
+}
+
+/// The broker connection's changes not yet logged.
+fn log_mqtt_events(mqtt: &dyn MqttSink, log: &mut JsonLog) {
+    for event in mqtt.events() {
+        log.write(&event);
     }
 }

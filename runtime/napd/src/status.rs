@@ -36,6 +36,26 @@ pub mod code {
     pub const UNTRUSTED_BUNDLE: u16 = 24;
 }
 
+/// What a reason code means, in a few words (for logs and dashboards).
+pub fn reason(code: u16) -> &'static str {
+    match code {
+        code::OK => "scoring",
+        code::FRAMES_DROPPED => "frames dropped: behind the camera",
+        code::BAD_FRAMES => "frames rejected",
+        code::LINK_RESTORED => "controller link restored",
+        code::STARTING => "loading the bundle",
+        code::DRIFT => "drift alarm: OOD rate far above calibration",
+        code::SHUTDOWN => "stopped on request",
+        code::END_OF_STREAM => "source ended",
+        code::BUNDLE => "bundle could not be loaded",
+        code::BACKBONE => "backbone failed",
+        code::SOURCE => "source failed",
+        code::CONFIG => "invalid configuration",
+        code::UNTRUSTED_BUNDLE => "bundle not signed by a trusted key",
+        _ => "unknown",
+    }
+}
+
 /// Scoring normally.
 pub const OK: RuntimeStatus = RuntimeStatus {
     health: Health::Ok,

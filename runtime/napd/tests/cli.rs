@@ -59,6 +59,12 @@ fn help_explains_every_flag() {
         "--capture",
         "--capture-max-mb",
         "--capture-max-per-min",
+        "--mqtt",
+        "--device-id",
+        "--mqtt-credentials",
+        "--mqtt-ca",
+        "--mqtt-all-verdicts",
+        "--mqtt-queue",
         "--config",
         "--check",
     ] {
@@ -73,7 +79,7 @@ fn help_explains_every_flag() {
 
 #[test]
 fn bad_flags_and_config_exit_2_with_a_reason() {
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 17] = [
         (&["--source", "dir:x"], "no bundle"),
         (&["--bundle", "b.nap"], "no source"),
         (&["--bundle", "b.nap", "--source", "usb:x"], "unknown kind"),
@@ -164,6 +170,60 @@ fn bad_flags_and_config_exit_2_with_a_reason() {
             ],
             "capture-max-mb = 0",
         ),
+        (
+            &[
+                "--bundle", "b.nap", "--source", "dir:x", "--mqtt", "tcp://h",
+            ],
+            "unknown scheme",
+        ),
+        (
+            &[
+                "--bundle",
+                "b.nap",
+                "--source",
+                "dir:x",
+                "--mqtt",
+                "mqtt://u:p@h",
+            ],
+            "credentials do not go in the URL",
+        ),
+        (
+            &[
+                "--bundle",
+                "b.nap",
+                "--source",
+                "dir:x",
+                "--device-id",
+                "cam",
+            ],
+            "need a broker",
+        ),
+        (
+            &[
+                "--bundle",
+                "b.nap",
+                "--source",
+                "dir:x",
+                "--mqtt",
+                "mqtt://h",
+                "--device-id",
+                "a/b",
+            ],
+            "MQTT topic level",
+        ),
+        (
+            &[
+                "--bundle",
+                "b.nap",
+                "--source",
+                "dir:x",
+                "--mqtt",
+                "mqtt://h",
+                "--mqtt-ca",
+                "ca.pem",
+            ],
+            "mqtts:// brokers only",
+        ),
     ];
     for (args, reason) in cases {
         let out = napd(args);
@@ -209,6 +269,12 @@ fn the_config_file_is_equivalent_to_the_flags_and_flags_win() {
         capture = "/var/lib/napd/capture"
         capture-max-mb = 64
         capture-max-per-min = 0
+        mqtt = "mqtts://broker.fleet:8884"
+        device-id = "cam-07"
+        mqtt-credentials = "/etc/napd/mqtt.cred"
+        mqtt-ca = "/etc/napd/fleet-ca.pem"
+        mqtt-all-verdicts = true
+        mqtt-queue = 50
     "#;
     let file = Options::from_toml(text).unwrap();
     let s = file.clone().resolve().unwrap();
@@ -240,6 +306,22 @@ fn the_config_file_is_equivalent_to_the_flags_and_flags_win() {
             max_bytes: 64 << 20,
             max_per_min: 0,
         })
+    );
+    let mqtt = s.mqtt.unwrap();
+    assert_eq!(mqtt.broker.to_string(), "mqtts://broker.fleet:8884");
+    assert_eq!(mqtt.device_id, "cam-07");
+    assert_eq!(
+        mqtt.credentials.as_deref(),
+        Some(Path::new("/etc/napd/mqtt.cred"))
+    );
+    assert_eq!(
+        mqtt.ca.as_deref(),
+        Some(Path::new("/etc/napd/fleet-ca.pem"))
+    );
+    assert!(mqtt.all_verdicts);
+    assert_eq!(
+        (mqtt.queue, mqtt.reconnect),
+        (50, Duration::from_millis(250))
     );
     let flags = Options {
         workers: Some(1),

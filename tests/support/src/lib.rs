@@ -1,6 +1,7 @@
 //! Test support for the NAP workspace, shared by the crates' tests and the fuzz targets; never a
 //! dependency of a library or binary.
 //!
+//! - `broker` (feature `mqtt`): a real mosquitto broker on loopback and a subscriber to it.
 //! - [`cli`]: running a command-line tool as its user does, and checking what it said.
 //! - [`data`]: the shared real data (models, photos, reference scores), found through one setting.
 //! - `onnx` (feature `onnx`): tiny ONNX classifiers built in code with napctl's proto builder;
@@ -9,6 +10,8 @@
 //! - [`protocol`]: the invariants every byte stream through the frame decoder must keep.
 //! - [`tools`]: real programs a test runs beside ours, skipped only off CI when missing.
 
+#[cfg(feature = "mqtt")]
+pub mod broker;
 pub mod cli;
 pub mod data;
 #[cfg(feature = "onnx")]

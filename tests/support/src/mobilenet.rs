@@ -21,3 +21,17 @@ pub fn float_bundle() -> Option<Bundle> {
             .expect("the shared model splits on its own"),
     )
 }
+
+/// The float bundle with its threshold at the median score of the images in `frames`, so about
+/// half of them are OOD. `None` without the shared data.
+pub fn float_bundle_at_median(frames: &std::path::Path) -> Option<Bundle> {
+    let mut bundle = float_bundle()?;
+    let detector = nap_runtime::detector::Detector::new(&bundle).expect("the bundle loads");
+    let pre = nap_runtime::preprocess::Preprocessor::new(bundle.manifest.input).unwrap();
+    let files = napctl::images::collect(&[frames.to_path_buf()]).expect("the frames list");
+    let scored = napctl::score::score_images(&detector, &pre, &files, || {}).unwrap();
+    let mut scores: Vec<f32> = scored.iter().map(|r| r.as_ref().unwrap().score).collect();
+    scores.sort_by(f32::total_cmp);
+    bundle.manifest.scorer.threshold = Some(scores[scores.len() / 2]);
+    Some(bundle)
+}

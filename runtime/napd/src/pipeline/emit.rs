@@ -12,6 +12,7 @@ use crate::ood_line::OodOutput;
 use crate::reorder::Reorder;
 use crate::stats::{self, Counts, Stats};
 use crate::status::{self, code};
+use crate::telemetry::Telemetry;
 use nap_core::protocol::RuntimeStatus;
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -33,6 +34,7 @@ pub(super) struct Emitter<'a, 'l> {
     interval_health: RuntimeStatus,
     drift: Option<DriftAlarm>,
     capture: Option<Capture>,
+    telemetry: Option<&'a dyn Telemetry>,
     stats_interval: Duration,
     next_stats: Instant,
     /// The OOD line's first error is reported; the rest would flood the log.
@@ -59,6 +61,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
             interval_health: status::OK,
             drift: outputs.drift,
             capture: outputs.capture,
+            telemetry: outputs.telemetry,
             stats_interval,
             next_stats: started + stats_interval,
             line_failed: false,
@@ -126,6 +129,9 @@ impl<'a, 'l> Emitter<'a, 'l> {
         if new != self.health {
             self.health = new;
             self.link.status(new);
+            if let Some(t) = self.telemetry {
+                t.status(new);
+            }
             self.log.write(
                 &json!({"type": "status", "health": format!("{:?}", new.health), "code": new.code}),
             );
@@ -150,7 +156,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
             "napd: drift alarm {what} at frame {seq} ({name}): {count} of the last {window} verdicts OOD, {:.1}% expected",
             100.0 * alarm.test.expected_rate()
         );
-        self.log.write(&json!({
+        let object = json!({
             "type": "drift",
             "event": what,
             "seq": seq,
@@ -160,7 +166,11 @@ impl<'a, 'l> Emitter<'a, 'l> {
             "rate": count as f64 / window as f64,
             "expected_rate": alarm.test.expected_rate(),
             "action": format!("{:?}", alarm.action).to_lowercase(),
-        }));
+        });
+        self.log.write(&object);
+        if let Some(t) = self.telemetry {
+            t.drift(&object);
+        }
         self.update_health();
     }
 
@@ -238,7 +248,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
                         .write(&json!({"type": "error", "seq": seq, "frame": name, "error": e}));
                 }
                 self.stats.verdict(scored.ood, latency, now);
-                self.log.write(&json!({
+                let object = json!({
                     "type": "verdict",
                     "seq": seq,
                     "frame": name,
@@ -247,7 +257,12 @@ impl<'a, 'l> Emitter<'a, 'l> {
                     "threshold": threshold,
                     "latency_us": latency.as_micros() as u64,
                     "top1": scored.top1,
-                }));
+                    "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+                });
+                self.log.write(&object);
+                if let Some(t) = self.telemetry {
+                    t.verdict(&object, scored.ood);
+                }
                 if let (Some(capture), Some(pixels)) = (self.capture.as_mut(), pixels) {
                     let flagged = FlaggedFrame {
                         seq,
@@ -276,9 +291,13 @@ impl<'a, 'l> Emitter<'a, 'l> {
         }
     }
 
+    /// Link events, and the broker connection's, as log objects.
     fn log_link_events(&mut self) {
         for event in self.link.events() {
             self.log.write(&link_event_json(&event));
+        }
+        for event in self.telemetry.map(|t| t.events()).unwrap_or_default() {
+            self.log.write(&event);
         }
     }
 
@@ -320,7 +339,13 @@ impl<'a, 'l> Emitter<'a, 'l> {
         if let Some(capture) = capture {
             object["capture"] = json!(capture);
         }
+        if let Some(t) = self.telemetry {
+            object["mqtt"] = t.counts();
+        }
         self.log.write(&object);
+        if let Some(t) = self.telemetry {
+            t.stats(&object);
+        }
         eprintln!(
             "napd: {:.1} fps, p50 {} us, p99 {} us, OOD {:.0}%, dropped {}, rejected {} (totals: {} verdicts, {} dropped)",
             fps,

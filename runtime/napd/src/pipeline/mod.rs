@@ -23,6 +23,7 @@ use crate::log::JsonLog;
 use crate::ood_line::OodOutput;
 use crate::queue::{self, Overflow};
 use crate::source::{Frame, Pixels, Source};
+use crate::telemetry::Telemetry;
 use crossbeam_channel::RecvTimeoutError;
 use emit::Emitter;
 use std::sync::Arc;
@@ -130,6 +131,8 @@ pub struct Outputs<'a, 'l> {
     pub drift: Option<DriftAlarm>,
     /// Where OOD frames are saved, if anywhere.
     pub capture: Option<Capture>,
+    /// The fleet's telemetry (MQTT), if on.
+    pub telemetry: Option<&'a dyn Telemetry>,
 }
 
 /// Runs until the source ends, `stop` is raised or something fatal happens; then drains the
