@@ -13,8 +13,11 @@ use crate::pipeline::PipelineOptions;
 use crate::queue::Overflow;
 use crate::source::raw::DEFAULT_MAX_FRAME_BYTES;
 use crate::source::{SourceOptions, SourceSpec};
-use crate::telemetry::{BrokerUrl, MqttOptions, check_device_id, default_device_id};
+use crate::telemetry::{
+    BrokerUrl, MqttOptions, check_device_id, default_device_id, parse_metrics_addr,
+};
 use serde::Deserialize;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -127,6 +130,10 @@ pub struct Options {
     /// counted [default: 1000].
     #[arg(long, value_name = "N")]
     pub mqtt_queue: Option<usize>,
+    /// Serve Prometheus metrics at http://ADDR/metrics: PORT (on 127.0.0.1) or ADDRESS:PORT
+    /// (0.0.0.0:9464 to be scraped from other hosts) [default: off].
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub metrics: Option<String>,
 }
 
 /// Checked settings, ready to run.
@@ -160,6 +167,8 @@ pub struct Settings {
     pub capture: Option<CaptureOptions>,
     /// MQTT telemetry, if on.
     pub mqtt: Option<MqttOptions>,
+    /// Where the Prometheus metrics are served, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The drift alarm as configured; the bundle supplies the expected rate when none is given.
@@ -231,6 +240,7 @@ impl Options {
             mqtt_ca: self.mqtt_ca.or(base.mqtt_ca),
             mqtt_all_verdicts: self.mqtt_all_verdicts.or(base.mqtt_all_verdicts),
             mqtt_queue: self.mqtt_queue.or(base.mqtt_queue),
+            metrics: self.metrics.or(base.metrics),
         }
     }
 
@@ -344,6 +354,11 @@ impl Options {
                 max_per_min: capture_max_per_min,
             }),
             mqtt,
+            metrics: self
+                .metrics
+                .as_deref()
+                .map(parse_metrics_addr)
+                .transpose()?,
         })
     }
 

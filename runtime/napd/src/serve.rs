@@ -13,7 +13,7 @@ use crate::pipeline::{self, Scorer, Summary};
 use crate::scorer::DetectorScorer;
 use crate::source;
 use crate::status;
-use crate::telemetry::{self, MqttSink, Telemetry};
+use crate::telemetry::{self, Sink, Telemetry};
 use nap_runtime::bundle::signature::{TrustError, TrustedKeys};
 use nap_runtime::bundle::{BundleFile, Manifest};
 use std::sync::Arc;
@@ -47,7 +47,7 @@ pub fn check(settings: &Settings) -> Result<String, DaemonError> {
         telemetry::read_credentials(path).map_err(DaemonError::Config)?;
     }
     Ok(format!(
-        "bundle {} (sha256 {}): {} ({}x{} input, {:?} scorer, threshold {})\nsignature {}\ndrift alarm {drift}\ncapture {}\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nmqtt {}\nworkers {}, queue {}",
+        "bundle {} (sha256 {}): {} ({}x{} input, {:?} scorer, threshold {})\nsignature {}\ndrift alarm {drift}\ncapture {}\nsource {}\nlink {}\nOOD line {}\nlog {:?}\nmqtt {}\nmetrics {}\nworkers {}, queue {}",
         settings.bundle.display(),
         file.sha256,
         m.source,
@@ -101,6 +101,9 @@ pub fn check(settings: &Settings) -> Result<String, DaemonError> {
                     ""
                 },
             )),
+        settings
+            .metrics
+            .map_or("off".to_string(), |a| format!("http://{a}/metrics")),
         settings.pipeline.workers,
         settings.pipeline.queue,
     ))
@@ -114,16 +117,16 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
         Ok(l) => l,
         Err(e) => {
             let link = Link::open(&settings.link, settings.link_options, status::STARTING);
-            return fail(link, None, &mut JsonLog::none(), DaemonError::Config(e));
+            return fail(link, &[], &mut JsonLog::none(), DaemonError::Config(e));
         }
     };
     let link = Link::open(&settings.link, settings.link_options, status::STARTING);
-    let mqtt = match settings.mqtt.as_ref().map(telemetry::open_mqtt).transpose() {
-        Ok(mqtt) => mqtt,
-        Err(e) => return fail(link, None, &mut log, DaemonError::Config(e)),
+    let sinks = match open_sinks(settings, &mut log) {
+        Ok(sinks) => sinks,
+        Err(e) => return fail(link, &[], &mut log, e),
     };
-    if let Some(m) = &mqtt {
-        m.status(status::STARTING);
+    for sink in &sinks {
+        sink.status(status::STARTING);
     }
     let Started {
         scorer,
@@ -134,12 +137,12 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
         bundle,
     } = match start(settings) {
         Ok(started) => started,
-        Err(e) => return fail(link, mqtt.as_deref(), &mut log, e),
+        Err(e) => return fail(link, &sinks, &mut log, e),
     };
     link.status(status::OK);
-    if let Some(m) = &mqtt {
-        m.bundle(bundle);
-        m.status(status::OK);
+    for sink in &sinks {
+        sink.bundle(&bundle);
+        sink.status(status::OK);
     }
     let summary = pipeline::run(
         Arc::new(scorer),
@@ -150,17 +153,13 @@ pub fn serve(settings: &Settings, stop: Arc<AtomicBool>) -> Served {
             log: &mut log,
             drift,
             capture,
-            telemetry: mqtt.as_deref().map(|m| m as &dyn Telemetry),
+            telemetry: sinks.iter().map(|s| s.as_ref() as &dyn Telemetry).collect(),
         },
         &settings.pipeline,
         &stop,
     );
     let mut last = summary.to_json();
-    if let Some(m) = &mqtt {
-        m.status(summary.reason.status());
-        last["mqtt"] = m.close(FAULT_PATIENCE);
-        log_mqtt_events(m.as_ref(), &mut log);
-    }
+    close_sinks(&sinks, summary.reason.status(), &mut last, &mut log);
     log.write(&last);
     // A clean end gets the same patience: the controller should learn why verdicts stopped.
     link.close(summary.reason.status(), FAULT_PATIENCE);
@@ -279,7 +278,7 @@ fn start(settings: &Settings) -> Result<Started, DaemonError> {
 
 /// Fails before the pipeline runs: fault status to the controller (and the broker), a log
 /// line, exit 1.
-fn fail(link: Link, mqtt: Option<&dyn MqttSink>, log: &mut JsonLog, error: DaemonError) -> Served {
+fn fail(link: Link, sinks: &[Box<dyn Sink>], log: &mut JsonLog, error: DaemonError) -> Served {
     eprintln!("napd: {error}");
     let mut last = serde_json::json!({
         "type": "final",
@@ -287,11 +286,7 @@ fn fail(link: Link, mqtt: Option<&dyn MqttSink>, log: &mut JsonLog, error: Daemo
         "code": error.code(),
         "error": error.to_string(),
     });
-    if let Some(m) = mqtt {
-        m.status(error.status());
-        last["mqtt"] = m.close(FAULT_PATIENCE);
-        log_mqtt_events(m, log);
-    }
+    close_sinks(sinks, error.status(), &mut last, log);
     log.write(&last);
     if !link.close(error.status(), FAULT_PATIENCE) {
         eprintln!("napd: the fault status could not be delivered (link down)");
@@ -303,9 +298,40 @@ fn fail(link: Link, mqtt: Option<&dyn MqttSink>, log: &mut JsonLog, error: Daemo
     }
 }
 
-/// The broker connection's changes not yet logged.
-fn log_mqtt_events(mqtt: &dyn MqttSink, log: &mut JsonLog) {
-    for event in mqtt.events() {
-        log.write(&event);
+/// The telemetry sinks asked for. A broker that cannot be set up is a configuration error; a
+/// metrics port that cannot be bound is logged, and napd goes on without metrics.
+fn open_sinks(settings: &Settings, log: &mut JsonLog) -> Result<Vec<Box<dyn Sink>>, DaemonError> {
+    let mut sinks = Vec::new();
+    if let Some(options) = &settings.mqtt {
+        sinks.push(telemetry::open_mqtt(options).map_err(DaemonError::Config)?);
+    }
+    if let Some(addr) = settings.metrics {
+        match telemetry::open_metrics(addr) {
+            Ok(sink) => sinks.push(sink),
+            Err(e) => {
+                eprintln!("napd: {e}; going on without metrics");
+                log.write(&serde_json::json!({"type": "metrics", "event": "failed", "error": e}));
+            }
+        }
+    }
+    Ok(sinks)
+}
+
+/// The last status to every sink, then each is closed; their final counters go into `last`,
+/// their last connection events into the log.
+fn close_sinks(
+    sinks: &[Box<dyn Sink>],
+    status: nap_core::protocol::RuntimeStatus,
+    last: &mut serde_json::Value,
+    log: &mut JsonLog,
+) {
+    for sink in sinks {
+        sink.status(status);
+        if let Some((key, counts)) = sink.close(FAULT_PATIENCE) {
+            last[key] = counts;
+        }
+        for event in sink.events() {
+            log.write(&event);
+        }
     }
 }

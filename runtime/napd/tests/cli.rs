@@ -65,6 +65,7 @@ fn help_explains_every_flag() {
         "--mqtt-ca",
         "--mqtt-all-verdicts",
         "--mqtt-queue",
+        "--metrics",
         "--config",
         "--check",
     ] {
@@ -79,7 +80,7 @@ fn help_explains_every_flag() {
 
 #[test]
 fn bad_flags_and_config_exit_2_with_a_reason() {
-    let cases: [(&[&str], &str); 17] = [
+    let cases: [(&[&str], &str); 18] = [
         (&["--source", "dir:x"], "no bundle"),
         (&["--bundle", "b.nap"], "no source"),
         (&["--bundle", "b.nap", "--source", "usb:x"], "unknown kind"),
@@ -224,6 +225,17 @@ fn bad_flags_and_config_exit_2_with_a_reason() {
             ],
             "mqtts:// brokers only",
         ),
+        (
+            &[
+                "--bundle",
+                "b.nap",
+                "--source",
+                "dir:x",
+                "--metrics",
+                "host:80",
+            ],
+            "expected PORT",
+        ),
     ];
     for (args, reason) in cases {
         let out = napd(args);
@@ -275,6 +287,7 @@ fn the_config_file_is_equivalent_to_the_flags_and_flags_win() {
         mqtt-ca = "/etc/napd/fleet-ca.pem"
         mqtt-all-verdicts = true
         mqtt-queue = 50
+        metrics = "0.0.0.0:9464"
     "#;
     let file = Options::from_toml(text).unwrap();
     let s = file.clone().resolve().unwrap();

@@ -3,6 +3,7 @@
 //!
 //! - `broker` (feature `mqtt`): a real mosquitto broker on loopback and a subscriber to it.
 //! - [`cli`]: running a command-line tool as its user does, and checking what it said.
+//! - [`http`]: a plain HTTP GET, for metrics pages and query APIs.
 //! - [`data`]: the shared real data (models, photos, reference scores), found through one setting.
 //! - `onnx` (feature `onnx`): tiny ONNX classifiers built in code with napctl's proto builder;
 //!   `mobilenet` (same feature): the shared MobileNetV2 split into a bundle.
@@ -14,6 +15,7 @@
 pub mod broker;
 pub mod cli;
 pub mod data;
+pub mod http;
 #[cfg(feature = "onnx")]
 pub mod mobilenet;
 #[cfg(feature = "onnx")]

@@ -34,7 +34,7 @@ pub(super) struct Emitter<'a, 'l> {
     interval_health: RuntimeStatus,
     drift: Option<DriftAlarm>,
     capture: Option<Capture>,
-    telemetry: Option<&'a dyn Telemetry>,
+    telemetry: Vec<&'a dyn Telemetry>,
     stats_interval: Duration,
     next_stats: Instant,
     /// The OOD line's first error is reported; the rest would flood the log.
@@ -129,7 +129,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
         if new != self.health {
             self.health = new;
             self.link.status(new);
-            if let Some(t) = self.telemetry {
+            for t in &self.telemetry {
                 t.status(new);
             }
             self.log.write(
@@ -168,7 +168,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
             "action": format!("{:?}", alarm.action).to_lowercase(),
         });
         self.log.write(&object);
-        if let Some(t) = self.telemetry {
+        for t in &self.telemetry {
             t.drift(&object);
         }
         self.update_health();
@@ -179,7 +179,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
     pub(super) fn finish(mut self, reason: EndReason, started: Instant) -> Summary {
         for (seq, skipped, outcome) in self.reorder.drain() {
             for _ in 0..skipped {
-                self.stats.dropped();
+                self.count_dropped();
             }
             self.emit(seq, outcome);
         }
@@ -260,7 +260,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
                     "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                 });
                 self.log.write(&object);
-                if let Some(t) = self.telemetry {
+                for t in &self.telemetry {
                     t.verdict(&object, scored.ood);
                 }
                 if let (Some(capture), Some(pixels)) = (self.capture.as_mut(), pixels) {
@@ -279,15 +279,26 @@ impl<'a, 'l> Emitter<'a, 'l> {
             }
             Outcome::Bad { name, error } => {
                 self.stats.bad();
+                for t in &self.telemetry {
+                    t.rejected();
+                }
                 eprintln!("napd: frame {seq} ({name}) rejected: {error}");
                 self.log
                     .write(&json!({"type": "error", "seq": seq, "frame": name, "error": error}));
             }
             Outcome::Dropped { name } => {
-                self.stats.dropped();
+                self.count_dropped();
                 self.log
                     .write(&json!({"type": "dropped", "seq": seq, "frame": name}));
             }
+        }
+    }
+
+    /// Counts a dropped frame in the stats and the telemetry.
+    fn count_dropped(&mut self) {
+        self.stats.dropped();
+        for t in &self.telemetry {
+            t.dropped();
         }
     }
 
@@ -296,7 +307,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
         for event in self.link.events() {
             self.log.write(&link_event_json(&event));
         }
-        for event in self.telemetry.map(|t| t.events()).unwrap_or_default() {
+        for event in self.telemetry.iter().flat_map(|t| t.events()) {
             self.log.write(&event);
         }
     }
@@ -339,11 +350,11 @@ impl<'a, 'l> Emitter<'a, 'l> {
         if let Some(capture) = capture {
             object["capture"] = json!(capture);
         }
-        if let Some(t) = self.telemetry {
-            object["mqtt"] = t.counts();
+        for (key, counts) in self.telemetry.iter().filter_map(|t| t.counts()) {
+            object[key] = counts;
         }
         self.log.write(&object);
-        if let Some(t) = self.telemetry {
+        for t in &self.telemetry {
             t.stats(&object);
         }
         eprintln!(

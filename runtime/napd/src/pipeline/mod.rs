@@ -131,8 +131,8 @@ pub struct Outputs<'a, 'l> {
     pub drift: Option<DriftAlarm>,
     /// Where OOD frames are saved, if anywhere.
     pub capture: Option<Capture>,
-    /// The fleet's telemetry (MQTT), if on.
-    pub telemetry: Option<&'a dyn Telemetry>,
+    /// The fleet's telemetry sinks (MQTT, metrics), those that are on.
+    pub telemetry: Vec<&'a dyn Telemetry>,
 }
 
 /// Runs until the source ends, `stop` is raised or something fatal happens; then drains the

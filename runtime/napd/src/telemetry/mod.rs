@@ -3,16 +3,20 @@
 //!
 //! - [`Telemetry`] is what the pipeline tells; each sink decides what to send and how;
 //! - [`mqtt`] (cargo feature `mqtt`, on by default): topics under `nap/<device-id>/` on a broker,
-//!   through a bounded queue that drops the oldest message first and counts it.
+//!   through a bounded queue that drops the oldest message first and counts it;
+//! - [`metrics`] (cargo feature `metrics`, on by default): Prometheus metrics at `/metrics`.
 //!
 //! This module also parses the broker URL, the device id and the credentials file, so a bad
 //! value is refused the same way with or without the feature.
 
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "mqtt")]
 pub mod mqtt;
 
 use nap_core::protocol::RuntimeStatus;
 use serde_json::Value;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,10 +32,14 @@ pub trait Telemetry: Send + Sync {
     fn stats(&self, stats: &Value);
     /// A drift alarm event, as logged.
     fn drift(&self, drift: &Value);
+    /// A frame rejected (unreadable, malformed).
+    fn rejected(&self) {}
+    /// A frame dropped because the workers were behind.
+    fn dropped(&self) {}
     /// Connection changes since the last call, as log objects.
     fn events(&self) -> Vec<Value>;
-    /// The sink's counters, for the `stats` and `final` objects.
-    fn counts(&self) -> Value;
+    /// The sink's counters under their key, for the `stats` objects, if it keeps any.
+    fn counts(&self) -> Option<(&'static str, Value)>;
 }
 
 /// Where the broker is: `mqtt://HOST[:PORT]` (1883) or `mqtts://HOST[:PORT]` (TLS, 8883).
@@ -196,7 +204,7 @@ pub fn read_credentials(path: &Path) -> Result<(String, String), String> {
 
 /// Opens the MQTT sink: checks the settings and starts connecting in the background (an
 /// unreachable broker is not an error; napd scores anyway and keeps trying).
-pub fn open_mqtt(options: &MqttOptions) -> Result<Box<dyn MqttSink>, String> {
+pub fn open_mqtt(options: &MqttOptions) -> Result<Box<dyn Sink>, String> {
     #[cfg(feature = "mqtt")]
     {
         Ok(Box::new(mqtt::Mqtt::open(options)?))
@@ -208,13 +216,42 @@ pub fn open_mqtt(options: &MqttOptions) -> Result<Box<dyn MqttSink>, String> {
     }
 }
 
-/// The MQTT sink as the daemon holds it: telemetry, plus what only the daemon's life calls.
-pub trait MqttSink: Telemetry {
-    /// The loaded bundle, for every later status message.
-    fn bundle(&self, bundle: Value);
-    /// Sends what is queued (the final status last) for up to `patience`, then disconnects.
-    /// Gives the final counters.
-    fn close(&self, patience: Duration) -> Value;
+/// Starts serving Prometheus metrics at `http://ADDR/metrics`.
+pub fn open_metrics(addr: SocketAddr) -> Result<Box<dyn Sink>, String> {
+    #[cfg(feature = "metrics")]
+    {
+        let server = metrics::MetricsServer::start(addr)?;
+        eprintln!("napd: metrics at http://{}/metrics", server.addr);
+        Ok(Box::new(server))
+    }
+    #[cfg(not(feature = "metrics"))]
+    {
+        let _ = addr;
+        Err("metrics: this napd was built without them (cargo feature `metrics`)".into())
+    }
+}
+
+/// A telemetry sink as the daemon holds it: what the pipeline tells, plus what only the
+/// daemon's life calls.
+pub trait Sink: Telemetry {
+    /// The loaded bundle (file, hash, method, threshold, precision), for what follows.
+    fn bundle(&self, bundle: &Value);
+    /// Sends what is queued for up to `patience` and stops. Gives the final counters under
+    /// their key, if the sink keeps any.
+    fn close(&self, patience: Duration) -> Option<(&'static str, Value)>;
+}
+
+/// Where `--metrics` listens: `PORT` (on 127.0.0.1) or `ADDRESS:PORT`.
+pub fn parse_metrics_addr(text: &str) -> Result<SocketAddr, String> {
+    let addr = match text.parse::<u16>() {
+        Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+        Err(_) => text.parse().map_err(|_| {
+            format!(
+                "metrics {text:?}: expected PORT (on 127.0.0.1) or ADDRESS:PORT, e.g. 0.0.0.0:9464"
+            )
+        })?,
+    };
+    Ok(addr)
 }
 
 /// The words for a status code, for people reading a fleet dashboard.
@@ -261,6 +298,30 @@ mod tests {
         ] {
             let e = bad.parse::<BrokerUrl>().unwrap_err();
             assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn metrics_listen_on_loopback_unless_told() {
+        assert_eq!(
+            parse_metrics_addr("9464").unwrap().to_string(),
+            "127.0.0.1:9464"
+        );
+        assert_eq!(
+            parse_metrics_addr("0.0.0.0:80").unwrap().to_string(),
+            "0.0.0.0:80"
+        );
+        assert_eq!(
+            parse_metrics_addr("[::1]:9").unwrap().to_string(),
+            "[::1]:9"
+        );
+        for bad in ["", "host:9464", "99999", "1.2.3.4"] {
+            assert!(
+                parse_metrics_addr(bad)
+                    .unwrap_err()
+                    .contains("expected PORT"),
+                "{bad}"
+            );
         }
     }
 

@@ -11,7 +11,7 @@
 //! broker that keeps sessions gets the unacknowledged ones again; one that lost the session (a
 //! restart without persistence) lost them, and they are counted as `lost`.
 
-use super::{MqttOptions, MqttSink, Telemetry, read_credentials, state_of};
+use super::{MqttOptions, Sink, Telemetry, read_credentials, state_of};
 use crate::queue::{self, Overflow, QueueReceiver, QueueSender, Take};
 use crate::status;
 use nap_core::protocol::RuntimeStatus;
@@ -346,7 +346,14 @@ impl Telemetry for Mqtt {
         std::mem::take(&mut *self.shared.events.lock().expect("events lock"))
     }
 
-    fn counts(&self) -> Value {
+    fn counts(&self) -> Option<(&'static str, Value)> {
+        Some(("mqtt", self.mqtt_counts()))
+    }
+}
+
+impl Mqtt {
+    /// The counters of the `mqtt` object in `stats` and `final`.
+    fn mqtt_counts(&self) -> Value {
         let s = &self.shared;
         let waiting = self
             .queue
@@ -368,12 +375,12 @@ impl Telemetry for Mqtt {
     }
 }
 
-impl MqttSink for Mqtt {
-    fn bundle(&self, bundle: Value) {
-        *self.bundle.lock().expect("bundle lock") = bundle;
+impl Sink for Mqtt {
+    fn bundle(&self, bundle: &Value) {
+        *self.bundle.lock().expect("bundle lock") = bundle.clone();
     }
 
-    fn close(&self, patience: Duration) -> Value {
+    fn close(&self, patience: Duration) -> Option<(&'static str, Value)> {
         let deadline = Instant::now() + patience;
         let pending = || {
             self.queue
@@ -387,7 +394,7 @@ impl MqttSink for Mqtt {
             std::thread::sleep(POLL);
         }
         // What is still waiting now is never sent: the final counts say so.
-        let counts = self.counts();
+        let counts = self.mqtt_counts();
         // Closing the queue ends the publisher; the disconnect tells the broker the end is
         // clean, so it keeps the last status instead of publishing the will.
         self.queue.lock().expect("queue lock").take();
@@ -401,6 +408,6 @@ impl MqttSink for Mqtt {
                 let _ = thread.join();
             }
         }
-        counts
+        Some(("mqtt", counts))
     }
 }
