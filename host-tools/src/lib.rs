@@ -7,10 +7,12 @@
 //! - [`eval`]: per-image features (cached), every method's FPR95, AUROC and AUPR against OOD
 //!   sets, pseudo-OOD sets and figures.
 //! - [`review`]: a device's captured OOD frames as one HTML page.
+//! - [`fleet`]: what the devices publish to a broker, one row per device.
 
 pub mod bench;
 pub mod bundle;
 pub mod eval;
+pub mod fleet;
 pub mod images;
 pub mod onnx;
 pub mod review;

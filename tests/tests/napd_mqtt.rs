@@ -303,6 +303,14 @@ fn without_a_broker_or_with_wrong_credentials_napd_scores_anyway_and_says_why() 
     assert_eq!(last["mqtt"]["waiting"], last["mqtt"]["queued"], "{last}");
     let reason = down_reason(&objects);
     assert!(reason.contains("Connection refused"), "{reason}");
+    // The fleet view says so too, and fails.
+    let out = Command::new(nap_test_support::cli::workspace_binary("napctl", "napctl"))
+        .args(["fleet", &url, "--json", "--wait", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("Connection refused"), "{said}");
 
     // A broker that wants a password napd does not have.
     let dir = tmp("mqtt_auth_broker");
@@ -461,4 +469,68 @@ fn mqtts_reaches_a_tls_broker_that_the_ca_vouches_for_and_refuses_another() {
     assert_eq!(objects.last().unwrap()["verdicts"], 20);
     let reason = down_reason(&objects);
     assert!(reason.contains("TLS"), "{reason}");
+}
+
+#[test]
+fn napctl_fleet_lists_each_device_with_its_counts() {
+    let Some((frames, bundle)) = frames_and_bundle("mqtt_fleet") else {
+        return;
+    };
+    let Some(broker) = Broker::start(&tmp("mqtt_fleet_broker"), "") else {
+        return;
+    };
+    let url = broker.url();
+    let fleet = Command::new(nap_test_support::cli::workspace_binary("napctl", "napctl"))
+        .args(["fleet", &url, "--json", "--wait", "20"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The view subscribes first: give it a moment.
+    std::thread::sleep(Duration::from_secs(1));
+    let files = images::collect(std::slice::from_ref(&frames)).unwrap();
+    let devices = [("dev-a", 4), ("dev-b", 7), ("dev-c", 12)];
+    let runs: Vec<(Child, PathBuf)> = devices
+        .iter()
+        .map(|&(id, n)| {
+            // Frames from both sets, so each device flags some.
+            let dir = tmp(&format!("mqtt_fleet_{id}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in files
+                .iter()
+                .rev()
+                .take(n / 2)
+                .chain(files.iter().take(n - n / 2))
+            {
+                std::os::unix::fs::symlink(&f.path, dir.join(&f.name)).unwrap();
+            }
+            let log = tmp(&format!("mqtt_fleet_{id}.jsonl"));
+            let mqtt = ["--mqtt", &url, "--device-id", id];
+            (napd(&bundle, &dir, "20", &mqtt, &log), log)
+        })
+        .collect();
+    let mut logs = Vec::new();
+    for (mut child, log) in runs {
+        assert!(child.wait().unwrap().success());
+        logs.push(log_objects(&log));
+    }
+    let out = fleet.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let view: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(view.as_object().unwrap().len(), devices.len(), "{view}");
+    for ((id, n), objects) in devices.iter().zip(&logs) {
+        let device = &view[*id];
+        let last = objects.last().unwrap();
+        assert_eq!(last["verdicts"], *n as u64);
+        assert_eq!(device["verdicts"], last["verdicts"], "{id}: {device}");
+        assert_eq!(device["dropped"], last["dropped"], "{id}: {device}");
+        assert_eq!(device["state"], "fault", "{id}: {device}");
+        assert_eq!(device["code"], 11, "{id}: {device}");
+        let ood = ood_in_log(objects).len() as u64;
+        assert!(ood > 0, "{id} flags some frames");
+        assert!(
+            device["ood_verdicts_seen"].as_u64().unwrap() >= ood,
+            "{id}: {device}"
+        );
+    }
 }

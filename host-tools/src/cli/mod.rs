@@ -7,6 +7,7 @@ mod calibrate;
 mod demo;
 mod eval;
 mod features;
+mod fleet;
 mod inspect;
 mod keygen;
 mod quantize;
@@ -77,6 +78,9 @@ enum Command {
     /// HTML page, with the frames as a grid (lowest score first), their score histogram against
     /// the threshold, and the frames flagged per hour.
     Review(review::ReviewArgs),
+    /// Watch a fleet: the devices publishing to an MQTT broker (napd --mqtt) as a live table
+    /// (status, fps, OOD rate, p99 latency, verdicts, drops, last seen), or one JSON snapshot.
+    Fleet(fleet::FleetArgs),
 }
 
 impl Cli {
@@ -95,6 +99,7 @@ impl Cli {
             Command::Sign(args) => args.run(),
             Command::Verify(args) => args.run(),
             Command::Review(args) => args.run(),
+            Command::Fleet(args) => args.run(),
         }
     }
 }

@@ -11,7 +11,7 @@
 //! broker that keeps sessions gets the unacknowledged ones again; one that lost the session (a
 //! restart without persistence) lost them, and they are counted as `lost`.
 
-use super::{MqttOptions, Sink, Telemetry, read_credentials, state_of};
+use super::{BrokerUrl, MqttOptions, Sink, Telemetry, read_credentials, state_of};
 use crate::queue::{self, Overflow, QueueReceiver, QueueSender, Take};
 use crate::status;
 use nap_core::protocol::RuntimeStatus;
@@ -19,6 +19,7 @@ use rumqttc::{
     Client, ConnectionError, Event, LastWill, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
 use serde_json::{Value, json};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -90,11 +91,12 @@ impl Mqtt {
         let device = options.device_id.clone();
         super::check_device_id(&device)?;
         let prefix = format!("nap/{device}/");
-        let mut mqtt = rumqttc::MqttOptions::new(
+        let mut mqtt = client_options(
             format!("napd-{device}"),
-            options.broker.host.clone(),
-            options.broker.port,
-        );
+            &options.broker,
+            options.credentials.as_deref(),
+            options.ca.as_deref(),
+        )?;
         mqtt.set_keep_alive(Duration::from_secs(10))
             .set_clean_session(false)
             .set_last_will(LastWill::new(
@@ -103,15 +105,6 @@ impl Mqtt {
                 QoS::AtLeastOnce,
                 true,
             ));
-        if let Some(path) = &options.credentials {
-            let (user, password) = read_credentials(path)?;
-            mqtt.set_credentials(user, password);
-        }
-        if options.broker.tls {
-            mqtt.set_transport(Transport::tls_with_config(tls_config(options)?));
-        } else if options.ca.is_some() {
-            return Err("mqtt-ca is for mqtts:// brokers only".into());
-        }
         let (client, connection) = Client::new(mqtt, CLIENT_CAPACITY);
         let (tx, rx) = queue::bounded(options.queue, Overflow::DropOldest);
         let shared = Arc::new(Shared::default());
@@ -158,11 +151,33 @@ impl Mqtt {
     }
 }
 
+/// A client's connection settings for `broker`: its id, the credentials file's user and
+/// password, and for `mqtts://` the CA file (PEM) the broker's certificate must chain to. What
+/// napd and `napctl fleet` connect with.
+pub fn client_options(
+    client_id: String,
+    broker: &BrokerUrl,
+    credentials: Option<&Path>,
+    ca: Option<&Path>,
+) -> Result<rumqttc::MqttOptions, String> {
+    let mut options = rumqttc::MqttOptions::new(client_id, broker.host.clone(), broker.port);
+    if let Some(path) = credentials {
+        let (user, password) = read_credentials(path)?;
+        options.set_credentials(user, password);
+    }
+    if broker.tls {
+        options.set_transport(Transport::tls_with_config(tls_config(ca)?));
+    } else if ca.is_some() {
+        return Err("mqtt-ca is for mqtts:// brokers only".into());
+    }
+    Ok(options)
+}
+
 /// The TLS settings of an `mqtts://` broker: its CA from `--mqtt-ca`, ring as the crypto.
-fn tls_config(options: &MqttOptions) -> Result<TlsConfiguration, String> {
+fn tls_config(ca: Option<&Path>) -> Result<TlsConfiguration, String> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let Some(path) = &options.ca else {
+    let Some(path) = ca else {
         return Err(
             "mqtts:// needs --mqtt-ca FILE: the CA certificate (PEM) the broker's certificate \
              chains to (/etc/ssl/certs/ca-certificates.crt for the system's)"
