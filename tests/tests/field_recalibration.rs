@@ -13,7 +13,7 @@
 
 use nap_test_support::cli::{assert_ok, run, stdout, workspace_binary};
 use nap_test_support::data::shared_data_file;
-use napctl::images;
+use nap_test_support::mobilenet::link_shared_images;
 use napd::Options;
 use serde_json::Value;
 use std::ffi::OsStr;
@@ -31,13 +31,6 @@ fn fresh(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// Links `files[range]` of `set` into `dir` as `<set>-<name>`.
-fn link(images: &Path, set: &str, range: std::ops::Range<usize>, dir: &Path) {
-    for f in &images::collect(&[images.join(set)]).unwrap()[range] {
-        std::os::unix::fs::symlink(&f.path, dir.join(format!("{set}-{}", f.name))).unwrap();
-    }
 }
 
 fn napctl<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(args: I) -> String {
@@ -63,9 +56,9 @@ fn flagged(report: &Value, bundle: usize, set: usize) -> (u64, u64) {
 
 #[test]
 fn field_frames_recalibrate_a_bundle_and_eval_and_review_compare_thresholds() {
-    let Some(images) = shared_data_file("images") else {
+    if shared_data_file("images").is_none() {
         return;
-    };
+    }
     let Some(bundle) = nap_test_support::mobilenet::float_bundle() else {
         return;
     };
@@ -75,7 +68,7 @@ fn field_frames_recalibrate_a_bundle_and_eval_and_review_compare_thresholds() {
     // The bundle as first shipped: calibrated on 40 ImageNet photos.
     let tpr = ["--tpr", "0.8"];
     let original_id = fresh("field_original_id");
-    link(&images, "id-imagenet", 0..40, &original_id);
+    link_shared_images(&original_id, "id-imagenet", 0..40).unwrap();
     let uncalibrated = tmp("field_uncalibrated.nap");
     bundle.write(&uncalibrated).unwrap();
     let old = tmp("field_old.nap");
@@ -96,8 +89,8 @@ fn field_frames_recalibrate_a_bundle_and_eval_and_review_compare_thresholds() {
 
     // In the field: other ImageNet photos and DTD textures, every flagged frame captured.
     let seen = fresh("field_seen");
-    link(&images, "id-imagenet", 40..200, &seen);
-    link(&images, "ood-dtd", 0..20, &seen);
+    link_shared_images(&seen, "id-imagenet", 40..200).unwrap();
+    link_shared_images(&seen, "ood-dtd", 0..20).unwrap();
     let capture = tmp("field_capture");
     let _ = std::fs::remove_dir_all(&capture);
     let settings = Options {

@@ -11,7 +11,6 @@
 //!   in its log.
 
 use nap_test_support::broker::{Broker, Received, Subscriber, free_port};
-use nap_test_support::data::shared_data_file;
 use napctl::images;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -26,18 +25,11 @@ fn tmp(name: &str) -> PathBuf {
 /// 10 ImageNet and 10 DTD photos, and the float bundle with its threshold at their median
 /// score (so about half are OOD); `None` without the shared data.
 fn frames_and_bundle(name: &str) -> Option<(PathBuf, PathBuf)> {
-    let images = shared_data_file("images")?;
     let frames = tmp(&format!("{name}_frames"));
     let _ = std::fs::remove_dir_all(&frames);
     std::fs::create_dir_all(&frames).unwrap();
     for set in ["id-imagenet", "ood-dtd"] {
-        for f in images::collect(&[images.join(set)])
-            .unwrap()
-            .iter()
-            .take(10)
-        {
-            std::os::unix::fs::symlink(&f.path, frames.join(format!("{set}-{}", f.name))).unwrap();
-        }
+        nap_test_support::mobilenet::link_shared_images(&frames, set, 0..10)?;
     }
     let bundle = nap_test_support::mobilenet::float_bundle_at_median(&frames)?;
     let path = tmp(&format!("{name}.nap"));

@@ -9,7 +9,6 @@
 
 use nap_test_support::cli::{assert_ok, run, stdout, workspace_binary};
 use nap_test_support::data::shared_data_file;
-use napctl::images;
 use napd::Options;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -26,18 +25,11 @@ fn tmp(name: &str) -> PathBuf {
 
 /// napd's capture of 12 ImageNet and 12 DTD photos at their median score; gives the folder.
 fn capture() -> Option<PathBuf> {
-    let images = shared_data_file("images")?;
     let frames = tmp("review_frames");
     let _ = std::fs::remove_dir_all(&frames);
     std::fs::create_dir_all(&frames).unwrap();
     for set in ["id-imagenet", "ood-dtd"] {
-        for f in images::collect(&[images.join(set)])
-            .unwrap()
-            .iter()
-            .take(PER_SET)
-        {
-            std::os::unix::fs::symlink(&f.path, frames.join(format!("{set}-{}", f.name))).unwrap();
-        }
+        nap_test_support::mobilenet::link_shared_images(&frames, set, 0..PER_SET)?;
     }
     let bundle = nap_test_support::mobilenet::float_bundle_at_median(&frames)?;
     let bundle_path = tmp("review.nap");

@@ -35,3 +35,17 @@ pub fn float_bundle_at_median(frames: &std::path::Path) -> Option<Bundle> {
     bundle.manifest.scorer.threshold = Some(scores[scores.len() / 2]);
     Some(bundle)
 }
+
+/// Links images `range` (in name order) of the shared image set `set` into `dir` as
+/// `<set>-<name>`: a replay folder of real photos. `None` without the shared data.
+pub fn link_shared_images(
+    dir: &std::path::Path,
+    set: &str,
+    range: std::ops::Range<usize>,
+) -> Option<()> {
+    let folder = shared_data_file(std::path::Path::new("images").join(set))?;
+    for f in &napctl::images::collect(&[folder]).expect("the shared set lists")[range] {
+        std::os::unix::fs::symlink(&f.path, dir.join(format!("{set}-{}", f.name))).unwrap();
+    }
+    Some(())
+}
