@@ -102,6 +102,11 @@ impl Broker {
         }
     }
 
+    /// The broker's process id while it runs (to read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Stops the broker with SIGTERM (it saves its sessions) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
