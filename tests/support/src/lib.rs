@@ -2,19 +2,31 @@
 //! dependency of a library or binary.
 //!
 //! - `broker` (feature `mqtt`): a real mosquitto broker on loopback and a subscriber to it.
+//! - `bundle_bytes` (feature `bundle`): the invariants the bundle reader and loader keep under
+//!   any input.
 //! - [`cli`]: running a command-line tool as its user does, and checking what it said.
 //! - [`http`]: a plain HTTP GET, for metrics pages and query APIs.
+//! - [`controller`]: the invariants the sensor controller's state machine keeps under any input.
+//! - `config_text`, `raw_stream` (feature `napd`): the invariants napd's config and spec
+//!   parsers and its raw frame stream reader keep under any input.
 //! - [`data`]: the shared real data (models, photos, reference scores), found through one setting.
 //! - `onnx` (feature `onnx`): tiny ONNX classifiers built in code with napctl's proto builder;
 //!   `mobilenet` (same feature): the shared MobileNetV2 split into a bundle.
+//! - [`fuzz`]: replaying a fuzz target's corpus as a plain test.
 //! - [`peer`]: a stand-in sensor controller on TCP that records what a runtime sends.
 //! - [`protocol`]: the invariants every byte stream through the frame decoder must keep.
 //! - [`tools`]: real programs a test runs beside ours, skipped only off CI when missing.
 
 #[cfg(feature = "mqtt")]
 pub mod broker;
+#[cfg(feature = "bundle")]
+pub mod bundle_bytes;
 pub mod cli;
+#[cfg(feature = "napd")]
+pub mod config_text;
+pub mod controller;
 pub mod data;
+pub mod fuzz;
 pub mod http;
 #[cfg(feature = "onnx")]
 pub mod mobilenet;
@@ -22,4 +34,6 @@ pub mod mobilenet;
 pub mod onnx;
 pub mod peer;
 pub mod protocol;
+#[cfg(feature = "napd")]
+pub mod raw_stream;
 pub mod tools;
