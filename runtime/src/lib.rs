@@ -17,4 +17,5 @@ pub mod backbone;
 pub mod bundle;
 pub mod detector;
 pub mod integer;
+pub mod limits;
 pub mod preprocess;

@@ -491,3 +491,25 @@ fn trusted_keys_load_from_pem_files_and_folders() {
     let err = TrustedKeys::load(dir.join("none.pub")).unwrap_err();
     assert!(err.to_string().contains("none.pub"), "{err}");
 }
+
+#[test]
+fn a_bundle_file_at_the_size_limit_is_read_and_one_past_it_refused_unread() {
+    use nap_runtime::limits::MAX_BUNDLE_BYTES;
+    let path = std::env::temp_dir().join(format!("nap-huge-{}.nap", std::process::id()));
+    // Sparse: the file system holds no data for it, but reading it yields every byte.
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(MAX_BUNDLE_BYTES).unwrap();
+    // Read whole, then refused for what it holds: zeros are no bundle.
+    assert!(matches!(Bundle::read(&path), Err(BundleError::NotABundle)));
+    file.set_len(MAX_BUNDLE_BYTES + 1).unwrap();
+    let e = Bundle::read(&path).unwrap_err();
+    assert!(
+        matches!(e, BundleError::TooLarge { size, limit, .. } if size == limit + 1),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .ends_with("536870913 bytes, more than the 536870912-byte limit on bundles")
+    );
+    std::fs::remove_file(&path).unwrap();
+}

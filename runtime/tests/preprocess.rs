@@ -977,3 +977,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn frames_at_the_decode_limits_pass_the_size_check_and_one_past_them_do_not() {
+    use nap_runtime::preprocess::{DEFAULT_MAX_ALLOC, DEFAULT_MAX_SIDE};
+    let too_large = |bytes: &[u8]| matches!(decode(bytes), Err(PreprocessError::TooLarge(_)));
+    // 8-bit RGB: 3 bytes a pixel. These files hold no pixel data, so those within the limits
+    // fail later, for what they lack.
+    let (side, most_rows) = (DEFAULT_MAX_SIDE, (DEFAULT_MAX_ALLOC / 3 / 16_384) as u32);
+    assert!(!too_large(&png_declaring(side, 1)));
+    assert!(too_large(&png_declaring(side + 1, 1)));
+    assert!(!too_large(&png_declaring(1, side)));
+    assert!(too_large(&png_declaring(1, side + 1)));
+    assert!(!too_large(&png_declaring(16_384, most_rows)));
+    assert!(too_large(&png_declaring(16_384, most_rows + 1)));
+}

@@ -16,10 +16,14 @@ use crate::source::{SourceOptions, SourceSpec};
 use crate::telemetry::{
     BrokerUrl, MqttOptions, check_device_id, default_device_id, parse_metrics_addr,
 };
+use nap_runtime::limits::read_capped;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Largest config file read: 64 KiB, many times a fully commented one.
+pub const MAX_CONFIG_BYTES: u64 = 64 << 10;
 
 /// Every setting, as given (flags or config keys); `None` means not given.
 #[derive(clap::Args, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -79,8 +83,8 @@ pub struct Options {
     /// Period of the stats lines and health updates, in milliseconds [default: 5000].
     #[arg(long, value_name = "MS")]
     pub stats_ms: Option<u64>,
-    /// Largest raw frame accepted, in bytes; larger declared sizes are rejected [default:
-    /// 33554432].
+    /// Largest frame accepted, in bytes: a raw frame's declared size, or an image file's size
+    /// in a dir: source; larger ones are rejected unread [default: 33554432].
     #[arg(long, value_name = "BYTES")]
     pub max_frame_bytes: Option<usize>,
     /// Verdicts the drift alarm looks back over; it tests their OOD rate against the rate the
@@ -197,11 +201,14 @@ fn in_range<T: PartialOrd + std::fmt::Display + Copy>(
 }
 
 impl Options {
-    /// Reads a TOML config file.
+    /// Reads a TOML config file of at most [`MAX_CONFIG_BYTES`].
     pub fn from_file(path: &Path) -> Result<Options, String> {
+        let name = path.display();
+        let bytes =
+            read_capped(path, MAX_CONFIG_BYTES).map_err(|e| format!("config {name}: {e}"))?;
         let text =
-            std::fs::read_to_string(path).map_err(|e| format!("config {}: {e}", path.display()))?;
-        Options::from_toml(&text).map_err(|e| format!("config {}: {e}", path.display()))
+            String::from_utf8(bytes).map_err(|e| format!("config {name}: not UTF-8 text ({e})"))?;
+        Options::from_toml(&text).map_err(|e| format!("config {name}: {e}"))
     }
 
     /// Parses TOML text; unknown keys are errors (a typo must not be silently ignored).

@@ -407,3 +407,32 @@ fn a_corrupt_bundle_sends_a_fault_status_and_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("check failed"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_config_file_at_the_size_limit_is_read_and_one_past_it_refused() {
+    use napd::config::MAX_CONFIG_BYTES;
+    let body = "bundle = \"m.nap\"\nsource = \"dir:frames\"\n# ";
+    let at = format!(
+        "{body}{}\n",
+        "x".repeat(MAX_CONFIG_BYTES as usize - body.len() - 1)
+    );
+    assert_eq!(at.len() as u64, MAX_CONFIG_BYTES);
+    let path = tmp("config-at-limit.toml");
+    std::fs::write(&path, &at).unwrap();
+    let options = Options::from_file(&path).expect("a config at the limit is read");
+    assert_eq!(options.source.as_deref(), Some("dir:frames"));
+    std::fs::write(&path, format!("{at}\n")).unwrap();
+    let e = Options::from_file(&path).unwrap_err();
+    assert!(
+        e.ends_with("65537 bytes, more than the limit of 65536"),
+        "{e}"
+    );
+    // And so says napd, before anything else.
+    let out = napd(&["--config", path.to_str().unwrap(), "--check"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("more than the limit of 65536"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -11,7 +11,12 @@ use std::io::Cursor;
 const LIMIT: usize = 1 << 20;
 
 fn events(bytes: Vec<u8>) -> Vec<SourceEvent> {
-    let mut source = RawSource::new(Cursor::new(bytes), LIMIT, false);
+    events_under(bytes, LIMIT)
+}
+
+/// Every event of the stream, the End included, under a frame size limit.
+fn events_under(bytes: Vec<u8>, limit: usize) -> Vec<SourceEvent> {
+    let mut source = RawSource::new(Cursor::new(bytes), limit, false);
     let mut out = Vec::new();
     loop {
         let e = source.next_event();
@@ -228,4 +233,22 @@ proptest! {
         let ev = events(stream);
         prop_assert!(matches!(ev.last(), Some(SourceEvent::End)));
     }
+}
+
+#[test]
+fn a_frame_at_the_size_limit_is_read_and_one_past_it_rejected() {
+    // GRAY8 4x4 is 16 bytes: read under a 16-byte limit, rejected unread under 15.
+    let stream = [
+        frame(PixelFormat::Gray8, 4, 4),
+        frame(PixelFormat::Gray8, 2, 2),
+    ]
+    .concat();
+    let at = shapes(&events_under(stream.clone(), 16));
+    assert_eq!(at, ["F:4x4:GRAY8", "F:2x2:GRAY8", "E"]);
+    let past = shapes(&events_under(stream, 15));
+    assert!(
+        past[0].contains("payload length 16 exceeds the limit of 15"),
+        "{past:?}"
+    );
+    assert_eq!(past[1..], ["F:2x2:GRAY8", "E"]);
 }

@@ -42,6 +42,7 @@ pub use manifest::{
 };
 
 use crate::integer::Program;
+use crate::limits::{MAX_BUNDLE_BYTES, ReadError, read_capped};
 use crc::{CRC_32_ISCSI, Crc};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -128,6 +129,16 @@ pub enum BundleError {
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_BUNDLE_BYTES`].
+    #[error("{path}: {size} bytes, more than the {limit}-byte limit on bundles")]
+    TooLarge {
+        /// The bundle's path.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
     },
     /// The bytes do not start with [`MAGIC`].
     #[error(
@@ -442,9 +453,16 @@ impl Bundle {
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, BundleError> {
-    std::fs::read(path).map_err(|source| BundleError::Io {
-        path: path.into(),
-        source,
+    read_capped(path, MAX_BUNDLE_BYTES).map_err(|e| match e {
+        ReadError::Io(source) => BundleError::Io {
+            path: path.into(),
+            source,
+        },
+        ReadError::TooLarge { size, limit } => BundleError::TooLarge {
+            path: path.into(),
+            size,
+            limit,
+        },
     })
 }
 

@@ -5,6 +5,7 @@
 //! the workers fall behind.
 
 use super::{Frame, Pixels, Source, SourceEvent};
+use nap_runtime::limits::read_capped;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -42,11 +43,17 @@ pub struct DirSource {
     files: std::vec::IntoIter<PathBuf>,
     period: Option<Duration>,
     next_due: Option<Instant>,
+    max_frame_bytes: u64,
 }
 
 impl DirSource {
-    /// Lists the folder's images (not recursing), sorted by name.
-    pub fn open(path: &Path, fps: Option<f64>) -> Result<DirSource, DirError> {
+    /// Lists the folder's images (not recursing), sorted by name; a file larger than
+    /// `max_frame_bytes` will be rejected unread.
+    pub fn open(
+        path: &Path,
+        fps: Option<f64>,
+        max_frame_bytes: usize,
+    ) -> Result<DirSource, DirError> {
         let period = match fps {
             None => None,
             Some(f) if f.is_finite() && f > 0.0 && f <= 1e6 => {
@@ -73,6 +80,7 @@ impl DirSource {
             files: files.into_iter(),
             period,
             next_due: None,
+            max_frame_bytes: max_frame_bytes as u64,
         })
     }
 
@@ -100,7 +108,7 @@ impl Source for DirSource {
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        match std::fs::read(&path) {
+        match read_capped(&path, self.max_frame_bytes) {
             Ok(bytes) => SourceEvent::Frame(Frame {
                 name,
                 captured: Instant::now(),
@@ -115,5 +123,35 @@ impl Source for DirSource {
 
     fn is_live(&self) -> bool {
         self.period.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_at_the_frame_size_limit_is_read_and_one_past_it_rejected_unread() {
+        let dir = std::env::temp_dir().join(format!("napd-dir-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.jpg"), [1u8; 100]).unwrap();
+        std::fs::write(dir.join("b.jpg"), [2u8; 101]).unwrap();
+        let mut source = DirSource::open(&dir, None, 100).unwrap();
+        match source.next_event() {
+            SourceEvent::Frame(f) => assert_eq!(f.pixels, Pixels::Encoded(vec![1u8; 100])),
+            e => panic!("{e:?}"),
+        }
+        match source.next_event() {
+            SourceEvent::Bad { name, error } => {
+                assert_eq!(name, "b.jpg");
+                assert!(
+                    error.ends_with("101 bytes, more than the limit of 100"),
+                    "{error}"
+                );
+            }
+            e => panic!("{e:?}"),
+        }
+        assert!(matches!(source.next_event(), SourceEvent::End));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

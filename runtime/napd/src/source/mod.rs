@@ -180,7 +180,8 @@ pub struct SourceOptions {
 pub fn open(spec: &SourceSpec, options: &SourceOptions) -> Result<Box<dyn Source>, String> {
     match spec {
         SourceSpec::Dir(path) => Ok(Box::new(
-            dir::DirSource::open(path, options.fps).map_err(|e| e.to_string())?,
+            dir::DirSource::open(path, options.fps, options.max_frame_bytes)
+                .map_err(|e| e.to_string())?,
         )),
         SourceSpec::RawPath(path) => {
             let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
