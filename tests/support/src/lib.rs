@@ -2,8 +2,8 @@
 //! dependency of a library or binary.
 //!
 //! - `broker` (feature `mqtt`): a real mosquitto broker on loopback and a subscriber to it.
-//! - `bundle_bytes` (feature `bundle`): the invariants the bundle reader and loader keep under
-//!   any input.
+//! - `bundle_bytes`, `encoded_frame` (feature `runtime`): the invariants the bundle reader and
+//!   loader, and the image decoders with the preprocessing, keep under any input.
 //! - [`cli`]: running a command-line tool as its user does, and checking what it said.
 //! - [`http`]: a plain HTTP GET, for metrics pages and query APIs.
 //! - [`controller`]: the invariants the sensor controller's state machine keeps under any input.
@@ -19,13 +19,15 @@
 
 #[cfg(feature = "mqtt")]
 pub mod broker;
-#[cfg(feature = "bundle")]
+#[cfg(feature = "runtime")]
 pub mod bundle_bytes;
 pub mod cli;
 #[cfg(feature = "napd")]
 pub mod config_text;
 pub mod controller;
 pub mod data;
+#[cfg(feature = "runtime")]
+pub mod encoded_frame;
 pub mod fuzz;
 pub mod http;
 #[cfg(feature = "onnx")]
