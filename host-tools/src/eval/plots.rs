@@ -26,7 +26,7 @@ static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
 /// Makes the bundled font the one figures' text is laid out with (once per process).
-pub(crate) fn register_font() {
+pub fn register_font() {
     REGISTER.call_once(|| {
         if plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).is_err() {
             eprintln!("napctl: warning: the bundled font did not load; figures will lack text");

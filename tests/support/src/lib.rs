@@ -15,6 +15,7 @@
 //! - [`fuzz`]: replaying a fuzz target's corpus as a plain test.
 //! - [`peer`]: a stand-in sensor controller on TCP that records what a runtime sends.
 //! - [`protocol`]: the invariants every byte stream through the frame decoder must keep.
+//! - `soak` (feature `soak`): napd run for a long time under faults, and what it did.
 //! - [`tools`]: real programs a test runs beside ours, skipped only off CI when missing.
 
 #[cfg(feature = "mqtt")]
@@ -38,4 +39,6 @@ pub mod peer;
 pub mod protocol;
 #[cfg(feature = "napd")]
 pub mod raw_stream;
+#[cfg(feature = "soak")]
+pub mod soak;
 pub mod tools;
