@@ -80,7 +80,10 @@ fn plot(report: &SoakReport, path: &Path) {
     napctl::eval::plots::register_font();
     let size = (900, 600);
     let mut pixels = vec![0u8; 900 * 600 * 3];
-    draw(report, BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area());
+    draw(
+        report,
+        BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area(),
+    );
     image::RgbImage::from_raw(size.0, size.1, pixels)
         .expect("width * height * 3 bytes")
         .save(path)
