@@ -90,7 +90,9 @@ fn plot(report: &SoakReport, path: &Path) {
         .unwrap();
 }
 
-fn draw(report: &SoakReport, root: DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>) {
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+fn draw(report: &SoakReport, root: Area<'_>) {
     root.fill(&WHITE).unwrap();
     let (top, bottom) = root.split_vertically(300);
     let minutes = report.rss_kib.last().map_or(1.0, |s| s.0 / 60.0).max(1.0);
@@ -99,36 +101,58 @@ fn draw(report: &SoakReport, root: DrawingArea<BitMapBackend<'_>, plotters::coor
         .iter()
         .map(|&(t, k)| (t / 60.0, k as f64 / 1024.0))
         .collect();
-    let most = mib.iter().map(|p| p.1).fold(0.0, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&top)
-        .caption("napd resident memory (MiB)", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..minutes, 0.0..most.max(1.0))
-        .unwrap();
-    chart.configure_mesh().x_desc("minutes").draw().unwrap();
-    chart.draw_series(LineSeries::new(mib, &BLUE)).unwrap();
+    panel(
+        &top,
+        "napd resident memory (MiB)",
+        minutes,
+        &mib,
+        1.1,
+        BLUE,
+        false,
+    );
     let p99: Vec<(f64, f64)> = report
         .windows
         .iter()
         .map(|&(s, _, _, p)| (s / 60.0, p as f64 / 1000.0))
         .collect();
-    let most = p99.iter().map(|p| p.1).fold(0.0, f64::max) * 1.2;
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption("p99 latency per window (ms)", ("sans-serif", 18))
+    panel(
+        &bottom,
+        "p99 latency per window (ms)",
+        minutes,
+        &p99,
+        1.2,
+        RED,
+        true,
+    );
+    root.present().unwrap();
+}
+
+/// One chart over the run's minutes: `points` as a line (and dots), the y axis `headroom`
+/// times above the highest point.
+fn panel(
+    area: &Area<'_>,
+    caption: &str,
+    minutes: f64,
+    points: &[(f64, f64)],
+    headroom: f64,
+    color: RGBColor,
+    dots: bool,
+) {
+    let most = points.iter().map(|p| p.1).fold(0.0, f64::max) * headroom;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(50)
         .build_cartesian_2d(0.0..minutes, 0.0..most.max(1.0))
         .unwrap();
     chart.configure_mesh().x_desc("minutes").draw().unwrap();
+    if dots {
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .unwrap();
+    }
     chart
-        .draw_series(
-            p99.iter()
-                .map(|&(x, y)| Circle::new((x, y), 4, RED.filled())),
-        )
+        .draw_series(LineSeries::new(points.iter().copied(), &color))
         .unwrap();
-    chart.draw_series(LineSeries::new(p99, &RED)).unwrap();
-    root.present().unwrap();
 }

@@ -3,12 +3,10 @@
 
 use nap_test_support::controller::check_controller;
 use nap_test_support::fuzz::replay_corpus;
-use std::path::Path;
 
 #[test]
 fn fuzz_corpus_replays_cleanly() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/controller");
-    let runs = replay_corpus(&dir, check_controller);
+    let runs = replay_corpus(env!("CARGO_MANIFEST_DIR"), "controller", check_controller);
     // The corpus must reach the interesting transitions, not just noise.
     let armings: usize = runs.iter().map(|r| r.armings).sum();
     let disarms: usize = runs.iter().map(|r| r.disarms).sum();

@@ -6,17 +6,10 @@ use nap_test_support::config_text::check_config_text;
 use nap_test_support::fuzz::replay_corpus;
 use nap_test_support::raw_stream::check_raw_stream;
 use proptest::prelude::*;
-use std::path::{Path, PathBuf};
-
-fn corpus(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target)
-}
 
 #[test]
 fn raw_stream_corpus_replays_cleanly() {
-    let runs = replay_corpus(&corpus("raw_stream"), check_raw_stream);
+    let runs = replay_corpus(env!("CARGO_MANIFEST_DIR"), "raw_stream", check_raw_stream);
     // The corpus must reach both outcomes, not just noise.
     let frames: usize = runs.iter().map(|r| r.frames).sum();
     let rejected: usize = runs.iter().map(|r| r.rejected).sum();
@@ -28,7 +21,7 @@ fn raw_stream_corpus_replays_cleanly() {
 
 #[test]
 fn config_corpus_replays_cleanly() {
-    let runs = replay_corpus(&corpus("config"), check_config_text);
+    let runs = replay_corpus(env!("CARGO_MANIFEST_DIR"), "config", check_config_text);
     assert!(
         runs.iter().any(|r| r.resolved),
         "no corpus file is a valid config"

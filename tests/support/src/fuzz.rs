@@ -4,9 +4,11 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
-/// Runs `check` on every file of the corpus folder `dir`, in name order, and gives what it
-/// returned for each. Panics when the folder is empty, naming every file whose check panicked.
-pub fn replay_corpus<T>(dir: &Path, check: impl Fn(&[u8]) -> T) -> Vec<T> {
+/// Runs `check` on every file of the corpus of fuzz target `target` of the crate at
+/// `crate_dir` (its `fuzz/corpus/<target>/`), in name order, and gives what it returned for
+/// each. Panics when the folder is empty, naming every file whose check panicked.
+pub fn replay_corpus<T>(crate_dir: &str, target: &str, check: impl Fn(&[u8]) -> T) -> Vec<T> {
+    let dir = &Path::new(crate_dir).join("fuzz/corpus").join(target);
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|entry| entry.unwrap().path())

@@ -94,7 +94,7 @@ pub struct SoakReport {
     pub connections: u64,
     /// Statuses napd sent (as the controller decoded them).
     pub statuses: u64,
-    /// Times the controller armed, and disarmed.
+    /// Times the controller armed.
     pub armings: u64,
     /// Times the controller left the armed state.
     pub disarms: u64,
