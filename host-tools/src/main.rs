@@ -7,6 +7,8 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A malformed model that makes tract panic is reported as an error, not twice.
+    nap_runtime::backbone::quiet_guarded_panics();
     match cli::Cli::parse().run() {
         Ok(code) => code,
         Err(e) => {

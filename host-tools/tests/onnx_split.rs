@@ -3,6 +3,7 @@
 //! arithmetic, and every error case named.
 
 use nap_runtime::bundle::HeadForm;
+use nap_runtime::detector::Detector;
 use nap_test_support::data::shared_data_file;
 use nap_test_support::onnx::{self as fixture, CLASSES, FEATURES, IN_CHANNELS, SIZE, TinyCnn};
 use napctl::onnx::{
@@ -511,6 +512,35 @@ fn input_rank_not_4() {
     assert!(
         msg.contains("input_flat") && msg.contains("rank 3"),
         "{msg}"
+    );
+}
+
+/// Two damaged backbones the `bundle_onnx` fuzz target found: a graph output that names no
+/// tensor (tract panics indexing its map of names while reading it) and a graph without
+/// outputs (tract's `output_fact` panics on it). Loading either is an error that says why.
+#[test]
+fn damaged_backbones_are_load_errors_not_panics() {
+    let bundle = fixture::float_bundle(&fixture::torchvision(&TinyCnn::default()), "fixture");
+    assert!(Detector::new(&bundle).is_ok());
+    let damaged = |damage: fn(&mut tract_onnx::pb::GraphProto)| {
+        let mut backbone: ModelProto = prost::Message::decode(&bundle.backbone[..]).unwrap();
+        damage(backbone.graph.as_mut().unwrap());
+        let mut bundle = bundle.clone();
+        bundle.backbone = prost::Message::encode_to_vec(&backbone);
+        Detector::new(&bundle)
+            .err()
+            .expect("a damaged backbone loads")
+            .to_string()
+    };
+    let e = damaged(|g| g.output[0].name = "missing".into());
+    assert!(
+        e.contains("tract failed while reading the backbone") && e.contains("no entry found"),
+        "{e}"
+    );
+    let e = damaged(|g| g.output.clear());
+    assert!(
+        e.contains("one output, the pre-pool tensor") && e.contains("0 outputs"),
+        "{e}"
     );
 }
 

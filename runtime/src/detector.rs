@@ -136,11 +136,13 @@ pub fn probe_backbone_output(
     size: u32,
 ) -> Result<(Vec<usize>, DatumType), DetectorError> {
     let size = size as usize;
-    let typed = tract_onnx::onnx()
-        .model_for_read(&mut &model[..])?
-        .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
-        .into_typed()?;
-    let fact = typed.output_fact(0)?;
+    let typed = backbone::guarded("reading the backbone", || {
+        tract_onnx::onnx()
+            .model_for_read(&mut &model[..])?
+            .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
+            .into_typed()
+    })?;
+    let fact = pre_pool_fact(&typed)?;
     let shape = fact
         .shape
         .as_concrete()
@@ -150,6 +152,19 @@ pub fn probe_backbone_output(
             got: format!("{:?}", fact.shape),
         })?;
     Ok((shape, fact.datum_type))
+}
+
+/// The fact of the backbone's one output, the pre-pool tensor (tract's `output_fact` panics on a
+/// graph without outputs, which a damaged bundle can hold).
+#[cfg(feature = "tract")]
+fn pre_pool_fact(model: &TypedModel) -> Result<&TypedFact, DetectorError> {
+    match model.output_outlets()? {
+        [outlet] => Ok(model.outlet_fact(*outlet)?),
+        outlets => Err(DetectorError::PrePoolShape {
+            expected: "one output, the pre-pool tensor".into(),
+            got: format!("{} outputs", outlets.len()),
+        }),
+    }
 }
 
 /// A bundle made runnable: shared, immutable, `Send + Sync`.
@@ -335,7 +350,7 @@ impl Detector {
         manifest: &Manifest,
     ) -> Result<Backbone, DetectorError> {
         let model = backbone::optimize(model, options)?;
-        let output = model.output_fact(0)?;
+        let output = pre_pool_fact(&model)?;
         let p = manifest.pre_pool;
         let (c, h, w) = (p.channels as usize, p.height as usize, p.width as usize);
         let expected = match p.layout {
@@ -353,7 +368,8 @@ impl Detector {
                 got: format!("{:?} {:?}", output.shape, output.datum_type),
             });
         }
-        Ok(Backbone::Tract(model.into_runnable()?))
+        let plan = backbone::guarded("planning the backbone", || model.into_runnable())?;
+        Ok(Backbone::Tract(plan))
     }
 
     fn assemble(
@@ -409,7 +425,9 @@ impl Detector {
         );
         let state = match &self.backbone {
             #[cfg(feature = "tract")]
-            Backbone::Tract(plan) => BackboneState::Tract(plan.spawn()?),
+            Backbone::Tract(plan) => {
+                BackboneState::Tract(backbone::guarded("preparing a worker", || plan.spawn())?)
+            }
             Backbone::Integer(integer) => BackboneState::Integer(integer.activations()),
         };
         Ok(Worker {
@@ -452,7 +470,8 @@ impl Detector {
             #[cfg(feature = "tract")]
             (Backbone::Tract(_), BackboneState::Tract(state)) => {
                 let input = Tensor::from_shape(&[1, 3, size, size], &input)?;
-                let outputs = state.run(tvec!(input.into()))?;
+                let outputs =
+                    backbone::guarded("running the backbone", || state.run(tvec!(input.into())))?;
                 let values = outputs[0].try_as_plain_ram()?;
                 // Preparation checked the output's datum type against the manifest's storage.
                 Ok(match self.manifest.pre_pool.storage {

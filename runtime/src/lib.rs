@@ -19,3 +19,13 @@ pub mod detector;
 pub mod integer;
 pub mod limits;
 pub mod preprocess;
+
+/// The text a panic was raised with (`panic!` with a literal or a formatted message), if any:
+/// for errors made from panics caught in third-party code.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("no message")
+}

@@ -32,6 +32,9 @@ struct Cli {
 fn main() -> ExitCode {
     // Timestamps on the wire count from here.
     napd::link::monotonic_us();
+    // A malformed bundle that makes tract panic is reported as a load error, not twice.
+    #[cfg(feature = "tract")]
+    nap_runtime::backbone::quiet_guarded_panics();
     let cli = Cli::parse();
     let options = match &cli.config {
         None => cli.options,

@@ -2,6 +2,7 @@
 //! optimized.
 
 use super::BackboneOptions;
+use super::guard::guarded;
 use super::ops::{DepthwiseOp, ExpandDepthwiseOp, NapOp, PointwiseOp};
 use super::rewrite;
 use tract_onnx::prelude::*;
@@ -18,18 +19,20 @@ pub fn optimized_model(
 /// Reads the ONNX backbone for one `3 x size x size` frame, typed and decluttered: the first
 /// half of [`optimized_model`], after which the ONNX bytes are no longer needed.
 pub fn decluttered_model(onnx: &[u8], size: usize) -> TractResult<TypedModel> {
-    tract_onnx::onnx()
-        .model_for_read(&mut &*onnx)?
-        .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
-        .into_typed()?
-        .into_decluttered()
+    guarded("reading the backbone", || {
+        tract_onnx::onnx()
+            .model_for_read(&mut &*onnx)?
+            .with_input_fact(0, f32::fact([1, 3, size, size]).into())?
+            .into_typed()?
+            .into_decluttered()
+    })
 }
 
 /// The second half of [`optimized_model`]: our depthwise and pointwise kernels swapped in, then
 /// tract's optimization.
 pub fn optimize(mut model: TypedModel, options: BackboneOptions) -> TractResult<TypedModel> {
     rewrite::replace_convolutions(&mut model, options)?;
-    model.into_optimized()
+    guarded("optimizing the backbone", || model.into_optimized())
 }
 
 /// Number of depthwise convolutions of an optimized model that run on `nap-core`'s kernel.

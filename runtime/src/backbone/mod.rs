@@ -8,6 +8,7 @@
 //! frame and clips in a pass of its own; everything else stays tract's.
 //!
 //! - `graph`: the ONNX graph read, decluttered and optimized;
+//! - `guard`: tract's panics on malformed models turned into errors;
 //! - `rewrite`: finds the convolutions our kernels take and swaps them in;
 //! - [`ops`]: the tract ops that run them, one file per op, one shape for their trait code.
 //!
@@ -17,6 +18,8 @@
 #[cfg(feature = "tract")]
 mod graph;
 #[cfg(feature = "tract")]
+mod guard;
+#[cfg(feature = "tract")]
 pub mod ops;
 #[cfg(feature = "tract")]
 mod rewrite;
@@ -25,6 +28,10 @@ mod rewrite;
 pub use graph::{
     decluttered_model, optimize, optimized_model, own_depthwise_count, own_pointwise_count,
 };
+#[cfg(feature = "tract")]
+pub(crate) use guard::guarded;
+#[cfg(feature = "tract")]
+pub use guard::quiet_guarded_panics;
 
 /// How the backbone's graph is prepared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,6 +17,7 @@ use image::{DynamicImage, ImageFormat, ImageReader, Limits, RgbImage};
 use mozjpeg::{ColorSpace, Decompress};
 
 use super::{DEFAULT_MAX_ALLOC, DEFAULT_MAX_SIDE, PreprocessError};
+use crate::panic_message;
 
 /// The default decode limits: [`DEFAULT_MAX_SIDE`] per side, [`DEFAULT_MAX_ALLOC`] bytes.
 pub fn default_limits() -> Limits {
@@ -110,15 +111,7 @@ fn decode_jpeg(bytes: &[u8], limits: &Limits) -> Result<RgbImage, PreprocessErro
     let decoded = panic::catch_unwind(AssertUnwindSafe(|| decode_jpeg_unguarded(bytes, limits)));
     match decoded {
         Ok(result) => result,
-        Err(payload) => {
-            let reason = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("the decoder failed")
-                .to_string();
-            Err(corrupt_jpeg(reason))
-        }
+        Err(payload) => Err(corrupt_jpeg(panic_message(payload.as_ref()))),
     }
 }
 

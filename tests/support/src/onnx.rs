@@ -6,6 +6,8 @@
 //! -> Relu -> `features` `[N, 8, 8, 8]`, with the weights of [`TinyCnn`], followed by the head
 //! each function names.
 
+use nap_runtime::bundle::{Bundle, InputSpec};
+use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::onnx::proto::{
     attr_float, attr_floats, attr_int, attr_ints, attr_tensor, dim, dim_param, f32_tensor_typed,
     i64_tensor_typed, node, tensor,
@@ -69,6 +71,16 @@ impl TinyCnn {
         }
         t
     }
+}
+
+/// `model` split into a float bundle for its `SIZE x SIZE` input (TF-slim preprocessing), as
+/// `napctl split --input-size 8` makes it.
+pub fn float_bundle(model: &ModelProto, source: &str) -> Bundle {
+    let input = InputSpec {
+        size: SIZE as u32,
+        ..InputSpec::TF
+    };
+    build_bundle(model, source, BuildOptions { layer: None, input }).expect("the fixture splits")
 }
 
 /// `n` deterministic values in `[-scale, scale)` from `seed` (a small LCG).
