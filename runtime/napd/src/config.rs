@@ -40,7 +40,10 @@ pub struct Options {
     pub trusted_keys: Option<PathBuf>,
     /// Where frames come from: dir:PATH (images of a folder, in name order), raw:PATH or raw:-
     /// (raw frame stream from a file, FIFO or stdin; format in the README), v4l2:/dev/videoN
-    /// (camera; builds with the `v4l2` feature).
+    /// (camera; builds with the `v4l2` feature), gst:'PIPELINE' (a gst-launch-1.0 description,
+    /// e.g. 'libcamerasrc' or 'filesrc location=drive.mkv ! decodebin'; napd appends
+    /// `videoconvert ! appsink` unless it ends in an appsink; builds with the `gstreamer`
+    /// feature).
     #[arg(long, value_name = "SRC")]
     pub source: Option<String>,
     /// The controller link: serial:/dev/ttyX@BAUD, tcp:HOST:PORT or none [default: none].

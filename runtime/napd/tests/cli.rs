@@ -357,6 +357,21 @@ fn the_config_file_is_equivalent_to_the_flags_and_flags_win() {
 }
 
 #[test]
+fn gst_sources_keep_their_pipeline_as_written() {
+    let text = "gst:rtspsrc location=rtsp://cam/stream latency=200 ! decodebin";
+    let spec: SourceSpec = text.parse().unwrap();
+    assert_eq!(
+        spec,
+        SourceSpec::Gst("rtspsrc location=rtsp://cam/stream latency=200 ! decodebin".into())
+    );
+    assert_eq!(spec.to_string(), text);
+    for empty in ["gst:", "gst:  "] {
+        let e = empty.parse::<SourceSpec>().unwrap_err().to_string();
+        assert!(e.contains("empty") && e.contains("gst:PIPELINE"), "{e}");
+    }
+}
+
+#[test]
 fn the_sample_config_resolves() {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/napd.toml");
     let s = Options::from_file(&sample).unwrap().resolve().unwrap();

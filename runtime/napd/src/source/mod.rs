@@ -8,8 +8,11 @@
 //! - [`dir`]: replays the images of a folder in name order, optionally paced at a frame rate.
 //! - [`raw`]: a stream of raw frames, each behind a small header (the format is documented there).
 //! - `v4l2` (cargo feature `v4l2`, Linux): a V4L2 capture device.
+//! - `gst` (cargo feature `gstreamer`): any GStreamer pipeline (CSI and RTSP cameras, files).
 
 pub mod dir;
+#[cfg(feature = "gstreamer")]
+pub mod gst;
 pub mod pixel;
 pub mod raw;
 #[cfg(all(feature = "v4l2", target_os = "linux"))]
@@ -113,7 +116,7 @@ pub trait Source: Send {
 }
 
 /// Which source to open, as written on the command line (`dir:PATH`, `raw:PATH`, `raw:-`,
-/// `v4l2:/dev/videoN`).
+/// `v4l2:/dev/videoN`, `gst:PIPELINE`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum SourceSpec {
     /// Every image of a folder, in name order.
@@ -124,11 +127,15 @@ pub enum SourceSpec {
     RawStdin,
     /// A V4L2 capture device.
     V4l2(PathBuf),
+    /// A GStreamer pipeline, as written for `gst-launch-1.0`.
+    Gst(String),
 }
 
 /// A source specification that does not parse.
 #[derive(Debug, thiserror::Error)]
-#[error("source {given:?}: {reason} (expected dir:PATH, raw:PATH, raw:- or v4l2:/dev/videoN)")]
+#[error(
+    "source {given:?}: {reason} (expected dir:PATH, raw:PATH, raw:-, v4l2:/dev/videoN or gst:PIPELINE)"
+)]
 pub struct SourceSpecError {
     given: String,
     reason: &'static str,
@@ -151,6 +158,8 @@ impl FromStr for SourceSpec {
             "raw" if rest == "-" => Ok(SourceSpec::RawStdin),
             "raw" => Ok(SourceSpec::RawPath(rest.into())),
             "v4l2" => Ok(SourceSpec::V4l2(rest.into())),
+            "gst" if rest.trim().is_empty() => Err(err("empty pipeline")),
+            "gst" => Ok(SourceSpec::Gst(rest.to_string())),
             _ => Err(err("unknown kind")),
         }
     }
@@ -163,6 +172,7 @@ impl std::fmt::Display for SourceSpec {
             SourceSpec::RawPath(p) => write!(f, "raw:{}", p.display()),
             SourceSpec::RawStdin => write!(f, "raw:-"),
             SourceSpec::V4l2(p) => write!(f, "v4l2:{}", p.display()),
+            SourceSpec::Gst(description) => write!(f, "gst:{description}"),
         }
     }
 }
@@ -204,6 +214,16 @@ pub fn open(spec: &SourceSpec, options: &SourceOptions) -> Result<Box<dyn Source
         #[cfg(not(all(feature = "v4l2", target_os = "linux")))]
         SourceSpec::V4l2(_) => Err(
             "v4l2 sources need a Linux build with the `v4l2` cargo feature (cargo build --features v4l2)"
+                .into(),
+        ),
+        #[cfg(feature = "gstreamer")]
+        SourceSpec::Gst(description) => Ok(Box::new(gst::GstSource::open(
+            description,
+            options.max_frame_bytes,
+        )?)),
+        #[cfg(not(feature = "gstreamer"))]
+        SourceSpec::Gst(_) => Err(
+            "gst: sources need a build with the `gstreamer` cargo feature (cargo build --features gstreamer)"
                 .into(),
         ),
     }

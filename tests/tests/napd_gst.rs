@@ -1,0 +1,231 @@
+//! napd's `gst:` source (cargo feature `gstreamer`) on real pipelines, with the shared
+//! MobileNetV2 bundle:
+//! - `videotestsrc` gives one verdict per frame, in order, and its end of stream ends napd
+//!   cleanly;
+//! - a video file the test encodes with GStreamer (MJPEG in AVI) from real photos and textures
+//!   gives, through `gst:`, the verdicts the same frames give through `raw:`, within what lossy
+//!   encoding moves a score;
+//! - a description that does not parse, a missing element, caps napd cannot read and a sink that
+//!   is not an appsink are each a source failure naming the cause.
+//!
+//! `cargo test -p nap-tests --features gstreamer --test napd_gst` (needs GStreamer's development
+//! packages, plugins-base and -good, and gst-launch-1.0).
+#![cfg(feature = "gstreamer")]
+
+use image::imageops::FilterType;
+use nap_test_support::data::shared_data_file;
+use nap_test_support::tools::require;
+use napctl::images;
+use napd::source::PixelFormat;
+use napd::source::raw::encode_frame;
+use napd::status::code;
+use napd::{Options, Served};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+
+/// Frames taken from each image set (every `STRIDE`-th photo).
+const PER_SET: usize = 12;
+const STRIDE: usize = 7;
+const WIDTH: u32 = 320;
+const HEIGHT: u32 = 240;
+
+struct Fixture {
+    bundle: PathBuf,
+    /// One PNG per frame, `frame_000.png` ...
+    frames: PathBuf,
+    /// The same frames as one `raw:` stream (RGB8).
+    raw: PathBuf,
+    /// The median score of the frames through `raw:`: half of them are OOD.
+    threshold: f32,
+}
+
+fn tmp(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name)
+}
+
+fn fixture() -> Option<&'static Fixture> {
+    static FIXTURE: OnceLock<Option<Fixture>> = OnceLock::new();
+    FIXTURE
+        .get_or_init(|| {
+            let images = shared_data_file("images")?;
+            let bundle = tmp("napd_gst.nap");
+            nap_test_support::mobilenet::float_bundle()?
+                .write(&bundle)
+                .unwrap();
+            let frames = tmp("napd_gst_frames");
+            let _ = std::fs::remove_dir_all(&frames);
+            std::fs::create_dir_all(&frames).unwrap();
+            let mut raw = Vec::new();
+            let sets = ["id-imagenet", "ood-dtd"];
+            let files = sets.iter().flat_map(|set| {
+                let all = images::collect(&[images.join(set)]).unwrap();
+                all.into_iter().step_by(STRIDE).take(PER_SET)
+            });
+            for (i, file) in files.enumerate() {
+                let img = image::open(&file.path).unwrap();
+                let rgb = img
+                    .resize_exact(WIDTH, HEIGHT, FilterType::Triangle)
+                    .to_rgb8();
+                rgb.save(frames.join(format!("frame_{i:03}.png"))).unwrap();
+                raw.extend(encode_frame(PixelFormat::Rgb8, WIDTH, HEIGHT, rgb.as_raw()).unwrap());
+            }
+            let raw_path = tmp("napd_gst_frames.raw");
+            std::fs::write(&raw_path, raw).unwrap();
+            let mut fx = Fixture {
+                bundle,
+                frames,
+                raw: raw_path,
+                threshold: f32::MAX,
+            };
+            let (served, log) = serve(&fx, format!("raw:{}", fx.raw.display()), "raw_probe");
+            assert_eq!(served.exit_code, 0);
+            let mut scores: Vec<f32> = scores(&log).into_iter().map(|(_, s)| s).collect();
+            scores.sort_by(f32::total_cmp);
+            fx.threshold = scores[scores.len() / 2];
+            Some(fx)
+        })
+        .as_ref()
+}
+
+fn serve(fx: &Fixture, source: String, log: &str) -> (Served, Vec<Value>) {
+    let log = tmp(&format!("{log}.jsonl"));
+    let _ = std::fs::remove_file(&log);
+    let options = Options {
+        bundle: Some(fx.bundle.clone()),
+        source: Some(source),
+        log: Some(format!("jsonl:{}", log.display())),
+        workers: Some(2),
+        threshold: Some(fx.threshold),
+        stats_ms: Some(500),
+        ..Options::default()
+    };
+    let served = napd::serve(
+        &options.resolve().unwrap(),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let lines = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (served, lines)
+}
+
+/// (frame name, score) of each verdict, in log order.
+fn scores(log: &[Value]) -> Vec<(String, f32)> {
+    log.iter()
+        .filter(|v| v["type"] == "verdict")
+        .map(|v| {
+            let name = v["frame"].as_str().unwrap().to_string();
+            (name, v["score"].as_f64().unwrap() as f32)
+        })
+        .collect()
+}
+
+fn final_line(log: &[Value]) -> &Value {
+    log.iter()
+        .rfind(|v| v["type"] == "final")
+        .expect("a final line")
+}
+
+#[test]
+fn videotestsrc_gives_one_verdict_per_frame_in_order() {
+    let Some(fx) = fixture() else { return };
+    let source =
+        format!("gst:videotestsrc num-buffers=24 ! video/x-raw,width={WIDTH},height={HEIGHT}");
+    let (served, log) = serve(fx, source, "videotestsrc");
+    assert_eq!(served.exit_code, 0, "{:?}", served.error);
+    let names: Vec<String> = scores(&log).into_iter().map(|(n, _)| n).collect();
+    let expected: Vec<String> = (0..24).map(|i| format!("gst:{i}")).collect();
+    assert_eq!(names, expected);
+    let seqs: Vec<u64> = log
+        .iter()
+        .filter(|v| v["type"] == "verdict")
+        .map(|v| v["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (0..24).collect::<Vec<u64>>());
+    let end = final_line(&log);
+    assert_eq!(end["reason"], "end_of_stream");
+    assert_eq!(
+        (end["dropped"].as_u64(), end["bad"].as_u64()),
+        (Some(0), Some(0))
+    );
+}
+
+/// JPEG at quality 95 with 4:2:0 chroma, then YUV back to RGB, moves MobileNetV2's NAP-E score
+/// by a few percent at most on these frames; a frame that went missing, came twice or out of
+/// order would move it far more.
+#[test]
+fn a_video_file_gives_the_raw_verdicts() {
+    let Some(fx) = fixture() else { return };
+    let Some(gst_launch) = require("gst-launch-1.0") else {
+        return;
+    };
+    let video = tmp("napd_gst_frames.avi");
+    let status = Command::new(gst_launch)
+        .arg("-q")
+        .args(format!(
+            "multifilesrc location={}/frame_%03d.png index=0 caps=image/png,framerate=10/1 ! pngdec ! videoconvert ! jpegenc quality=95 ! avimux ! filesink location={}",
+            fx.frames.display(),
+            video.display()
+        ).split(' '))
+        .status()
+        .unwrap();
+    assert!(status.success(), "encoding the test video failed");
+
+    let (served, raw_log) = serve(fx, format!("raw:{}", fx.raw.display()), "raw");
+    assert_eq!(served.exit_code, 0);
+    let source = format!(
+        "gst:filesrc location={} ! avidemux ! jpegdec",
+        video.display()
+    );
+    let (served, gst_log) = serve(fx, source, "gst_file");
+    assert_eq!(served.exit_code, 0, "{:?}", served.error);
+
+    let (raw, gst) = (scores(&raw_log), scores(&gst_log));
+    assert_eq!(raw.len(), 2 * PER_SET);
+    assert_eq!(gst.len(), raw.len(), "one verdict per frame of the file");
+    let mut worst = 0.0f32;
+    for (i, ((_, r), (name, g))) in raw.iter().zip(&gst).enumerate() {
+        assert_eq!(name, &format!("gst:{i}"));
+        worst = worst.max((g - r).abs() / r.abs());
+    }
+    println!("largest relative score change through MJPEG: {worst:.4}");
+    assert!(worst < 0.05, "a score moved by {worst}");
+    // Verdicts agree but where lossy encoding carries a score across the threshold.
+    let flipped = raw
+        .iter()
+        .zip(&gst)
+        .filter(|((_, r), (_, g))| (*r < fx.threshold) != (*g < fx.threshold))
+        .filter(|((_, r), _)| (r - fx.threshold).abs() / fx.threshold > 0.05)
+        .count();
+    assert_eq!(flipped, 0, "a verdict far from the threshold changed");
+}
+
+#[test]
+fn broken_pipelines_fail_the_source_with_their_cause() {
+    let Some(fx) = fixture() else { return };
+    for (description, cause) in [
+        ("videotestsrc ! ! appsink", "syntax error"),
+        ("nosuchelement ! appsink", "no element \"nosuchelement\""),
+        (
+            "videotestsrc num-buffers=3 ! video/x-raw,format=I420 ! appsink",
+            "caps could not be negotiated",
+        ),
+        ("videotestsrc num-buffers=3 ! fakesink", "not an appsink"),
+        (
+            "filesrc location=/nonexistent.avi ! decodebin",
+            "/nonexistent.avi",
+        ),
+    ] {
+        let (served, log) = serve(fx, format!("gst:{description}"), "broken");
+        assert_eq!(served.exit_code, 1, "{description}");
+        let error = served.error.expect("an error").to_string();
+        assert!(error.contains(cause), "{description}: {error}");
+        let end = final_line(&log);
+        assert_eq!(end["code"].as_u64(), Some(u64::from(code::SOURCE)), "{end}");
+    }
+}
