@@ -79,10 +79,14 @@ pub struct Options {
     /// Heartbeat period on the link, in milliseconds [default: 100].
     #[arg(long, value_name = "MS")]
     pub heartbeat_ms: Option<u64>,
-    /// Wait between reconnection attempts after the link (or the MQTT broker) is lost, in
-    /// milliseconds [default: 500].
+    /// Wait between reconnection attempts after the link, the MQTT broker or an rtsp:// camera
+    /// is lost, in milliseconds [default: 500].
     #[arg(long, value_name = "MS")]
     pub reconnect_ms: Option<u64>,
+    /// The jitter buffer of an rtsp:// source, in milliseconds: more absorbs a worse network,
+    /// less keeps frames fresher [default: 200].
+    #[arg(long, value_name = "MS")]
+    pub rtsp_latency_ms: Option<u64>,
     /// Period of the stats lines and health updates, in milliseconds [default: 5000].
     #[arg(long, value_name = "MS")]
     pub stats_ms: Option<u64>,
@@ -236,6 +240,7 @@ impl Options {
             threshold: self.threshold.or(base.threshold),
             heartbeat_ms: self.heartbeat_ms.or(base.heartbeat_ms),
             reconnect_ms: self.reconnect_ms.or(base.reconnect_ms),
+            rtsp_latency_ms: self.rtsp_latency_ms.or(base.rtsp_latency_ms),
             stats_ms: self.stats_ms.or(base.stats_ms),
             max_frame_bytes: self.max_frame_bytes.or(base.max_frame_bytes),
             drift_window: self.drift_window.or(base.drift_window),
@@ -292,6 +297,7 @@ impl Options {
         let queue = in_range("queue", self.queue, 2, 1, 1024)?;
         let heartbeat = in_range("heartbeat-ms", self.heartbeat_ms, 100, 10, 60_000)?;
         let reconnect = in_range("reconnect-ms", self.reconnect_ms, 500, 10, 600_000)?;
+        let rtsp_latency = in_range("rtsp-latency-ms", self.rtsp_latency_ms, 200, 0, 60_000)?;
         let stats = in_range("stats-ms", self.stats_ms, 5000, 100, 3_600_000)?;
         let max_frame_bytes = in_range(
             "max-frame-bytes",
@@ -336,6 +342,8 @@ impl Options {
             source_options: SourceOptions {
                 fps: self.fps,
                 max_frame_bytes,
+                reconnect: Duration::from_millis(reconnect),
+                rtsp_latency: Duration::from_millis(rtsp_latency),
             },
             link,
             link_options: LinkOptions {

@@ -20,6 +20,9 @@ pub mod code {
     /// The drift alarm is raised: the OOD rate is far above what calibration implies (the
     /// scene changed, the lens fogged, the camera turned).
     pub const DRIFT: u16 = 5;
+    /// A live source lost its input (a camera rebooting, the network to it down) and napd is
+    /// reconnecting: no frames until it is back.
+    pub const SOURCE_LOST: u16 = 6;
     /// Stopping on request (SIGINT / SIGTERM): no more verdicts will come.
     pub const SHUTDOWN: u16 = 10;
     /// The source ended (end of folder or stream): no more verdicts will come.
@@ -45,6 +48,7 @@ pub fn reason(code: u16) -> &'static str {
         code::LINK_RESTORED => "controller link restored",
         code::STARTING => "loading the bundle",
         code::DRIFT => "drift alarm: OOD rate far above calibration",
+        code::SOURCE_LOST => "source lost, reconnecting",
         code::SHUTDOWN => "stopped on request",
         code::END_OF_STREAM => "source ended",
         code::BUNDLE => "bundle could not be loaded",

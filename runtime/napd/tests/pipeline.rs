@@ -117,6 +117,11 @@ impl Source for ListSource {
         }
         let item = self.items[self.next].clone();
         self.next += 1;
+        match item.as_str() {
+            "lost" => return SourceEvent::Lost("scripted loss".into()),
+            "resumed" => return SourceEvent::Resumed,
+            _ => {}
+        }
         if item == "unreadable" {
             return SourceEvent::Bad {
                 name: "unreadable".into(),
@@ -382,6 +387,39 @@ fn bad_frames_are_logged_and_skipped() {
     assert_eq!(errors[1]["seq"], 3);
     assert_eq!(errors[1]["frame"], "unreadable");
     assert_accounted(&r.log, 5);
+}
+
+#[test]
+fn a_lost_source_degrades_the_health_until_it_resumes() {
+    let items = ["1", "lost", "resumed", "2"].map(String::from).to_vec();
+    let r = run(
+        "lost",
+        ListSource::new(items, true, false),
+        Script::taking(0),
+        PipelineOptions::default(),
+        &AtomicBool::new(false),
+        None,
+    );
+    assert_eq!(r.summary.reason, EndReason::EndOfStream);
+    let events: Vec<(&str, Option<u64>)> = r
+        .log
+        .iter()
+        .filter(|v| v["type"] == "source" || v["type"] == "status")
+        .map(|v| (v["type"].as_str().unwrap(), v["code"].as_u64()))
+        .collect();
+    let lost = u64::from(code::SOURCE_LOST);
+    assert_eq!(
+        events,
+        [
+            ("source", None),
+            ("status", Some(lost)),
+            ("source", None),
+            ("status", Some(0))
+        ]
+    );
+    assert_eq!(of_type(&r.log, "source")[0]["reason"], "scripted loss");
+    assert_eq!(of_type(&r.log, "source")[1]["event"], "resumed");
+    assert_accounted(&r.log, 2);
 }
 
 #[test]

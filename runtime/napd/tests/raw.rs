@@ -46,6 +46,8 @@ fn shapes(events: &[SourceEvent]) -> Vec<String> {
             SourceEvent::Bad { error, .. } => format!("B:{error}"),
             SourceEvent::End => "E".into(),
             SourceEvent::Failed(e) => format!("X:{e}"),
+            SourceEvent::Lost(e) => format!("L:{e}"),
+            SourceEvent::Resumed => "R".into(),
         })
         .collect()
 }

@@ -95,6 +95,7 @@ pub fn check_raw_stream(input: &[u8]) -> RawRun {
                 return run;
             }
             SourceEvent::Failed(e) => panic!("reading from memory failed: {e}"),
+            SourceEvent::Lost(_) | SourceEvent::Resumed => panic!("a raw stream is never lost"),
         }
     }
     panic!("more events than input bytes: the reader does not advance");

@@ -55,6 +55,12 @@ pub(super) fn spawn(
                         let _ = results.send(Msg::Done(seq, Outcome::Bad { name, error }));
                         seq += 1;
                     }
+                    SourceEvent::Lost(reason) => {
+                        let _ = results.send(Msg::SourceLost(reason));
+                    }
+                    SourceEvent::Resumed => {
+                        let _ = results.send(Msg::SourceResumed);
+                    }
                     SourceEvent::End => {
                         let _ = results.send(Msg::SourceEnd);
                         break;

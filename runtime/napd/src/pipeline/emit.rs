@@ -33,6 +33,8 @@ pub(super) struct Emitter<'a, 'l> {
     /// The status the last stats interval called for, before the drift alarm's say.
     interval_health: RuntimeStatus,
     drift: Option<DriftAlarm>,
+    /// Whether a live source is lost and reconnecting.
+    source_lost: bool,
     capture: Option<Capture>,
     telemetry: Vec<&'a dyn Telemetry>,
     stats_interval: Duration,
@@ -60,6 +62,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
             health: status::OK,
             interval_health: status::OK,
             drift: outputs.drift,
+            source_lost: false,
             capture: outputs.capture,
             telemetry: outputs.telemetry,
             stats_interval,
@@ -114,14 +117,27 @@ impl<'a, 'l> Emitter<'a, 'l> {
         }
     }
 
-    /// Tells the controller (and the log) when the health changed: a raised drift alarm that
-    /// degrades comes first, then what the last interval called for.
+    /// A live source was lost (`Some(reason)`) or is back (`None`): logged, and the controller
+    /// hears it at once.
+    pub(super) fn source_lost(&mut self, reason: Option<String>) {
+        self.source_lost = reason.is_some();
+        self.log.write(&match reason {
+            Some(reason) => json!({"type": "source", "event": "lost", "reason": reason}),
+            None => json!({"type": "source", "event": "resumed"}),
+        });
+        self.update_health();
+    }
+
+    /// Tells the controller (and the log) when the health changed: a lost source comes first,
+    /// then a raised drift alarm that degrades, then what the last interval called for.
     fn update_health(&mut self) {
         let drifting = self
             .drift
             .as_ref()
             .is_some_and(|d| d.action == DriftAction::Degrade && d.test.raised());
-        let new = if drifting {
+        let new = if self.source_lost {
+            status::degraded(code::SOURCE_LOST)
+        } else if drifting {
             status::degraded(code::DRIFT)
         } else {
             self.interval_health

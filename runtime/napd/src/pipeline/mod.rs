@@ -109,6 +109,8 @@ enum Outcome {
 enum Msg {
     Done(u64, Outcome),
     SourceEnd,
+    SourceLost(String),
+    SourceResumed,
     SourceFailed(String),
     Fatal(String),
 }
@@ -204,6 +206,14 @@ fn receive(msg: Msg, emitter: &mut Emitter, end: &mut Option<EndReason>, halt: &
         Msg::Done(seq, outcome) => emitter.outcome(seq, outcome),
         Msg::SourceEnd => {
             end.get_or_insert(EndReason::EndOfStream);
+        }
+        Msg::SourceLost(reason) => {
+            eprintln!("napd: source lost, reconnecting: {reason}");
+            emitter.source_lost(Some(reason));
+        }
+        Msg::SourceResumed => {
+            eprintln!("napd: source resumed");
+            emitter.source_lost(None);
         }
         Msg::SourceFailed(e) => {
             eprintln!("napd: source failed: {e}");

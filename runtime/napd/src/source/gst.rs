@@ -38,98 +38,94 @@ fn pixel_format(format: VideoFormat) -> Option<PixelFormat> {
     })
 }
 
-/// A running GStreamer pipeline and the appsink frames leave it through.
+/// Frames from a GStreamer pipeline; for an RTSP camera, rebuilt whenever it is lost.
 pub struct GstSource {
-    pipeline: gst::Pipeline,
-    sink: AppSink,
+    /// What the user wrote, for messages.
+    spec: String,
+    /// The description that runs, napd's appsink appended where needed.
+    description: String,
+    /// `None` while a lost source waits to reconnect.
+    running: Option<Running>,
+    /// A lost source's state from the loss until its first frame after reconnecting.
+    lost: bool,
+    /// That first frame, held while [`SourceEvent::Resumed`] goes out.
+    pending: Option<gst::Sample>,
     live: bool,
     index: u64,
     max_frame_bytes: usize,
+    /// For sources that come back (RTSP cameras): the wait between attempts to reconnect.
+    reconnect: Option<Duration>,
 }
 
 impl GstSource {
     /// Builds the pipeline `description` names and starts it; errors name GStreamer's cause
     /// (a description that does not parse, a missing element, caps that cannot be negotiated).
     pub fn open(description: &str, max_frame_bytes: usize) -> Result<GstSource, String> {
-        gst::init().map_err(|e| format!("GStreamer: {e}"))?;
-        let fail = |e: &dyn std::fmt::Display| format!("gst:{description}: {e}");
-        // A description that ends in caps (`... ! video/x-raw,width=640`) only parses with a
-        // sink behind it, so a failed parse is tried again with napd's sink appended.
-        let appended = format!("{description} ! videoconvert ! appsink name=napd sync=false");
-        let (pipeline, sink) = match parse(description) {
-            Ok(pipeline) => match appsink(&pipeline) {
-                Ok(sink) => (pipeline, sink),
-                Err(None) => with_appended_sink(&appended).map_err(|e| fail(&e))?,
-                Err(Some(e)) => return Err(fail(&e)),
-            },
-            Err(e) => with_appended_sink(&appended).map_err(|_| fail(&e))?,
-        };
-        sink.set_caps(Some(&CAPS.parse::<gst::Caps>().expect("napd's caps parse")));
-        // Back-pressure instead of silent drops: the source thread pulls continuously, and
-        // napd's own queue drops (and counts) when a live camera outruns the workers.
-        sink.set_max_buffers(4);
-        sink.set_drop(false);
-
-        let mut source = GstSource {
-            pipeline,
-            sink,
-            live: false,
-            index: 0,
+        Self::start(
+            format!("gst:{description}"),
+            description,
             max_frame_bytes,
-        };
-        source.live = source.start().map_err(|e| fail(&e))?;
+            None,
+        )
+    }
+
+    /// An RTSP camera at `url` (rtspsrc: UDP, falling back to TCP; any codec decodebin knows).
+    /// It must answer now; once running, a camera never ends: an error, a lost connection or an
+    /// end of stream makes it [`SourceEvent::Lost`], and it is tried again every
+    /// `options.reconnect` until frames come again ([`SourceEvent::Resumed`]).
+    pub fn rtsp(url: &str, options: &super::SourceOptions) -> Result<GstSource, String> {
+        let description = format!(
+            "rtspsrc location=\"{url}\" latency={} ! decodebin",
+            options.rtsp_latency.as_millis()
+        );
+        let reconnect = Some(options.reconnect);
+        let mut source = Self::start(
+            url.to_string(),
+            &description,
+            options.max_frame_bytes,
+            reconnect,
+        )?;
+        // rtspsrc plays before it has connected: only a first frame shows the camera answers.
+        let running = source.running.as_ref().expect("just started");
+        let first = running.first_sample().map_err(|e| format!("{url}: {e}"))?;
+        source.pending = Some(first);
         Ok(source)
     }
 
-    /// Sets the pipeline playing and waits until it runs; true for a live pipeline.
-    fn start(&self) -> Result<bool, String> {
-        let changed = self.pipeline.set_state(gst::State::Playing);
-        if changed.is_err() {
-            return Err(self.start_error());
-        }
-        let (result, _, _) = self.pipeline.state(gst::ClockTime::from_nseconds(
-            START_TIMEOUT.as_nanos() as u64,
-        ));
-        match result {
-            Ok(gst::StateChangeSuccess::NoPreroll) => Ok(true),
-            Ok(gst::StateChangeSuccess::Async) => Err(format!(
-                "the pipeline did not start within {} s",
-                START_TIMEOUT.as_secs()
-            )),
-            Ok(_) => Ok(changed == Ok(gst::StateChangeSuccess::NoPreroll)),
-            Err(_) => Err(self.start_error()),
-        }
-    }
-
-    /// Why the pipeline failed to start: the streaming thread may post its error a moment after
-    /// the state change failed.
-    fn start_error(&self) -> String {
-        self.bus_error(Duration::from_secs(2))
-            .unwrap_or_else(|| "the pipeline cannot start".into())
-    }
-
-    /// The first error posted on the bus within `wait`, with GStreamer's debug detail when it
-    /// has some.
-    fn bus_error(&self, wait: Duration) -> Option<String> {
-        let bus = self.pipeline.bus()?;
-        let wait = gst::ClockTime::from_nseconds(wait.as_nanos() as u64);
-        while let Some(message) = bus.timed_pop_filtered(wait, &[gst::MessageType::Error]) {
-            if let gst::MessageView::Error(e) = message.view() {
-                let from = e
-                    .src()
-                    .map(|s| format!("{}: ", s.name()))
-                    .unwrap_or_default();
-                let debug = e.debug().map(|d| format!(" ({d})")).unwrap_or_default();
-                // GStreamer words a caps mismatch as an "internal data stream error".
-                let hint = if debug.contains("not-negotiated") {
-                    "; the caps could not be negotiated: napd reads RGB, BGR, GRAY8, YUY2 and NV12, and a videoconvert before the appsink converts to them"
-                } else {
-                    ""
-                };
-                return Some(format!("{from}{}{debug}{hint}", e.error()));
+    fn start(
+        spec: String,
+        description: &str,
+        max_frame_bytes: usize,
+        reconnect: Option<Duration>,
+    ) -> Result<GstSource, String> {
+        gst::init().map_err(|e| format!("GStreamer: {e}"))?;
+        let fail = |e: &dyn std::fmt::Display| format!("{spec}: {e}");
+        // A description that ends in caps (`... ! video/x-raw,width=640`) only parses with a
+        // sink behind it, so a failed parse is tried again with napd's sink appended.
+        let appended = format!("{description} ! videoconvert ! appsink name=napd sync=false");
+        let description = match parse(description) {
+            Ok(pipeline) => match appsink(&pipeline) {
+                Ok(_) => description.to_string(),
+                Err(None) => appended,
+                Err(Some(e)) => return Err(fail(&e)),
+            },
+            Err(e) => {
+                parse(&appended).map_err(|_| fail(&e))?;
+                appended
             }
-        }
-        None
+        };
+        let running = Running::start(&description).map_err(|e| fail(&e))?;
+        Ok(GstSource {
+            spec,
+            description,
+            live: running.live,
+            running: Some(running),
+            lost: false,
+            pending: None,
+            index: 0,
+            max_frame_bytes,
+            reconnect,
+        })
     }
 
     fn frame(&mut self, sample: &gst::Sample) -> SourceEvent {
@@ -147,11 +143,118 @@ impl GstSource {
     }
 }
 
-/// The pipeline of a description that ends in napd's own appsink.
-fn with_appended_sink(description: &str) -> Result<(gst::Pipeline, AppSink), String> {
-    let pipeline = parse(description)?;
-    let sink = appsink(&pipeline).map_err(|e| e.unwrap_or_else(|| "no appsink".into()))?;
-    Ok((pipeline, sink))
+/// A pipeline playing, and the appsink frames leave it through; stopped when dropped.
+struct Running {
+    pipeline: gst::Pipeline,
+    sink: AppSink,
+    live: bool,
+}
+
+impl Running {
+    /// Builds the pipeline of a description that ends in an appsink, sets it playing and waits
+    /// until it runs.
+    fn start(description: &str) -> Result<Running, String> {
+        let pipeline = parse(description)?;
+        let sink = appsink(&pipeline).map_err(|e| e.unwrap_or_else(|| "no appsink".into()))?;
+        sink.set_caps(Some(&CAPS.parse::<gst::Caps>().expect("napd's caps parse")));
+        // Back-pressure instead of silent drops: the source thread pulls continuously, and
+        // napd's own queue drops (and counts) when a live camera outruns the workers.
+        sink.set_max_buffers(4);
+        sink.set_drop(false);
+        let mut running = Running {
+            pipeline,
+            sink,
+            live: false,
+        };
+        let changed = running.pipeline.set_state(gst::State::Playing);
+        if changed.is_err() {
+            return Err(running.start_error());
+        }
+        running.live = changed == Ok(gst::StateChangeSuccess::NoPreroll);
+        if changed == Ok(gst::StateChangeSuccess::Async) {
+            // Prerolling: done when the pipeline says so, failed at its first error.
+            let bus = running.pipeline.bus().ok_or("a pipeline without a bus")?;
+            let wait = gst::ClockTime::from_nseconds(START_TIMEOUT.as_nanos() as u64);
+            let types = [gst::MessageType::AsyncDone, gst::MessageType::Error];
+            match bus
+                .timed_pop_filtered(wait, &types)
+                .as_ref()
+                .map(|m| m.view())
+            {
+                Some(gst::MessageView::AsyncDone(_)) => {}
+                Some(gst::MessageView::Error(e)) => return Err(describe(e)),
+                _ => return Err(running.timed_out("start")),
+            }
+        }
+        Ok(running)
+    }
+
+    /// The first frame of a pipeline that just started, or why none came.
+    fn first_sample(&self) -> Result<gst::Sample, String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let poll = gst::ClockTime::from_nseconds(POLL.as_nanos() as u64);
+        while Instant::now() < deadline {
+            if let Some(sample) = self.sink.try_pull_sample(poll) {
+                return Ok(sample);
+            }
+            if let Some(error) = self.bus_error(Duration::ZERO) {
+                return Err(error);
+            }
+            if self.sink.is_eos() {
+                return Err("the stream ended before its first frame".into());
+            }
+        }
+        Err(self.timed_out("send a first frame"))
+    }
+
+    fn timed_out(&self, what: &str) -> String {
+        format!(
+            "the pipeline did not {what} within {} s",
+            START_TIMEOUT.as_secs()
+        )
+    }
+
+    /// Why the pipeline failed to start: the streaming thread may post its error a moment after
+    /// the state change failed.
+    fn start_error(&self) -> String {
+        self.bus_error(Duration::from_secs(2))
+            .unwrap_or_else(|| "the pipeline cannot start".into())
+    }
+
+    /// The first error posted on the bus within `wait`, with GStreamer's debug detail when it
+    /// has some.
+    fn bus_error(&self, wait: Duration) -> Option<String> {
+        let bus = self.pipeline.bus()?;
+        let wait = gst::ClockTime::from_nseconds(wait.as_nanos() as u64);
+        while let Some(message) = bus.timed_pop_filtered(wait, &[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = message.view() {
+                return Some(describe(e));
+            }
+        }
+        None
+    }
+}
+
+/// An error message from the bus: the element, GStreamer's text and its debug detail.
+fn describe(e: &gst::message::Error) -> String {
+    let from = e
+        .src()
+        .map(|s| format!("{}: ", s.name()))
+        .unwrap_or_default();
+    let debug = e.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+    // GStreamer words a caps mismatch as an "internal data stream error".
+    let hint = if debug.contains("not-negotiated") {
+        "; the caps could not be negotiated: napd reads RGB, BGR, GRAY8, YUY2 and NV12, and a videoconvert before the appsink converts to them"
+    } else {
+        ""
+    };
+    format!("{from}{}{debug}{hint}", e.error())
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
 }
 
 /// Parses a `gst-launch` description into a pipeline.
@@ -239,29 +342,44 @@ fn planes(format: PixelFormat, width: u32, height: u32) -> Vec<(usize, usize)> {
 
 impl Source for GstSource {
     fn next_event(&mut self) -> SourceEvent {
+        let poll = gst::ClockTime::from_nseconds(POLL.as_nanos() as u64);
         loop {
-            if let Some(sample) = self
-                .sink
-                .try_pull_sample(gst::ClockTime::from_nseconds(POLL.as_nanos() as u64))
-            {
+            if let Some(sample) = self.pending.take() {
                 return self.frame(&sample);
             }
-            if let Some(error) = self.bus_error(Duration::ZERO) {
-                return SourceEvent::Failed(format!("gst: {error}"));
+            let Some(running) = &self.running else {
+                // Lost: try again after the wait. A pipeline that starts is not yet a camera
+                // that is back (rtspsrc reports a refused connection after it starts playing).
+                std::thread::sleep(self.reconnect.unwrap_or(POLL));
+                self.running = Running::start(&self.description).ok();
+                continue;
+            };
+            if let Some(sample) = running.sink.try_pull_sample(poll) {
+                if std::mem::take(&mut self.lost) {
+                    self.pending = Some(sample);
+                    return SourceEvent::Resumed;
+                }
+                return self.frame(&sample);
             }
-            if self.sink.is_eos() {
-                return SourceEvent::End;
+            let error = running.bus_error(Duration::ZERO);
+            if error.is_none() && !running.sink.is_eos() {
+                continue;
+            }
+            if self.reconnect.is_none() {
+                return match error {
+                    Some(e) => SourceEvent::Failed(format!("{}: {e}", self.spec)),
+                    None => SourceEvent::End,
+                };
+            }
+            self.running = None;
+            if !std::mem::replace(&mut self.lost, true) {
+                let why = error.unwrap_or_else(|| "end of stream".into());
+                return SourceEvent::Lost(format!("{}: {why}", self.spec));
             }
         }
     }
 
     fn is_live(&self) -> bool {
         self.live
-    }
-}
-
-impl Drop for GstSource {
-    fn drop(&mut self) {
-        let _ = self.pipeline.set_state(gst::State::Null);
     }
 }

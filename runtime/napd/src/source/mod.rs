@@ -100,6 +100,10 @@ pub enum SourceEvent {
     },
     /// The source has no more frames (end of folder or stream).
     End,
+    /// A live source lost its input and is reconnecting; frames resume with [`SourceEvent::Resumed`].
+    Lost(String),
+    /// A lost source is back.
+    Resumed,
     /// The source broke and cannot go on (device gone, folder unreadable).
     Failed(String),
 }
@@ -129,12 +133,14 @@ pub enum SourceSpec {
     V4l2(PathBuf),
     /// A GStreamer pipeline, as written for `gst-launch-1.0`.
     Gst(String),
+    /// An RTSP camera, `rtsp://HOST[:PORT]/PATH`: reconnected when lost.
+    Rtsp(String),
 }
 
 /// A source specification that does not parse.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "source {given:?}: {reason} (expected dir:PATH, raw:PATH, raw:-, v4l2:/dev/videoN or gst:PIPELINE)"
+    "source {given:?}: {reason} (expected dir:PATH, raw:PATH, raw:-, v4l2:/dev/videoN, gst:PIPELINE or rtsp://HOST[:PORT]/PATH)"
 )]
 pub struct SourceSpecError {
     given: String,
@@ -160,6 +166,12 @@ impl FromStr for SourceSpec {
             "v4l2" => Ok(SourceSpec::V4l2(rest.into())),
             "gst" if rest.trim().is_empty() => Err(err("empty pipeline")),
             "gst" => Ok(SourceSpec::Gst(rest.to_string())),
+            "rtsp" | "rtsps" => match rest.strip_prefix("//") {
+                Some(host) if !host.is_empty() && !host.contains(char::is_whitespace) => {
+                    Ok(SourceSpec::Rtsp(s.to_string()))
+                }
+                _ => Err(err("expected rtsp://HOST[:PORT]/PATH")),
+            },
             _ => Err(err("unknown kind")),
         }
     }
@@ -173,6 +185,7 @@ impl std::fmt::Display for SourceSpec {
             SourceSpec::RawStdin => write!(f, "raw:-"),
             SourceSpec::V4l2(p) => write!(f, "v4l2:{}", p.display()),
             SourceSpec::Gst(description) => write!(f, "gst:{description}"),
+            SourceSpec::Rtsp(url) => f.write_str(url),
         }
     }
 }
@@ -184,6 +197,10 @@ pub struct SourceOptions {
     pub fps: Option<f64>,
     /// Largest raw frame accepted, in bytes; bigger declared sizes are rejected as absurd.
     pub max_frame_bytes: usize,
+    /// Wait between attempts to reach a lost rtsp:// camera again.
+    pub reconnect: std::time::Duration,
+    /// The jitter buffer of an rtsp:// source.
+    pub rtsp_latency: std::time::Duration,
 }
 
 /// Opens the source a spec names.
@@ -221,9 +238,11 @@ pub fn open(spec: &SourceSpec, options: &SourceOptions) -> Result<Box<dyn Source
             description,
             options.max_frame_bytes,
         )?)),
+        #[cfg(feature = "gstreamer")]
+        SourceSpec::Rtsp(url) => Ok(Box::new(gst::GstSource::rtsp(url, options)?)),
         #[cfg(not(feature = "gstreamer"))]
-        SourceSpec::Gst(_) => Err(
-            "gst: sources need a build with the `gstreamer` cargo feature (cargo build --features gstreamer)"
+        SourceSpec::Gst(_) | SourceSpec::Rtsp(_) => Err(
+            "gst: and rtsp:// sources need a build with the `gstreamer` cargo feature (cargo build --features gstreamer)"
                 .into(),
         ),
     }
