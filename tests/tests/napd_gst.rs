@@ -165,6 +165,16 @@ fn videotestsrc_gives_one_verdict_per_frame_in_order() {
         .map(|v| v["seq"].as_u64().unwrap())
         .collect();
     assert_eq!(seqs, (0..24).collect::<Vec<u64>>());
+    // The pipeline's timestamps: videotestsrc's default 30 frames per second.
+    let pts: Vec<u64> = log
+        .iter()
+        .filter(|v| v["type"] == "verdict")
+        .map(|v| v["pts_us"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        pts,
+        (0..24).map(|i| i * 1_000_000 / 30).collect::<Vec<u64>>()
+    );
     let end = final_line(&log);
     assert_eq!(end["reason"], "end_of_stream");
     assert_eq!(

@@ -131,6 +131,7 @@ impl Source for ListSource {
         SourceEvent::Frame(Frame {
             name: format!("f{}", self.next - 1),
             captured: Instant::now(),
+            pts: None,
             pixels: Pixels::Encoded(item.into_bytes()),
         })
     }

@@ -244,6 +244,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
             Outcome::Verdict {
                 name,
                 captured,
+                pts,
                 scored,
                 pixels,
             } => {
@@ -264,7 +265,7 @@ impl<'a, 'l> Emitter<'a, 'l> {
                         .write(&json!({"type": "error", "seq": seq, "frame": name, "error": e}));
                 }
                 self.stats.verdict(scored.ood, latency, now);
-                let object = json!({
+                let mut object = json!({
                     "type": "verdict",
                     "seq": seq,
                     "frame": name,
@@ -275,6 +276,9 @@ impl<'a, 'l> Emitter<'a, 'l> {
                     "top1": scored.top1,
                     "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
                 });
+                if let Some(pts) = pts {
+                    object["pts_us"] = json!(pts.as_micros() as u64);
+                }
                 self.log.write(&object);
                 for t in &self.telemetry {
                     t.verdict(&object, scored.ood);

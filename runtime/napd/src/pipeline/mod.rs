@@ -92,6 +92,7 @@ enum Outcome {
     Verdict {
         name: String,
         captured: Instant,
+        pts: Option<Duration>,
         scored: Scored,
         /// An OOD frame's pixels, kept when the capture is on.
         pixels: Option<Pixels>,

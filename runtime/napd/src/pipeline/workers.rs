@@ -55,6 +55,7 @@ fn work<S: Scorer>(
                     Ok(scored) => Outcome::Verdict {
                         name,
                         captured: job.frame.captured,
+                        pts: job.frame.pts,
                         scored,
                         pixels: (keep_flagged && scored.ood).then_some(job.frame.pixels),
                     },

@@ -112,6 +112,7 @@ impl Source for DirSource {
             Ok(bytes) => SourceEvent::Frame(Frame {
                 name,
                 captured: Instant::now(),
+                pts: None,
                 pixels: Pixels::Encoded(bytes),
             }),
             Err(e) => SourceEvent::Bad {

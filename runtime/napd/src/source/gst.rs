@@ -132,10 +132,15 @@ impl GstSource {
         let captured = Instant::now();
         let name = format!("gst:{}", self.index);
         self.index += 1;
+        let pts = sample
+            .buffer()
+            .and_then(|b| b.pts())
+            .map(|t| Duration::from_nanos(t.nseconds()));
         match frame_pixels(sample, self.max_frame_bytes) {
             Ok(pixels) => SourceEvent::Frame(Frame {
                 name,
                 captured,
+                pts,
                 pixels,
             }),
             Err(error) => SourceEvent::Bad { name, error },

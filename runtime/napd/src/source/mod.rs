@@ -82,6 +82,9 @@ pub struct Frame {
     pub name: String,
     /// When the source got it: the start of its latency.
     pub captured: Instant,
+    /// The stream's own timestamp, where the source has one (a GStreamer buffer's PTS), so a
+    /// verdict can be found again in the recording.
+    pub pts: Option<std::time::Duration>,
     /// The frame itself.
     pub pixels: Pixels,
 }

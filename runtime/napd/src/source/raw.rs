@@ -256,6 +256,7 @@ impl<R: Read + Send> RawSource<R> {
         Ok(SourceEvent::Frame(Frame {
             name,
             captured: Instant::now(),
+            pts: None,
             pixels: Pixels::Raw {
                 width,
                 height,

@@ -138,6 +138,7 @@ impl V4l2Source {
                                 Some(pixels) => SourceEvent::Frame(Frame {
                                     name: frame_name,
                                     captured,
+                                    pts: None,
                                     pixels,
                                 }),
                                 None => SourceEvent::Bad {
