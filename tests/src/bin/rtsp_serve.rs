@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     server.set_service(&port);
     let factory = RTSPMediaFactory::new();
     factory.set_launch(&format!(
-        "( filesrc location=\"{file}\" ! avidemux ! jpegparse ! rtpjpegpay name=pay0 pt=26 )"
+        "( filesrc location=\"{file}\" ! avidemux ! rtpjpegpay name=pay0 pt=26 )"
     ));
     server
         .mount_points()
