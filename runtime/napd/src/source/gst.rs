@@ -7,8 +7,9 @@
 //! none. The appended sink does not sync to the clock, so a file is read as fast as the workers
 //! score it, like `dir:`; a live pipeline (a camera) paces itself and napd's queue drops the
 //! oldest frames when the workers fall behind. End of stream ends the source; an error on the
-//! pipeline's bus fails it with GStreamer's message. Conversion to RGB happens on the workers,
-//! as for `raw:` frames.
+//! pipeline's bus fails it with GStreamer's message. An `rtsp://` camera ([`GstSource::rtsp`])
+//! is rebuilt instead, whatever stopped it. Conversion to RGB happens on the workers, as for
+//! `raw:` frames.
 
 use super::pixel::PixelFormat;
 use super::{Frame, Pixels, Source, SourceEvent};
