@@ -17,6 +17,16 @@ fn bundle_corpus_replays_cleanly() {
     assert!(runs.iter().any(|r| !r.parsed));
 }
 
+/// The same checks on tiny bundles whose backbones tract reads, mutated: tract's own panics on
+/// malformed graphs must come back as load errors.
+#[test]
+fn bundle_onnx_corpus_replays_cleanly() {
+    nap_runtime::backbone::quiet_guarded_panics();
+    let runs = replay_corpus(env!("CARGO_MANIFEST_DIR"), "bundle_onnx", check_bundle);
+    assert!(runs.iter().any(|r| r.loaded), "no corpus file loads");
+    assert!(runs.iter().any(|r| r.parsed && !r.loaded));
+}
+
 #[test]
 fn image_corpus_replays_cleanly() {
     let runs = replay_corpus(env!("CARGO_MANIFEST_DIR"), "image", check_encoded_frame);

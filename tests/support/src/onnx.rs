@@ -508,6 +508,74 @@ pub fn squeeze_excite(p: &TinyCnn) -> ModelProto {
         .gemm_logits("flat", p.fc_weight(), Some(p.fc_bias()))
 }
 
+/// The shared backbone followed by one MobileNetV2 inverted residual block (1x1 expand 8->16,
+/// ReLU6, depthwise 3x3, ReLU6, 1x1 project 16->8, residual add), then the torchvision-style
+/// classifier: the ops a MobileNet backbone hands tract, in a model small enough to fuzz.
+pub fn inverted_residual(p: &TinyCnn) -> ModelProto {
+    let e = 2 * C;
+    let pointwise = |b: Builder, name: &str, x: &str, y: &str, [out, inp]: [i64; 2], seed| {
+        let (w, bias) = (format!("{name}.weight"), format!("{name}.bias"));
+        b.init(tensor(
+            &w,
+            &[out, inp, 1, 1],
+            &values(seed, (out * inp) as usize, 0.5),
+        ))
+        .init(tensor(&bias, &[out], &values(seed + 1, out as usize, 0.1)))
+        .node("Conv", name, &[x, &w, &bias], &[y], vec![])
+    };
+    let relu6 = |b: Builder, x: &str, y: &str| {
+        b.node(
+            "Clip",
+            &format!("{x}_relu6"),
+            &[x, "lo", "hi"],
+            &[y],
+            vec![],
+        )
+    };
+    let b = backbone(13, p)
+        .init(tensor("lo", &[], &[0.0f32]))
+        .init(tensor("hi", &[], &[6.0f32]));
+    let b = pointwise(b, "expand", "features", "expanded", [e, C], 11);
+    let b = relu6(b, "expanded", "expanded6")
+        .init(tensor(
+            "dw.weight",
+            &[e, 1, 3, 3],
+            &values(13, (e * 9) as usize, 0.5),
+        ))
+        .init(tensor("dw.bias", &[e], &values(14, e as usize, 0.1)))
+        .node(
+            "Conv",
+            "depthwise",
+            &["expanded6", "dw.weight", "dw.bias"],
+            &["dw"],
+            vec![
+                attr_int("group", e),
+                attr_ints("kernel_shape", &[3, 3]),
+                attr_ints("pads", &[1, 1, 1, 1]),
+            ],
+        );
+    let b = pointwise(
+        relu6(b, "dw", "dw6"),
+        "project",
+        "dw6",
+        "projected",
+        [C, e],
+        15,
+    )
+    .node(
+        "Add",
+        "residual",
+        &["features", "projected"],
+        &["block"],
+        vec![],
+    );
+    gap_flatten(b, "block", "avgpool", "pooled", "flat").gemm_logits(
+        "flat",
+        p.fc_weight(),
+        Some(p.fc_bias()),
+    )
+}
+
 /// An unsupported head: GlobalAveragePool -> Relu -> Flatten -> Gemm.
 pub fn unsupported_head(p: &TinyCnn) -> ModelProto {
     backbone(13, p)
