@@ -1,7 +1,6 @@
 //! The bundle's detector as the pipeline's scorer: decode or convert, preprocess, score.
 
 use crate::DaemonError;
-use crate::memory;
 use crate::pipeline::{ScoreError, Scored, Scorer};
 use crate::source::{Frame, Pixels, pixel};
 use nap_runtime::backbone::BackboneOptions;
@@ -18,7 +17,7 @@ pub struct DetectorScorer {
 
 impl DetectorScorer {
     /// Builds the detector; the threshold is `threshold` if given, else the bundle's, and there
-    /// must be one. Returns the memory loading used but no longer needs to the system.
+    /// must be one.
     pub fn new(bundle: Bundle, threshold: Option<f32>) -> Result<DetectorScorer, DaemonError> {
         let threshold = threshold
             .or(bundle.manifest.scorer.threshold)
@@ -32,8 +31,6 @@ impl DetectorScorer {
             .map_err(|e| DaemonError::Bundle(format!("bundle input: {e}")))?;
         let detector = Detector::from_bundle(bundle, BackboneOptions::default())
             .map_err(|e| DaemonError::Bundle(format!("loading the backbone: {e}")))?;
-        memory::release_freed_heap();
-        memory::release_startup_code();
         Ok(DetectorScorer {
             detector,
             preprocessor,

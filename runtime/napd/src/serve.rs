@@ -8,6 +8,7 @@ use crate::drift::{self, Drift, DriftAlarm};
 use crate::flagged::Capture;
 use crate::link::Link;
 use crate::log::JsonLog;
+use crate::memory;
 use crate::ood_line::{OodOutput, open_gpio_cdev};
 use crate::pipeline::{self, Scorer, Summary};
 use crate::scorer::DetectorScorer;
@@ -242,6 +243,9 @@ fn start(settings: &Settings) -> Result<Started, DaemonError> {
         file.sha256
     );
     let scorer = DetectorScorer::new(file.bundle, settings.threshold)?;
+    // The daemon runs for months: loading's freed heap and code go back to the system.
+    memory::release_freed_heap();
+    memory::release_startup_code();
     let m = scorer.manifest();
     let bundle = serde_json::json!({
         "file": settings.bundle.display().to_string(),

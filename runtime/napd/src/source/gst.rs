@@ -20,7 +20,7 @@ use gstreamer_video::{VideoFormat, VideoFrameExt, VideoFrameRef, VideoInfo};
 use std::time::{Duration, Instant};
 
 /// The raw formats napd reads from a pipeline, as GStreamer caps, in order of preference.
-const CAPS: &str = "video/x-raw, format=(string){ RGB, BGR, GRAY8, YUY2, NV12 }";
+pub const CAPS: &str = "video/x-raw, format=(string){ RGB, BGR, GRAY8, YUY2, NV12 }";
 
 /// How long the pipeline gets to start (preroll, caps negotiation, an RTSP handshake).
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -302,6 +302,18 @@ fn appsink(pipeline: &gst::Pipeline) -> Result<AppSink, Option<String>> {
 fn frame_pixels(sample: &gst::Sample, max_frame_bytes: usize) -> Result<Pixels, String> {
     let caps = sample.caps().ok_or("a sample without caps")?;
     let info = VideoInfo::from_caps(caps).map_err(|e| format!("caps {caps}: {e}"))?;
+    let buffer = sample.buffer().ok_or("a sample without a buffer")?;
+    buffer_pixels(buffer, &info, max_frame_bytes)
+}
+
+/// The pixels of a video buffer laid out as `info` says, repacked without row padding; an error
+/// for a format napd does not read ([`CAPS`] lists those it does) or a frame above
+/// `max_frame_bytes`.
+pub fn buffer_pixels(
+    buffer: &gst::BufferRef,
+    info: &VideoInfo,
+    max_frame_bytes: usize,
+) -> Result<Pixels, String> {
     let format = pixel_format(info.format())
         .ok_or_else(|| format!("napd does not read {:?} frames", info.format()))?;
     let (width, height) = (info.width(), info.height());
@@ -311,11 +323,10 @@ fn frame_pixels(sample: &gst::Sample, max_frame_bytes: usize) -> Result<Pixels, 
             "{width}x{height} {format} frames are {len} bytes, above the limit of {max_frame_bytes}"
         ));
     }
-    let buffer = sample.buffer().ok_or("a sample without a buffer")?;
-    let frame = VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+    let frame = VideoFrameRef::from_buffer_ref_readable(buffer, info)
         .map_err(|e| format!("mapping the buffer: {e}"))?;
     let mut data = Vec::with_capacity(len);
-    for (plane, (row, rows)) in planes(format, width, height).into_iter().enumerate() {
+    for (plane, (row, rows)) in planes(format, width, height).enumerate() {
         let bytes = frame
             .plane_data(plane as u32)
             .map_err(|e| format!("plane {plane}: {e}"))?;
@@ -336,14 +347,15 @@ fn frame_pixels(sample: &gst::Sample, max_frame_bytes: usize) -> Result<Pixels, 
 }
 
 /// Bytes per row and rows of each plane of a packed `format` frame.
-fn planes(format: PixelFormat, width: u32, height: u32) -> Vec<(usize, usize)> {
+fn planes(format: PixelFormat, width: u32, height: u32) -> impl Iterator<Item = (usize, usize)> {
     let (w, h) = (width as usize, height as usize);
-    match format {
-        PixelFormat::Rgb8 | PixelFormat::Bgr8 => vec![(w * 3, h)],
-        PixelFormat::Gray8 => vec![(w, h)],
-        PixelFormat::Yuyv => vec![(w * 2, h)],
-        PixelFormat::Nv12 => vec![(w, h), (w, h / 2)],
-    }
+    let (first, chroma) = match format {
+        PixelFormat::Rgb8 | PixelFormat::Bgr8 => ((w * 3, h), None),
+        PixelFormat::Gray8 => ((w, h), None),
+        PixelFormat::Yuyv => ((w * 2, h), None),
+        PixelFormat::Nv12 => ((w, h), Some((w, h / 2))),
+    };
+    std::iter::once(first).chain(chroma)
 }
 
 impl Source for GstSource {
