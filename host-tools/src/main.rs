@@ -7,6 +7,13 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so every print to a closed pipe (`napctl inspect ... | head`) would
+    // panic; the default action ends the process quietly instead.
+    #[cfg(unix)]
+    // SAFETY: done first, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     // A malformed model that makes tract panic is reported as an error, not twice.
     nap_runtime::backbone::quiet_guarded_panics();
     match cli::Cli::parse().run() {

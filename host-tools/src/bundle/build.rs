@@ -1,11 +1,12 @@
 //! From a classifier ONNX to a bundle: the split, the pre-pool tensor's shape as tract sees it,
 //! and the manifest with the default scorer.
 
+use super::input::{self, InputError, InputRequest, ResolvedInput};
 use crate::onnx::{self, OnnxError};
 use nap_core::reduce::Layout;
 use nap_runtime::bundle::{
-    ActivationStorage, BackboneSpec, Bundle, BundleError, HeadSpec, HeadStorage, InputSpec,
-    Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+    ActivationStorage, BackboneSpec, Bundle, BundleError, HeadSpec, HeadStorage, Manifest,
+    ModelFormat, PrePoolSpec, Precision, ScorerConfig,
 };
 use nap_runtime::detector::{DetectorError, probe_backbone_output};
 use tract_onnx::pb::ModelProto;
@@ -16,8 +17,17 @@ use tract_onnx::prelude::{Datum, DatumType};
 pub struct BuildOptions {
     /// The pre-pool tensor or pooling node, when the model has several candidates.
     pub layer: Option<String>,
-    /// How frames become the model's input.
-    pub input: InputSpec,
+    /// How frames become the model's input, as far as the user says.
+    pub input: InputRequest,
+}
+
+/// A bundle just made, and how its input was settled.
+#[derive(Clone, Debug)]
+pub struct Built {
+    /// The bundle.
+    pub bundle: Bundle,
+    /// Its input and where each part of it came from.
+    pub input: ResolvedInput,
 }
 
 /// Why a model could not become a bundle.
@@ -26,6 +36,9 @@ pub enum BuildError {
     /// The model could not be cut.
     #[error(transparent)]
     Onnx(#[from] OnnxError),
+    /// The model's input cannot be settled.
+    #[error(transparent)]
+    Input(#[from] InputError),
     /// tract could not load the cut backbone.
     #[error(transparent)]
     Backbone(#[from] DetectorError),
@@ -50,15 +63,22 @@ pub enum BuildError {
     Bundle(#[from] BundleError),
 }
 
-/// Cuts `model` and assembles a validated bundle with the default scorer (NAP-E, eps 1, w 0.6).
+/// Cuts `model` and assembles a validated bundle with the default scorer (NAP-E, eps 1, w 0.6);
+/// the input is settled by [`input::resolve`].
 pub fn build_bundle(
     model: &ModelProto,
     source: &str,
     options: BuildOptions,
-) -> Result<Bundle, BuildError> {
+) -> Result<Built, BuildError> {
     let split = onnx::split(model, options.layer.as_deref())?;
+    let resolved = input::resolve(
+        &options.input,
+        model,
+        &split.input_name,
+        split.input_shape.as_deref(),
+    )?;
     let backbone = split.backbone_bytes();
-    let size = options.input.size;
+    let size = resolved.spec.size;
     let (shape, datum) = probe_backbone_output(&backbone, size)?;
     let head = &split.head;
     let (channels, height, width) = match shape[..] {
@@ -81,7 +101,7 @@ pub fn build_bundle(
             input_name: split.input_name.clone(),
             output_name: split.pre_pool.clone(),
         },
-        input: options.input,
+        input: resolved.spec,
         pre_pool: PrePoolSpec {
             channels: channels as u32,
             height: height as u32,
@@ -106,5 +126,8 @@ pub fn build_bundle(
         program: None,
     };
     bundle.validate()?;
-    Ok(bundle)
+    Ok(Built {
+        bundle,
+        input: resolved,
+    })
 }

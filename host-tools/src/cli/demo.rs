@@ -80,9 +80,11 @@ impl DemoArgs {
             .map_or_else(String::new, |n| n.to_string_lossy().into());
         let options = BuildOptions {
             layer: None,
-            input: INPUT,
+            input: INPUT.into(),
         };
-        build_bundle(&proto, &source, options)?.write(out("f32.nap"))?;
+        build_bundle(&proto, &source, options)?
+            .bundle
+            .write(out("f32.nap"))?;
         println!("wrote {}", out("f32.nap").display());
 
         step(2, "quantize to int8 from the ID frames");

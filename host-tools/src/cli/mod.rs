@@ -39,6 +39,12 @@ enum Command {
     /// Show an ONNX model's inputs, outputs, pooling layer and head, or a bundle's manifest.
     Inspect(inspect::InspectArgs),
     /// Cut a classifier at its global pooling into a bundle: backbone + dense head + scorer.
+    ///
+    /// The model decides its own input where it can: a fixed input shape sets the frame size
+    /// (a contradicting --input-size is an error), and metadata entries preprocess.mean,
+    /// preprocess.std (pixel units, one value or R,G,B) and preprocess.crop set the
+    /// normalization and crop unless a flag overrides them. Without either, 224 and TF-slim's
+    /// (p - 127.5) / 127.5 with an 87.5% crop. The command prints what it used and why.
     Split(split::SplitArgs),
     /// Score every .jpg/.jpeg/.png below each folder; writes a TSV (set file top1 lse nap msp score ood).
     Score(score::ScoreArgs),

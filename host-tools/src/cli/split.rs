@@ -1,9 +1,7 @@
 //! `napctl split`: a classifier ONNX cut at its global pooling into a bundle.
 
 use anyhow::Result;
-use clap::ValueEnum;
-use nap_runtime::bundle::{ChannelOrder, InputSpec};
-use napctl::bundle::{BuildOptions, build_bundle};
+use napctl::bundle::{BuildOptions, InputRequest, Preset, build_bundle};
 use napctl::onnx;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,53 +17,41 @@ pub struct SplitArgs {
     /// The pre-pool tensor (or pooling node) to cut at, when the model has several candidates.
     #[arg(long)]
     layer: Option<String>,
-    /// Side of the square input, in pixels.
-    #[arg(long, default_value_t = 224)]
-    input_size: u32,
-    /// Input normalization: tf = (p - 127.5) / 127.5; torch = ImageNet mean/std on p / 255.
-    #[arg(long, value_enum, default_value_t = Preset::Tf)]
-    preprocess: Preset,
-    /// Per-channel mean in pixel units (0..255), overriding the preset: R,G,B.
+    /// Side of the square input, in pixels (default: the model's fixed input size, else 224).
+    /// An error when it contradicts a fixed input.
+    #[arg(long)]
+    input_size: Option<u32>,
+    /// Input normalization: tf = (p - 127.5) / 127.5; torch = ImageNet mean/std on p / 255
+    /// (default: the model's preprocess.mean / preprocess.std metadata, else tf).
+    #[arg(long, value_enum)]
+    preprocess: Option<Preset>,
+    /// Per-channel mean in pixel units (0..255), overriding preset and metadata: R,G,B.
     #[arg(long, value_delimiter = ',', num_args = 3)]
     mean: Option<Vec<f32>>,
-    /// Per-channel std in pixel units, overriding the preset: R,G,B.
+    /// Per-channel std in pixel units, overriding preset and metadata: R,G,B.
     #[arg(long, value_delimiter = ',', num_args = 3)]
     std: Option<Vec<f32>>,
-    /// Central crop as a fraction of the shorter side (1 = no crop).
-    #[arg(long, default_value_t = 0.875)]
-    crop: f32,
+    /// Central crop as a fraction of the shorter side, 1 = no crop (default: the model's
+    /// preprocess.crop metadata, else 0.875).
+    #[arg(long)]
+    crop: Option<f32>,
     /// The model takes BGR input.
     #[arg(long)]
     bgr: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Preset {
-    Tf,
-    Torch,
-}
-
 impl SplitArgs {
-    /// The model's input as the flags describe it: the preset, then each override.
-    fn input(&self) -> InputSpec {
-        let mut input = match self.preprocess {
-            Preset::Tf => InputSpec::TF,
-            Preset::Torch => InputSpec::TORCH,
-        };
-        input.size = self.input_size;
-        input.crop_fraction = self.crop;
-        if let Some(m) = &self.mean {
-            input.mean = [m[0], m[1], m[2]];
+    /// The input as the flags ask for it; the model settles the rest.
+    fn input(&self) -> InputRequest {
+        let rgb = |v: &Option<Vec<f32>>| v.as_deref().map(|v| [v[0], v[1], v[2]]);
+        InputRequest {
+            size: self.input_size,
+            preset: self.preprocess,
+            mean: rgb(&self.mean),
+            std: rgb(&self.std),
+            crop: self.crop,
+            bgr: self.bgr,
         }
-        if let Some(s) = &self.std {
-            input.std = [s[0], s[1], s[2]];
-        }
-        if self.bgr {
-            input.channel_order = ChannelOrder::Bgr;
-            input.mean.reverse();
-            input.std.reverse();
-        }
-        input
     }
 
     /// Runs `napctl split`.
@@ -80,11 +66,12 @@ impl SplitArgs {
             || model.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let bundle = build_bundle(&proto, &source, options)?;
+        let built = build_bundle(&proto, &source, options)?;
+        let bundle = built.bundle;
         bundle.write(output)?;
         let m = &bundle.manifest;
         println!(
-            "{}: cut at {} ({} x {} x {}), head {:?} {} -> {} classes; wrote {}",
+            "{}: cut at {} ({} x {} x {}), head {:?} {} -> {} classes; wrote {}\n  input {}",
             model.display(),
             m.backbone.output_name,
             m.pre_pool.channels,
@@ -93,7 +80,8 @@ impl SplitArgs {
             m.head.form,
             m.head.features,
             m.head.classes,
-            output.display()
+            output.display(),
+            built.input,
         );
         Ok(ExitCode::SUCCESS)
     }

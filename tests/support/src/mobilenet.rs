@@ -14,11 +14,12 @@ pub fn float_bundle() -> Option<Bundle> {
     let proto = napctl::onnx::read_model(&model).expect("the shared model reads");
     let options = BuildOptions {
         layer: None,
-        input: InputSpec::TF,
+        input: InputSpec::TF.into(),
     };
     Some(
         build_bundle(&proto, "mobilenet_v2_1.0_224.onnx", options)
-            .expect("the shared model splits on its own"),
+            .expect("the shared model splits on its own")
+            .bundle,
     )
 }
 

@@ -80,7 +80,13 @@ pub fn float_bundle(model: &ModelProto, source: &str) -> Bundle {
         size: SIZE as u32,
         ..InputSpec::TF
     };
-    build_bundle(model, source, BuildOptions { layer: None, input }).expect("the fixture splits")
+    let options = BuildOptions {
+        layer: None,
+        input: input.into(),
+    };
+    build_bundle(model, source, options)
+        .expect("the fixture splits")
+        .bundle
 }
 
 /// `n` deterministic values in `[-scale, scale)` from `seed` (a small LCG).
