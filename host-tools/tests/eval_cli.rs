@@ -87,7 +87,8 @@ fn eval_reports_every_method_in_the_json_schema_and_caches_features() {
     let text = stdout(&out);
     assert!(text.contains("has no ReAct clip"), "{text}");
     for m in [
-        "MSP", "Energy", "ReAct", "ASH-S", "ASH-B", "NAP", "NAP-E", "NAP-R", "NAP-A", "NAP-M",
+        "MSP", "MaxLogit", "Energy", "GEN", "ReAct", "ASH-S", "ASH-B", "SCALE", "NAP", "NAP-E",
+        "NAP-R", "NAP-A", "NAP-M",
     ] {
         assert!(text.contains(&format!("\n  {m} ")), "{m} missing: {text}");
     }
@@ -98,7 +99,7 @@ fn eval_reports_every_method_in_the_json_schema_and_caches_features() {
     assert_eq!(report["ood"][0]["set"], "ood");
     assert_eq!(report["ood"][0]["n"], 8);
     let methods = report["ood"][0]["methods"].as_object().unwrap();
-    assert_eq!(methods.len(), 10);
+    assert_eq!(methods.len(), 13);
     for (name, m) in methods {
         for key in [
             "fpr95",

@@ -30,8 +30,8 @@ pub struct CalibrateArgs {
     /// Share of ID images to accept, in (0, 1).
     #[arg(long, default_value_t = 0.95)]
     tpr: f64,
-    /// The deciding method (MSP, Energy, ReAct, ASH-S, ASH-B, ASH-P, NAP, NAP-E, NAP-R,
-    /// NAP-A, NAP-M).
+    /// The deciding method (MSP, MaxLogit, Energy, GEN, ReAct, ASH-S, ASH-B, ASH-P, SCALE, NAP,
+    /// NAP-E, NAP-R, NAP-A, NAP-M).
     #[arg(long, default_value = "NAP-E", value_parser = parse_method)]
     method: Method,
     /// ASH pruning percentile p, in [0, 100).

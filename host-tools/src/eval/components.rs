@@ -9,12 +9,15 @@ use nap_core::score::{
 use rayon::prelude::*;
 
 /// The methods `eval` reports, in the paper's order.
-pub const EVAL_METHODS: [Method; 10] = [
+pub const EVAL_METHODS: [Method; 13] = [
     Method::Msp,
+    Method::MaxLogit,
     Method::Energy,
+    Method::Gen,
     Method::React,
     Method::AshS,
     Method::AshB,
+    Method::Scale,
     Method::Nap,
     Method::NapE,
     Method::NapR,
@@ -34,6 +37,10 @@ pub struct Components {
     pub lse: f32,
     /// Maximum softmax probability.
     pub msp: f32,
+    /// The largest logit.
+    pub max_logit: f32,
+    /// GEN's negative generalized entropy.
+    pub gen_score: f32,
     /// Negative energy after ReAct clipping.
     pub react: f32,
     /// Negative energy after ASH-S.
@@ -42,6 +49,8 @@ pub struct Components {
     pub ash_b: f32,
     /// Negative energy after ASH-P.
     pub ash_p: f32,
+    /// Negative energy after SCALE.
+    pub scale: f32,
 }
 
 impl Components {
@@ -71,10 +80,13 @@ impl Components {
             nap,
             lse: score(Method::Energy)?,
             msp: score(Method::Msp)?,
+            max_logit: score(Method::MaxLogit)?,
+            gen_score: score(Method::Gen)?,
             react: score(Method::React)?,
             ash_s: score(Method::AshS)?,
             ash_b: score(Method::AshB)?,
             ash_p: score(Method::AshP)?,
+            scale: score(Method::Scale)?,
         })
     }
 
@@ -106,6 +118,9 @@ impl Components {
             Method::NapR => fused(self.react),
             Method::NapA => fused(self.ash_s),
             Method::NapM => fused(self.msp),
+            Method::MaxLogit => self.max_logit,
+            Method::Gen => self.gen_score,
+            Method::Scale => self.scale,
         }
     }
 

@@ -425,10 +425,13 @@ mod tests {
             nap: k,
             lse: 2.0 * k,
             msp: 0.1 * k,
+            max_logit: k,
+            gen_score: -k,
             react: k,
             ash_s: k,
             ash_b: k,
             ash_p: k,
+            scale: k,
         };
         let id = ScoredSet {
             name: "id".into(),

@@ -367,10 +367,13 @@ mod tests {
                     nap,
                     lse,
                     msp: 0.5,
+                    max_logit: lse,
+                    gen_score: -0.5,
                     react: lse,
                     ash_s: lse,
                     ash_b: lse,
                     ash_p: lse,
+                    scale: lse,
                 })
                 .collect(),
         }

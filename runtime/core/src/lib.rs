@@ -7,7 +7,8 @@
 //! - [`gemv`]: the classifier head's product over int8 weight rows.
 //! - [`nap`]: NAP itself: S_NAP and the pooled feature from those reductions (u8 or f32
 //!   activations).
-//! - [`score`]: the OOD scoring methods (MSP, Energy, ReAct, ASH, NAP and its fusions), by name.
+//! - [`score`]: the OOD scoring methods (MSP, MaxLogit, Energy, GEN, ReAct, ASH, SCALE, NAP
+//!   and its fusions), by name.
 //! - [`protocol`]: the wire format between the runtime and the sensor controller.
 #![no_std]
 

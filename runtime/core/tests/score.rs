@@ -54,6 +54,9 @@ fn every_method_by_hand() {
         (Method::NapR, 0.744_080_8), // 0.8 ln 1.974077 + 0.2
         (Method::NapA, 1.963_173_7), // 0.8 ln 9.060888 + 0.2
         (Method::NapM, 0.639_576),   // 0.3 ln 0.817574 + 0.7
+        (Method::MaxLogit, 3.5),
+        (Method::Gen, -1.653_450_8), // -2 (0.182426 * 0.817574)^0.1
+        (Method::Scale, lse(&[2.0 * ash_s, 3.5 * ash_s]) as f32), // 10.525560
     ];
     assert_eq!(expected.len(), Method::ALL.len());
     for (method, want) in expected {

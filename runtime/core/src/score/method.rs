@@ -3,7 +3,7 @@
 
 use super::fusion::fuse;
 use super::head::Head;
-use super::logits::{max_softmax, neg_energy};
+use super::logits::{generalized_entropy, max_logit, max_softmax, neg_energy};
 use super::shaping::{Ash, ash, react};
 use crate::nap::DEFAULT_EPS;
 
@@ -43,6 +43,16 @@ pub enum Method {
     /// NAP fused with the maximum softmax probability.
     #[serde(rename = "NAP-M")]
     NapM,
+    // Bundles store a method by its position here: new methods go last.
+    /// The largest logit (Hendrycks et al. 2022).
+    #[serde(rename = "MaxLogit")]
+    MaxLogit,
+    /// Negative generalized entropy of the top softmax probabilities (Liu et al. 2023).
+    #[serde(rename = "GEN")]
+    Gen,
+    /// Energy after SCALE, ASH-S's rescaling without its pruning (Xu et al. 2024).
+    #[serde(rename = "SCALE")]
+    Scale,
 }
 
 /// How a method shapes the pooled feature before the head runs again.
@@ -65,6 +75,10 @@ pub enum LogitScore {
     NegEnergy,
     /// Maximum softmax probability.
     MaxSoftmax,
+    /// The largest logit.
+    MaxLogit,
+    /// GEN's negative generalized entropy.
+    GeneralizedEntropy,
 }
 
 /// A method spelled out as its three steps.
@@ -79,14 +93,18 @@ pub struct Recipe {
 }
 
 impl Method {
-    /// Every method, in the order the paper's tables list them.
-    pub const ALL: [Method; 11] = [
+    /// Every method: the logit scores, the shaping methods, then NAP and its fusions, as the
+    /// paper's tables list them.
+    pub const ALL: [Method; 14] = [
         Method::Msp,
+        Method::MaxLogit,
         Method::Energy,
+        Method::Gen,
         Method::React,
         Method::AshS,
         Method::AshB,
         Method::AshP,
+        Method::Scale,
         Method::Nap,
         Method::NapE,
         Method::NapR,
@@ -108,6 +126,9 @@ impl Method {
             Method::NapR => "NAP-R",
             Method::NapA => "NAP-A",
             Method::NapM => "NAP-M",
+            Method::MaxLogit => "MaxLogit",
+            Method::Gen => "GEN",
+            Method::Scale => "SCALE",
         }
     }
 
@@ -134,6 +155,9 @@ impl Method {
             Method::NapR => (Shaping::React, NegEnergy, true),
             Method::NapA => (Shaping::Ash(Ash::S), NegEnergy, true),
             Method::NapM => (Shaping::None, MaxSoftmax, true),
+            Method::MaxLogit => (Shaping::None, MaxLogit, false),
+            Method::Gen => (Shaping::None, GeneralizedEntropy, false),
+            Method::Scale => (Shaping::Ash(Ash::Scale), NegEnergy, false),
         };
         Recipe {
             shaping,
@@ -157,10 +181,18 @@ impl Method {
                 clamped: false,
             });
         }
-        let logits = shaped_logits(recipe.shaping, params, evidence, head, workspace)?;
-        let logit_score = match recipe.logit_score {
-            LogitScore::MaxSoftmax => max_softmax(logits),
-            _ => neg_energy(logits),
+        let logit_score = if recipe.logit_score == LogitScore::GeneralizedEntropy {
+            // Never shaped: the workspace is free to hold the probabilities.
+            check_len("logits", head.classes(), evidence.logits.len())?;
+            let (_, _, scratch) = workspace.split(head.features(), head.classes())?;
+            generalized_entropy(evidence.logits, scratch)
+        } else {
+            let logits = shaped_logits(recipe.shaping, params, evidence, head, workspace)?;
+            match recipe.logit_score {
+                LogitScore::MaxSoftmax => max_softmax(logits),
+                LogitScore::MaxLogit => max_logit(logits).unwrap_or(f32::NEG_INFINITY),
+                _ => neg_energy(logits),
+            }
         };
         if !recipe.fused {
             return Ok(Score {

@@ -6,9 +6,12 @@
 //! | method | shaping of the pooled feature | logit score      | fused with S_NAP |
 //! |--------|-------------------------------|------------------|------------------|
 //! | MSP    | none                          | max softmax      | no               |
+//! | MaxLogit | none                        | largest logit    | no               |
 //! | Energy | none                          | negative energy  | no               |
+//! | GEN    | none                          | -generalized entropy of the top 100 softmax probabilities | no |
 //! | ReAct  | clip at c                     | negative energy  | no               |
 //! | ASH-S/B/P | ASH at percentile p        | negative energy  | no               |
+//! | SCALE  | all scaled by ASH-S's factor at p | negative energy | no             |
 //! | NAP    | -                             | - (S_NAP alone)  | -                |
 //! | NAP-E  | none                          | negative energy  | weight w         |
 //! | NAP-R  | clip at c                     | negative energy  | weight w         |

@@ -1,4 +1,5 @@
-//! Feature shaping applied to the pooled feature before the classifier head: ReAct and ASH.
+//! Feature shaping applied to the pooled feature before the classifier head: ReAct, ASH and
+//! SCALE.
 
 /// ReAct: clip every pooled activation at `clip` (the paper takes the 90th percentile of ID
 /// pooled activations), damping the few abnormally large units that OOD inputs trigger.
@@ -8,8 +9,8 @@ pub fn react(pooled: &[f32], clip: f32, out: &mut [f32]) {
     }
 }
 
-/// The ASH variants: all prune to the top `(100 - p)%` of the pooled feature, then differ in
-/// what they keep.
+/// The ASH variants: all find the top `(100 - p)%` of the pooled feature, then differ in what
+/// they keep. SCALE (Xu et al. 2024) is ASH-S without the pruning, so it lives here too.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Ash {
     /// Prune only.
@@ -18,6 +19,8 @@ pub enum Ash {
     B,
     /// Kept entries scaled by `exp(s1 / s2)`, `s1` and `s2` the sums before and after pruning.
     S,
+    /// Nothing pruned: every entry scaled by ASH-S's `exp(s1 / s2)`.
+    Scale,
 }
 
 /// Number of entries ASH keeps out of `n` at percentile `p`: `n - round(n * p / 100)`, rounding
@@ -35,6 +38,10 @@ pub fn ash(variant: Ash, pooled: &[f32], percentile: f32, out: &mut [f32], scrat
     let k = ash_kept(n, percentile);
     out.fill(0.0);
     if k == 0 {
+        // Nothing kept: nothing to scale by either.
+        if variant == Ash::Scale {
+            out.copy_from_slice(pooled);
+        }
         return;
     }
     let keep = &mut scratch[..n];
@@ -60,18 +67,26 @@ pub fn ash(variant: Ash, pooled: &[f32], percentile: f32, out: &mut [f32], scrat
         *mark = if kept { 1.0 } else { 0.0 };
     }
 
+    // An all-zero kept set has nothing to rescale (and s1 / s2 would be 0 / 0).
+    let scaled = |x: f32| -> f32 {
+        if s2 > 0.0 {
+            (f64::from(x) * libm::exp(s1 / s2)) as f32
+        } else {
+            x
+        }
+    };
     let kept_value = |x: f32| -> f32 {
         match variant {
             Ash::P => x,
             Ash::B => (s1 / k as f64) as f32,
-            // An all-zero kept set has nothing to rescale (and s1 / s2 would be 0 / 0).
-            Ash::S if s2 > 0.0 => (f64::from(x) * libm::exp(s1 / s2)) as f32,
-            Ash::S => x,
+            Ash::S | Ash::Scale => scaled(x),
         }
     };
     for ((o, &x), &mark) in out.iter_mut().zip(pooled).zip(keep.iter()) {
         if mark != 0.0 {
             *o = kept_value(x);
+        } else if variant == Ash::Scale {
+            *o = scaled(x);
         }
     }
 }
@@ -141,6 +156,16 @@ mod tests {
         for (o, e) in out.iter().zip(expected) {
             assert!((o - e).abs() <= 1e-5 * e.max(1.0), "{out:?}");
         }
+    }
+
+    #[test]
+    fn scale_scales_every_entry_by_ash_s_factor() {
+        let s = 3.242_908_4_f32; // exp(20 / 17), as ASH-S
+        let out = shaped(Ash::Scale, &POOLED, 70.0);
+        for (o, x) in out.iter().zip(POOLED) {
+            assert!((o - x * s).abs() <= 1e-5 * (x * s).max(1.0), "{out:?}");
+        }
+        assert_eq!(shaped(Ash::Scale, &[0.0; 10], 90.0), [0.0; 10]);
     }
 
     #[test]

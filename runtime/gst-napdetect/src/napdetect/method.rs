@@ -40,6 +40,15 @@ pub enum MethodChoice {
     NapA,
     #[enum_value(name = "NAP-M: NAP fused with MSP", nick = "NAP-M")]
     NapM,
+    #[enum_value(name = "MaxLogit: the largest logit", nick = "MaxLogit")]
+    MaxLogit,
+    #[enum_value(
+        name = "GEN: generalized entropy of the top softmax probabilities",
+        nick = "GEN"
+    )]
+    Gen,
+    #[enum_value(name = "SCALE: rescaled features, then energy", nick = "SCALE")]
+    Scale,
 }
 
 impl MethodChoice {
@@ -58,6 +67,9 @@ impl MethodChoice {
             MethodChoice::NapR => Method::NapR,
             MethodChoice::NapA => Method::NapA,
             MethodChoice::NapM => Method::NapM,
+            MethodChoice::MaxLogit => Method::MaxLogit,
+            MethodChoice::Gen => Method::Gen,
+            MethodChoice::Scale => Method::Scale,
         })
     }
 }
