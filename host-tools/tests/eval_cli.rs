@@ -203,6 +203,7 @@ fn calibrate_writes_a_bundle_with_threshold_clip_and_weights() {
         ("with-ood", vec!["--ood", ood.as_str()]),
         ("id-only", vec![]),
         ("keep-w", vec!["--keep-w"]),
+        ("auto", vec!["--method", "auto"]),
     ] {
         let output = dir.path(&format!("{label}.nap"));
         let mut args = vec![
@@ -222,18 +223,37 @@ fn calibrate_writes_a_bundle_with_threshold_clip_and_weights() {
         assert_ok(&out);
         let text = stdout(&out);
         let way = match label {
-            "id-only" => "Calibrated on ID only",
+            "id-only" | "auto" => "Calibrated on ID only",
             "keep-w" => "Kept the bundle's fusion weights",
             _ => "Calibrated with OOD folders",
         };
         assert!(text.contains(way), "{text}");
         assert_eq!(text.contains("w search"), label != "keep-w", "{text}");
+        assert_eq!(
+            text.contains("Methods by mean FPR"),
+            label != "keep-w",
+            "{text}"
+        );
+        // Auto names the method it chose, the best of the ranking; otherwise NAP-E decides.
+        let deciding = match text.split_once("Deciding method ") {
+            Some((_, rest)) if label == "auto" => {
+                assert!(rest.contains("(--method auto)"), "{text}");
+                let best = text
+                    .split_once("(ties: higher AUROC), best 5:\n")
+                    .and_then(|(_, list)| list.split_whitespace().next())
+                    .unwrap();
+                let chosen = rest.split_whitespace().next().unwrap();
+                assert_eq!(chosen, best, "{text}");
+                chosen.to_owned()
+            }
+            _ => "NAP-E".to_owned(),
+        };
         assert!(text.contains("expected ID rejection rate 10.00%"), "{text}");
 
         let out = napctl(&["inspect", &output, "--json"]);
         assert_ok(&out);
         let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(m["scorer"]["method"], "NAP-E");
+        assert_eq!(m["scorer"]["method"], deciding.as_str());
         assert!(m["scorer"]["threshold"].is_number(), "{m}");
         // The TPR the threshold keeps, for napd's drift alarm.
         let tpr = m["scorer"]["tpr"].as_f64().unwrap();
@@ -290,6 +310,11 @@ fn bad_input_is_named() {
         &calibrate(&["--method", "NAP-X"]),
         USAGE,
         "unknown scoring method",
+    );
+    assert_fails_with(
+        &calibrate(&["--method", "auto", "--keep-w"]),
+        FAILED,
+        "--method auto compares methods against pseudo-OOD sets, which --keep-w skips",
     );
     assert_fails_with(
         &calibrate(&["--ash-percentile", "100"]),

@@ -1,5 +1,6 @@
 //! Calibration of a bundle's scorer from cached features: ReAct's clip, ASH's percentile, the
-//! fusion weights `w` and the decision threshold, as `napctl calibrate` does it.
+//! fusion weights `w`, the deciding method when asked to choose it, and the decision threshold,
+//! as `napctl calibrate` does it.
 
 use crate::eval::features::Features;
 use crate::eval::metrics::{MetricsError, percentile, threshold_at_tpr};
@@ -80,6 +81,29 @@ pub fn search_w(
     Ok(best.expect("the grid is not empty"))
 }
 
+/// Which method decides the calibrated bundle's verdicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deciding {
+    /// The method with the lowest mean FPR against the OOD sets (ties: higher AUROC), each
+    /// fused method at its chosen `w`: the criterion `w` is chosen by.
+    Auto,
+    /// This one.
+    Method(Method),
+}
+
+/// One method's standing against the OOD sets, at the calibrated parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Standing {
+    /// The method.
+    pub method: Method,
+    /// Its fusion weight (1 for methods that are not fused).
+    pub w: f32,
+    /// Mean FPR (ID-positive, at the target TPR) over the OOD sets, as a fraction.
+    pub fpr: f64,
+    /// Mean AUROC over the OOD sets, as a fraction.
+    pub auroc: f64,
+}
+
 /// What calibration chose.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Calibration {
@@ -87,6 +111,8 @@ pub struct Calibration {
     pub params: Params,
     /// The `w` search of each fused method, in [`FUSED_METHODS`] order.
     pub searches: Vec<(Method, WChoice)>,
+    /// Every method against the OOD sets, best first; empty without OOD sets.
+    pub ranking: Vec<Standing>,
     /// The deciding method.
     pub method: Method,
     /// Frames of the deciding method scoring below it are OOD.
@@ -97,14 +123,15 @@ pub struct Calibration {
 
 /// Calibrates on ID features against OOD (real or pseudo) feature sets: ReAct clip from ID, the
 /// given ASH percentile, each fused method's `w` by [`search_w`] on the mean FPR at `tpr` over
-/// the OOD sets, and the threshold at `tpr` on ID for `method`. With no OOD sets the weights of
-/// `base` are kept and only the rest is calibrated.
+/// the OOD sets, every method ranked by the same criterion, the deciding method, and its
+/// threshold at `tpr` on ID. With no OOD sets the weights of `base` are kept and only the rest
+/// is calibrated (and the deciding method must be named).
 pub fn calibrate(
     head: &LinearHead<'_>,
     base: Params,
     id: &[Features],
     oods: &[Vec<Features>],
-    method: Method,
+    deciding: Deciding,
     tpr: f64,
     ash_percentile: f32,
 ) -> Result<Calibration, CalibrateError> {
@@ -114,6 +141,13 @@ pub fn calibrate(
     if oods.iter().any(Vec::is_empty) {
         return Err(CalibrateError::Input(
             "no OOD frames to choose w against".into(),
+        ));
+    }
+    if oods.is_empty() && deciding == Deciding::Auto {
+        return Err(CalibrateError::Input(
+            "choosing the method needs OOD or pseudo-OOD sets to compare methods on; name one \
+             instead"
+                .into(),
         ));
     }
     let mut params = base;
@@ -138,6 +172,23 @@ pub fn calibrate(
         *slot = choice.w;
         searches.push((m, choice));
     }
+    let mut ranking = Vec::new();
+    for m in Method::ALL.into_iter().filter(|_| !sets.is_empty()) {
+        let w = params.weights.of(m);
+        let (fpr, auroc) = mean_fpr_auroc(&id_c, &sets, m, w, tpr)?;
+        ranking.push(Standing {
+            method: m,
+            w,
+            fpr,
+            auroc,
+        });
+    }
+    // Stable: among equals the registry's order stands.
+    ranking.sort_by(|a, b| a.fpr.total_cmp(&b.fpr).then(b.auroc.total_cmp(&a.auroc)));
+    let method = match deciding {
+        Deciding::Method(m) => m,
+        Deciding::Auto => ranking[0].method,
+    };
     let id_scores = scores(&id_c, method, params.weights.of(method));
     let threshold = threshold_at_tpr(&id_scores, tpr)? as f32;
     let rejected = id_scores
@@ -147,6 +198,7 @@ pub fn calibrate(
     Ok(Calibration {
         params,
         searches,
+        ranking,
         method,
         threshold,
         id_rejection: rejected as f64 / id_scores.len() as f64,
@@ -206,8 +258,8 @@ mod tests {
             &head,
             Params::default(),
             &id,
-            &[ood_a, ood_b],
-            Method::NapE,
+            &[ood_a.clone(), ood_b.clone()],
+            Deciding::Method(Method::NapE),
             0.95,
             90.0,
         )
@@ -227,8 +279,53 @@ mod tests {
         assert!((cal.id_rejection - 0.05).abs() < 1e-9);
         assert!(cal.params.react_clip.is_some());
 
+        // Every method is ranked; Energy and NAP alone each leave a set accepted.
+        assert_eq!(cal.ranking.len(), Method::ALL.len());
+        let standing = |m| cal.ranking.iter().find(|s| s.method == m).unwrap();
+        assert_eq!(standing(Method::NapE).fpr, 0.0);
+        assert!(standing(Method::Energy).fpr >= 0.5 && standing(Method::Nap).fpr >= 0.5);
+        assert!(cal.ranking.windows(2).all(|p| p[0].fpr <= p[1].fpr));
+
+        // Auto decides by the ranking, and its threshold is the chosen method's.
+        let ood = [ood_a.clone(), ood_b.clone()];
+        let auto = calibrate(
+            &head,
+            Params::default(),
+            &id,
+            &ood,
+            Deciding::Auto,
+            0.95,
+            90.0,
+        )
+        .unwrap();
+        assert_eq!(auto.method, auto.ranking[0].method);
+        assert_eq!(auto.ranking[0].fpr, 0.0);
+        let chosen = scores(
+            &Components::of_all(&id, &head, &auto.params).unwrap(),
+            auto.method,
+            auto.params.weights.of(auto.method),
+        );
+        let kept = chosen
+            .iter()
+            .filter(|&&s| s as f32 >= auto.threshold)
+            .count();
+        assert_eq!(kept, 38, "95% of 40 ID frames kept by {}", auto.method);
+        assert!(matches!(
+            calibrate(
+                &head,
+                Params::default(),
+                &id,
+                &[],
+                Deciding::Auto,
+                0.95,
+                90.0
+            ),
+            Err(CalibrateError::Input(_))
+        ));
+
         // Without OOD sets the weights stay; the threshold still keeps 95% of ID.
-        let kept = calibrate(&head, Params::default(), &id, &[], Method::NapE, 0.95, 90.0).unwrap();
+        let nap_e = Deciding::Method(Method::NapE);
+        let kept = calibrate(&head, Params::default(), &id, &[], nap_e, 0.95, 90.0).unwrap();
         assert_eq!(kept.params.weights, Params::default().weights);
         assert!(kept.searches.is_empty());
         assert!((kept.id_rejection - 0.05).abs() < 1e-9);
@@ -238,7 +335,7 @@ mod tests {
                 Params::default(),
                 &id,
                 &[vec![]],
-                Method::NapE,
+                Deciding::Method(Method::NapE),
                 0.95,
                 90.0
             ),
@@ -251,7 +348,7 @@ mod tests {
                     Params::default(),
                     &id,
                     std::slice::from_ref(&id),
-                    Method::NapE,
+                    Deciding::Method(Method::NapE),
                     tpr,
                     90.0
                 )

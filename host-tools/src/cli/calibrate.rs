@@ -5,7 +5,7 @@ use super::features::{CacheOptions, Session};
 use super::shared::write_bundle;
 use anyhow::{Result, bail};
 use nap_core::score::Method;
-use napctl::bundle::calibrate::calibrate;
+use napctl::bundle::calibrate::{Calibration as Chosen, Deciding, calibrate};
 use napctl::eval::FUSED_METHODS;
 use napctl::eval::corrupt::Corruption;
 use napctl::eval::extract::FrameSet;
@@ -31,9 +31,10 @@ pub struct CalibrateArgs {
     #[arg(long, default_value_t = 0.95)]
     tpr: f64,
     /// The deciding method (MSP, MaxLogit, Energy, GEN, ReAct, ASH-S, ASH-B, ASH-P, SCALE, NAP,
-    /// NAP-E, NAP-R, NAP-A, NAP-M).
-    #[arg(long, default_value = "NAP-E", value_parser = parse_method)]
-    method: Method,
+    /// NAP-E, NAP-R, NAP-A, NAP-M), or auto: the one with the lowest mean FPR against the OOD
+    /// (or pseudo-OOD) sets, the criterion w is chosen by. The report ranks them either way.
+    #[arg(long, default_value = "NAP-E", value_parser = parse_deciding)]
+    method: Deciding,
     /// ASH pruning percentile p, in [0, 100).
     #[arg(long, default_value_t = 90.0)]
     ash_percentile: f32,
@@ -53,13 +54,21 @@ pub struct CalibrateArgs {
     cache: CacheOptions,
 }
 
-fn parse_method(s: &str) -> Result<Method, String> {
-    Method::from_name(s).map_err(|e| format!("{s:?}: {e}"))
+fn parse_deciding(s: &str) -> Result<Deciding, String> {
+    if s.eq_ignore_ascii_case("auto") {
+        return Ok(Deciding::Auto);
+    }
+    Method::from_name(s)
+        .map(Deciding::Method)
+        .map_err(|e| format!("{s:?}: {e}, or auto"))
 }
 
 impl CalibrateArgs {
     /// Runs `napctl calibrate`.
     pub fn run(self) -> Result<ExitCode> {
+        if self.keep_w && self.method == Deciding::Auto {
+            bail!("--method auto compares methods against pseudo-OOD sets, which --keep-w skips");
+        }
         let against = if self.keep_w {
             Against::Nothing
         } else if self.ood.is_empty() {
@@ -102,8 +111,8 @@ pub struct Calibration<'a> {
     pub against: Against<'a>,
     /// Share of ID images to accept.
     pub tpr: f64,
-    /// The deciding method.
-    pub method: Method,
+    /// The deciding method, or auto.
+    pub method: Deciding,
     /// ASH's pruning percentile.
     pub ash_percentile: f32,
     /// Where the calibrated bundle goes.
@@ -206,9 +215,10 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
             100.0 * choice.auroc
         );
     }
-    if !FUSED_METHODS.contains(&cal.method) {
+    if !FUSED_METHODS.contains(&cal.method) && !cal.searches.is_empty() {
         println!("  ({} is not fused: w does not affect it)", cal.method);
     }
+    report_ranking(&cal, c.method, c.tpr);
     println!(
         "Method {}: threshold {} (frames scoring below it are OOD); expected ID rejection rate \
          {:.2}% (target {:.2}%).",
@@ -219,4 +229,48 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
     );
     println!("Wrote {}", c.output.display());
     Ok(())
+}
+
+/// How many methods of the ranking the report lists.
+const RANKED_SHOWN: usize = 5;
+
+/// The methods ranked against the OOD sets, and why the deciding one decides.
+fn report_ranking(cal: &Chosen, asked: Deciding, tpr: f64) {
+    let Some(best) = cal.ranking.first() else {
+        return;
+    };
+    println!(
+        "Methods by mean FPR at TPR {:.0}% on the same sets (ties: higher AUROC), best {RANKED_SHOWN}:",
+        100.0 * tpr
+    );
+    for s in cal.ranking.iter().take(RANKED_SHOWN) {
+        let mark = if s.method == cal.method {
+            "  <- deciding"
+        } else {
+            ""
+        };
+        println!(
+            "  {:<8} FPR {:6.2}%  AUROC {:6.2}%{mark}",
+            s.method.name(),
+            100.0 * s.fpr,
+            100.0 * s.auroc
+        );
+    }
+    match asked {
+        Deciding::Auto => println!(
+            "Deciding method {} (--method auto): the lowest mean FPR on these sets.",
+            cal.method
+        ),
+        Deciding::Method(m) if m != best.method => {
+            let own = cal.ranking.iter().find(|s| s.method == m);
+            println!(
+                "Deciding method {m} as asked; {} does better on these sets (FPR {:.2}% vs \
+                 {:.2}%): --method auto would choose it.",
+                best.method,
+                100.0 * best.fpr,
+                100.0 * own.map_or(f64::NAN, |s| s.fpr)
+            );
+        }
+        Deciding::Method(m) => println!("Deciding method {m}: also the best on these sets."),
+    }
 }

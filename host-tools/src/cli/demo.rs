@@ -19,6 +19,7 @@ use nap_firmware::{Config, Controller};
 use nap_runtime::bundle::{Bundle, ChannelOrder, InputSpec};
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
+use napctl::bundle::calibrate::Deciding;
 use napctl::bundle::quantize::{Options, RangeMethod, Target};
 use napctl::bundle::{BuildOptions, build_bundle};
 use napctl::images;
@@ -114,7 +115,7 @@ impl DemoArgs {
             id: std::slice::from_ref(&id),
             against: Against::Nothing,
             tpr: 0.95,
-            method: Method::NapE,
+            method: Deciding::Method(Method::NapE),
             ash_percentile: 90.0,
             output: &out("int8-calibrated.nap"),
             cache: &cache,
