@@ -325,3 +325,24 @@ fn flags_override_the_models_preprocessing_metadata() {
         }
     );
 }
+
+#[test]
+fn inspect_shows_the_input_split_would_use() {
+    let (Some(v1), Some(lite)) = (
+        zoo_file("mobilenet_v1_0.5_160.onnx"),
+        zoo_file("efficientnet_lite0.onnx"),
+    ) else {
+        return;
+    };
+    let text = napctl(&["inspect", &v1.to_string_lossy()]);
+    assert!(
+        text.contains("split without options feeds: 160x160 (the model's fixed input)"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&napctl(&["inspect", &lite.to_string_lossy(), "--json"])).unwrap();
+    assert_eq!(json["split_input"]["size"], 224);
+    assert_eq!(json["split_input"]["mean"][0], 127.0);
+    assert_eq!(json["split_input"]["std"][2], 128.0);
+    assert!(json["split_input_problem"].is_null());
+}

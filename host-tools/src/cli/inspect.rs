@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use nap_runtime::bundle::signature::signature;
 use nap_runtime::bundle::{Bundle, MAGIC, Manifest};
+use napctl::bundle::input::{self, InputRequest, ResolvedInput};
 use napctl::bundle::quantize::LayerCounts;
 use napctl::onnx;
 use std::path::PathBuf;
@@ -59,10 +60,24 @@ impl InspectArgs {
         }
         let model = onnx::decode(&bytes).with_context(|| format!("reading {}", path.display()))?;
         let info = onnx::inspect(&model)?;
+        let split_input = split_input(&model, &info);
         if self.json {
-            println!("{}", serde_json::to_string_pretty(&info)?);
+            let (spec, problem) = match &split_input {
+                Ok(resolved) => (Some(resolved.spec), None),
+                Err(e) => (None, Some(e.clone())),
+            };
+            let report = ModelReport {
+                info: &info,
+                split_input: spec,
+                split_input_problem: problem,
+            };
+            println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
             print!("{info}");
+            match split_input {
+                Ok(resolved) => println!("split without options feeds: {resolved}"),
+                Err(e) => println!("split without options: {e}"),
+            }
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -75,4 +90,36 @@ struct BundleInfo<'a> {
     manifest: &'a Manifest,
     /// `null` for an unsigned bundle.
     signer: Option<String>,
+}
+
+/// `inspect --json` of a model: what [`onnx::inspect`] found, and the input `split` would
+/// settle on without options (or why it cannot).
+#[derive(serde::Serialize)]
+struct ModelReport<'a> {
+    #[serde(flatten)]
+    info: &'a onnx::ModelInfo,
+    /// `null` when `split_input_problem` says why there is none.
+    split_input: Option<nap_runtime::bundle::InputSpec>,
+    split_input_problem: Option<String>,
+}
+
+/// The input `split` settles on without options: from the model's one run-time input and its
+/// metadata.
+fn split_input(
+    model: &tract_onnx::pb::ModelProto,
+    info: &onnx::ModelInfo,
+) -> Result<ResolvedInput, String> {
+    let [image] = &info.inputs[..] else {
+        return Err(format!(
+            "the model has {} run-time inputs; split needs exactly one, the image",
+            info.inputs.len()
+        ));
+    };
+    input::resolve(
+        &InputRequest::default(),
+        model,
+        &image.name,
+        image.shape.as_deref(),
+    )
+    .map_err(|e| e.to_string())
 }
