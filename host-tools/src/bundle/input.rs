@@ -75,15 +75,24 @@ impl From<InputSpec> for InputRequest {
     }
 }
 
-/// Where a choice came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Where a choice came from, least specific first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Origin {
-    /// The command line.
-    Given,
-    /// The model: its fixed input shape or its metadata.
-    Model,
     /// Nobody said: the default.
     Default,
+    /// The model: its fixed input shape or its metadata.
+    Model,
+    /// The command line.
+    Given,
+}
+
+/// What the user gave, else what the model says, else the default.
+fn choose<T>(given: Option<T>, model: Option<T>, default: T) -> (T, Origin) {
+    match (given, model) {
+        (Some(v), _) => (v, Origin::Given),
+        (None, Some(v)) => (v, Origin::Model),
+        (None, None) => (default, Origin::Default),
+    }
 }
 
 /// The input a bundle records, and where each part came from.
@@ -199,27 +208,17 @@ pub fn resolve(
     let meta = Metadata::read(model)?;
 
     let preset = request.preset.map(Preset::spec);
-    let pick =
-        |given: Option<[f32; 3]>, meta: Option<[f32; 3]>, default: [f32; 3]| match (given, meta) {
-            (Some(v), _) => (v, Origin::Given),
-            (None, Some(v)) => (v, Origin::Model),
-            (None, None) => (default, Origin::Default),
-        };
-    let (mut mean, mean_origin) = pick(
+    let (mut mean, mean_origin) = choose(
         request.mean.or(preset.map(|p| p.mean)),
         meta.mean,
         InputSpec::TF.mean,
     );
-    let (mut std, std_origin) = pick(
+    let (mut std, std_origin) = choose(
         request.std.or(preset.map(|p| p.std)),
         meta.std,
         InputSpec::TF.std,
     );
-    let (crop, crop_origin) = match (request.crop, meta.crop) {
-        (Some(c), _) => (c, Origin::Given),
-        (None, Some(c)) => (c, Origin::Model),
-        (None, None) => (InputSpec::TF.crop_fraction, Origin::Default),
-    };
+    let (crop, crop_origin) = choose(request.crop, meta.crop, InputSpec::TF.crop_fraction);
     let channel_order = if request.bgr {
         mean.reverse();
         std.reverse();
@@ -236,19 +235,9 @@ pub fn resolve(
             std,
         },
         size: size_origin,
-        normalization: most_specific(mean_origin, std_origin),
+        normalization: mean_origin.max(std_origin),
         crop: crop_origin,
     })
-}
-
-fn most_specific(a: Origin, b: Origin) -> Origin {
-    if a == Origin::Given || b == Origin::Given {
-        Origin::Given
-    } else if a == Origin::Model || b == Origin::Model {
-        Origin::Model
-    } else {
-        Origin::Default
-    }
 }
 
 /// The side from a fixed `[N, 3, S, S]` input, else the request, else [`DEFAULT_SIZE`].
@@ -257,10 +246,7 @@ fn resolve_size(
     input: &str,
     shape: Option<&[Dim]>,
 ) -> Result<(u32, Origin), InputError> {
-    let fallback = match given {
-        Some(s) => (s, Origin::Given),
-        None => (DEFAULT_SIZE, Origin::Default),
-    };
+    let fallback = choose(given, None, DEFAULT_SIZE);
     let Some(shape) = shape else {
         return Ok(fallback);
     };
