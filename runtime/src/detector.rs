@@ -15,7 +15,9 @@ use crate::bundle::{ActivationStorage, Bundle, BundleError, HeadStorage, Manifes
 use crate::integer::{Activations, IntegerBackbone, ProgramError};
 use nap_core::nap::{nap_f32, nap_u8};
 use nap_core::reduce::{Layout, Reducer, Shape, ShapeError};
-use nap_core::score::{Evidence, Head, Int8Head, LinearHead, Method, Score, ScoreError, Workspace};
+use nap_core::score::{
+    Evidence, Head, Int8Head, LinearHead, Method, Score, ScoreError, Shaping, Workspace,
+};
 #[cfg(feature = "tract")]
 use std::sync::Arc;
 #[cfg(feature = "tract")]
@@ -172,6 +174,9 @@ pub struct Detector {
     manifest: Manifest,
     backbone: Backbone,
     head: HeadWeights,
+    /// The head with DICE's mask applied, in the head's storage, when the bundle has DICE's
+    /// statistics.
+    dice_head: Option<HeadWeights>,
     head_bias: Vec<f32>,
     reducer: Reducer,
 }
@@ -223,6 +228,36 @@ impl HeadWeights {
         bundle.head_weights = Vec::new();
         head
     }
+
+    /// The same head with the weights `sparse` (its dequantized weights, some set to zero)
+    /// zeroes: an int8 head keeps its scales and zeroes the codes.
+    fn masked(&self, sparse: Vec<f32>) -> HeadWeights {
+        match self {
+            HeadWeights::F32(_) => HeadWeights::F32(sparse),
+            HeadWeights::I8 { codes, scales } => HeadWeights::I8 {
+                codes: codes
+                    .iter()
+                    .zip(&sparse)
+                    .map(|(&q, &w)| if w == 0.0 { 0 } else { q })
+                    .collect(),
+                scales: scales.clone(),
+            },
+        }
+    }
+
+    /// The head's view for the core's scoring; `features` and the bias were checked against
+    /// the weights when the bundle was validated.
+    fn view<'a>(&'a self, bias: &'a [f32], features: usize) -> HeadView<'a> {
+        let checked = "bundle validation checked the head's shape";
+        match self {
+            HeadWeights::F32(w) => {
+                HeadView::F32(LinearHead::new(w, bias, features).expect(checked))
+            }
+            HeadWeights::I8 { codes, scales } => {
+                HeadView::I8(Int8Head::new(codes, scales, bias, features).expect(checked))
+            }
+        }
+    }
 }
 
 /// The head in its storage's form, for the core's scoring.
@@ -263,6 +298,7 @@ pub struct Worker {
     sum_u8: Vec<u32>,
     pooled: Vec<f32>,
     logits: Vec<f32>,
+    dice_logits: Vec<f32>,
     scratch: Vec<f32>,
 }
 
@@ -305,6 +341,7 @@ impl Detector {
             backbone,
             bundle.manifest.clone(),
             HeadWeights::copied(bundle),
+            bundle.dice_weights(),
             bundle.head_bias.clone(),
         ))
     }
@@ -332,11 +369,13 @@ impl Detector {
             #[cfg(not(feature = "tract"))]
             _ => return Err(DetectorError::TractNotBuilt),
         };
+        let dice = bundle.dice_weights();
         let head = HeadWeights::taken(&mut bundle);
         Ok(Self::assemble(
             backbone,
             bundle.manifest,
             head,
+            dice,
             bundle.head_bias,
         ))
     }
@@ -376,10 +415,12 @@ impl Detector {
         backbone: Backbone,
         manifest: Manifest,
         head: HeadWeights,
+        dice_weights: Option<Vec<f32>>,
         head_bias: Vec<f32>,
     ) -> Self {
         Detector {
             backbone,
+            dice_head: dice_weights.map(|w| head.masked(w)),
             head,
             head_bias,
             reducer: Reducer::new(),
@@ -438,21 +479,14 @@ impl Detector {
             sum_u8: vec![0; c],
             pooled: vec![0.0; c],
             logits: vec![0.0; k],
+            dice_logits: vec![0.0; k],
             scratch: vec![0.0; Workspace::required(c, k)],
         })
     }
 
     fn head(&self) -> HeadView<'_> {
-        let features = self.manifest.head.features as usize;
-        let checked = "bundle validation checked the head's shape";
-        match &self.head {
-            HeadWeights::F32(w) => {
-                HeadView::F32(LinearHead::new(w, &self.head_bias, features).expect(checked))
-            }
-            HeadWeights::I8 { codes, scales } => HeadView::I8(
-                Int8Head::new(codes, scales, &self.head_bias, features).expect(checked),
-            ),
-        }
+        self.head
+            .view(&self.head_bias, self.manifest.head.features as usize)
     }
 
     /// Runs the backbone on one preprocessed frame (NCHW, `3 * size * size` floats) and returns
@@ -564,10 +598,20 @@ impl Detector {
         nap: f32,
         method: Method,
     ) -> Result<Score, DetectorError> {
+        let dice_logits = match &self.dice_head {
+            Some(dice) if method.recipe().shaping == Shaping::Dice => {
+                let features = self.manifest.head.features as usize;
+                dice.view(&self.head_bias, features)
+                    .logits(&worker.pooled, &mut worker.dice_logits);
+                Some(&worker.dice_logits[..])
+            }
+            _ => None,
+        };
         let evidence = Evidence {
             nap,
             pooled: &worker.pooled,
             logits: &worker.logits,
+            dice_logits,
         };
         let params = &self.manifest.scorer.params;
         Ok(method.score(

@@ -6,13 +6,14 @@ use ed25519_dalek::pkcs8::EncodePublicKey;
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
 use nap_core::int8::Quant;
 use nap_core::reduce::Layout;
+use nap_core::score::FusionWeights;
 use nap_runtime::bundle::signature::{
     FLAG_SIGNED, TRAILER_LEN, TrustError, TrustedKeys, fingerprint, sign, signature,
 };
 use nap_runtime::bundle::{
-    ActivationStorage, BackboneSpec, Bundle, BundleError, BundleFile, FORMAT_VERSION, HeadForm,
-    HeadSpec, HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec, Precision,
-    ScorerConfig,
+    ActivationStorage, BackboneSpec, Bundle, BundleError, BundleFile, DiceSpec, FORMAT_VERSION,
+    HeadForm, HeadSpec, HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec,
+    Precision, ScorerConfig,
 };
 use nap_runtime::integer::{Conv, Layer, Op, Program};
 use proptest::prelude::*;
@@ -47,6 +48,7 @@ fn bundle() -> Bundle {
                 threshold: Some(1.25),
                 ..ScorerConfig::default()
             },
+            dice: None,
         },
         backbone: (0..200u8).collect(),
         head_weights: (0..classes * features)
@@ -148,29 +150,42 @@ fn an_integer_program_round_trips_and_must_match_the_manifest() {
     }
 }
 
-/// `b` as format `version` 2 or 3 wrote it: a manifest without the calibrated TPR (`b` has
-/// none), no flags, and for version 2 no program length in the header.
+/// `b` as format `version` (2 to 4) wrote it: a manifest without NAP-D's weight and DICE's
+/// statistics (`b` has the default weight and none), for versions 2 and 3 also without the
+/// calibrated TPR (`b` has none); no flags; for version 2 no program length in the header.
 fn older_format(b: &Bundle, version: u16) -> Vec<u8> {
     assert_eq!(b.manifest.scorer.tpr, None);
-    let v4 = b.to_bytes().unwrap();
-    let manifest_len = u32::from_le_bytes(v4[12..16].try_into().unwrap());
-    // The manifest's last byte is the TPR's `None`.
-    assert_eq!(v4[40 + manifest_len as usize - 1], 0);
+    assert_eq!(b.manifest.dice, None);
+    assert!(b.manifest.scorer.threshold.is_some());
+    let new = b.to_bytes().unwrap();
+    let len = u32::from_le_bytes(new[12..16].try_into().unwrap()) as usize;
+    let manifest = &new[40..40 + len];
+    // The manifest ends with NAP-D's weight (4 bytes), the threshold (Some: 5 bytes), the
+    // TPR's None and DICE's None.
+    assert_eq!(manifest[len - 2..], [0, 0]);
+    assert_eq!(
+        manifest[len - 11..len - 7],
+        FusionWeights::default().nap_d.to_le_bytes()
+    );
+    let mut old_manifest = manifest[..len - 11].to_vec();
+    let tpr_kept = if version >= 4 { 1 } else { 0 };
+    old_manifest.extend_from_slice(&manifest[len - 7..len - 2 + tpr_kept]);
+
     let header_len = if version == 2 { 32 } else { 40 };
-    let mut old = v4[..header_len].to_vec();
+    let mut old = new[..header_len].to_vec();
     old[8..10].copy_from_slice(&version.to_le_bytes());
-    old[12..16].copy_from_slice(&(manifest_len - 1).to_le_bytes());
-    old.extend_from_slice(&v4[40..40 + manifest_len as usize - 1]);
-    old.extend_from_slice(&v4[40 + manifest_len as usize..v4.len() - 4]);
+    old[12..16].copy_from_slice(&(old_manifest.len() as u32).to_le_bytes());
+    old.extend_from_slice(&old_manifest);
+    old.extend_from_slice(&new[40 + len..new.len() - 4]);
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&old);
     old.extend_from_slice(&crc.to_le_bytes());
     old
 }
 
 #[test]
-fn version_2_and_3_bundles_still_load() {
+fn version_2_to_4_bundles_still_load() {
     let b = bundle();
-    for version in [2, 3] {
+    for version in [2, 3, 4] {
         let old = older_format(&b, version);
         assert_eq!(Bundle::from_bytes(&old).unwrap(), b, "version {version}");
     }
@@ -184,6 +199,35 @@ fn version_2_and_3_bundles_still_load() {
         calibrated.to_bytes().is_err(),
         "a TPR of 1 keeps nothing out"
     );
+}
+
+#[test]
+fn dice_statistics_round_trip_and_are_checked() {
+    let mut b = bundle();
+    b.manifest.dice = Some(DiceSpec {
+        mean: vec![0.5, 1.0, 0.0, 2.0],
+        sparsity: 50.0,
+    });
+    b.manifest.scorer.params.weights.nap_d = 0.3;
+    let read = Bundle::from_bytes(&b.to_bytes().unwrap()).unwrap();
+    assert_eq!(read, b);
+    // Weights i * 0.5 - 2 over 3 x 4; contributions w * mean: the top 6 of 12 are 7, 3, 2.5,
+    // 1, 0.5 and, of the zeros, the first (index 4, itself a zero weight).
+    let sparse = read.dice_weights().unwrap();
+    let kept = [4, 5, 7, 8, 9, 11];
+    for (i, (&w, &orig)) in sparse.iter().zip(&b.head_weights).enumerate() {
+        assert_eq!(w, if kept.contains(&i) { orig } else { 0.0 }, "weight {i}");
+    }
+    assert_eq!(bundle().dice_weights(), None);
+    for (mean, sparsity, needle) in [
+        (vec![1.0; 3], 50.0, "DICE's ID mean has 3 values"),
+        (vec![1.0, f32::NAN, 1.0, 1.0], 50.0, "DICE's ID mean"),
+        (vec![1.0; 4], 100.0, "DICE sparsity 100"),
+    ] {
+        b.manifest.dice = Some(DiceSpec { mean, sparsity });
+        let err = b.to_bytes().unwrap_err().to_string();
+        assert!(err.contains(needle), "{err}");
+    }
 }
 
 #[test]

@@ -1,18 +1,20 @@
 """An independent implementation of the post-hoc OOD methods, in numpy, after the papers and
 OpenOOD's postprocessors, for tests/tests/methods_reference.rs to compare the runtime against.
 
-    python3 ood_methods.py FEATURES CLASSES ASH_PERCENTILE POOLED WEIGHTS BIAS
+    python3 ood_methods.py FEATURES CLASSES ASH_PERCENTILE DICE_SPARSITY POOLED WEIGHTS BIAS ID_MEAN
 
 POOLED: float32 little-endian, frames x FEATURES (each frame's pooled feature); WEIGHTS:
-CLASSES x FEATURES; BIAS: CLASSES. Prints a header, then one tab-separated row of scores per
-frame, computed in float64. Higher always means more in-distribution.
+CLASSES x FEATURES; BIAS: CLASSES; ID_MEAN: FEATURES, the ID frames' mean pooled feature DICE
+sparsifies by. Prints a header, then one tab-separated row of scores per frame, computed in
+float64 (DICE's contributions in float32, as the model's weights are). Higher always means more
+in-distribution.
 """
 
 import sys
 
 import numpy as np
 
-METHODS = ["MSP", "MaxLogit", "Energy", "GEN", "ASH-S", "SCALE"]
+METHODS = ["MSP", "MaxLogit", "Energy", "GEN", "ASH-S", "SCALE", "DICE"]
 GEN_GAMMA, GEN_TOP = 0.1, 100
 
 
@@ -47,12 +49,27 @@ def ash_s_and_scale(x, percentile):
     return ash, x * factor
 
 
+def dice_weights(weights, mean, sparsity):
+    """Sun & Li 2022 (OpenOOD `dice_postprocessor`): keep the weights whose contribution on ID
+    data, w * mean, is among the top 100 - sparsity percent (n - round(n p / 100) of them; ties
+    to the lower index), zero the rest."""
+    contributions = (weights * mean[None, :]).ravel()
+    n = contributions.size
+    k = n - int(np.round(n * sparsity / 100.0))
+    keep = np.zeros(n, dtype=bool)
+    keep[np.argsort(-contributions, kind="stable")[:k]] = True
+    return np.where(keep, weights.ravel(), 0).reshape(weights.shape)
+
+
 def main():
-    features, classes, percentile = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-    read = lambda path: np.fromfile(path, dtype="<f4").astype(np.float64)
-    pooled = read(sys.argv[4]).reshape(-1, features)
-    weights = read(sys.argv[5]).reshape(classes, features)
-    bias = read(sys.argv[6])
+    features, classes = int(sys.argv[1]), int(sys.argv[2])
+    percentile, sparsity = float(sys.argv[3]), float(sys.argv[4])
+    read32 = lambda path: np.fromfile(path, dtype="<f4")
+    pooled = read32(sys.argv[5]).astype(np.float64).reshape(-1, features)
+    weights32 = read32(sys.argv[6]).reshape(classes, features)
+    weights = weights32.astype(np.float64)
+    bias = read32(sys.argv[7]).astype(np.float64)
+    dice = dice_weights(weights32, read32(sys.argv[8]), sparsity).astype(np.float64)
     print("\t".join(METHODS))
     for x in pooled:
         logits = weights @ x + bias
@@ -64,6 +81,7 @@ def main():
             gen(logits),
             logsumexp(weights @ ash + bias),
             logsumexp(weights @ scaled + bias),
+            logsumexp(dice @ x + bias),
         ]
         print("\t".join(f"{v:.9g}" for v in row))
 

@@ -1,8 +1,12 @@
 //! The post-hoc methods that need nothing but the forward pass (MSP, MaxLogit, Energy, GEN,
-//! ASH-S, SCALE), as nap-core computes them, against an independent numpy implementation
-//! (`tests/python/ood_methods.py`) on the shared MobileNetV2's pooled features of real photos.
+//! ASH-S, SCALE) or the ID mean pooled feature (DICE), as nap-core computes them, against an
+//! independent numpy implementation (`tests/python/ood_methods.py`) on the shared MobileNetV2's
+//! pooled features of real photos; and the runtime's DICE head, made as a bundle loads, against
+//! the same sparsified head.
 
-use nap_core::score::{Evidence, LinearHead, Method, Params, Workspace};
+use nap_core::score::dice::{DEFAULT_SPARSITY, sparsify};
+use nap_core::score::{Evidence, Head, LinearHead, Method, Params, Workspace};
+use nap_runtime::bundle::DiceSpec;
 use nap_runtime::detector::Detector;
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::cli::Scratch;
@@ -15,13 +19,14 @@ use std::process::Command;
 const STRIDE: usize = 12;
 
 /// The methods the helper computes, in its column order.
-const METHODS: [Method; 6] = [
+const METHODS: [Method; 7] = [
     Method::Msp,
     Method::MaxLogit,
     Method::Energy,
     Method::Gen,
     Method::AshS,
     Method::Scale,
+    Method::Dice,
 ];
 
 fn f32_bytes(values: &[f32]) -> Vec<u8> {
@@ -47,7 +52,7 @@ fn methods_agree_with_an_independent_numpy_implementation_on_real_photos() {
     let params = Params::default();
     let mut buffer = vec![0.0; Workspace::required(features, classes)];
 
-    let (mut pooled, mut ours) = (Vec::new(), Vec::new());
+    let mut frames = Vec::new();
     for set in ["id-imagenet", "ood-dtd"] {
         let files = napctl::images::collect(&[images.join(set)]).unwrap();
         for file in files.iter().step_by(STRIDE) {
@@ -55,10 +60,39 @@ fn methods_agree_with_an_independent_numpy_implementation_on_real_photos() {
                 .tensor_vec_from_encoded(&std::fs::read(&file.path).unwrap())
                 .unwrap();
             detector.analyze(&mut worker, input).unwrap();
+            frames.push((set, file.clone(), worker.pooled().to_vec()));
+        }
+    }
+    // DICE's ID statistic: the ID frames' mean pooled feature.
+    let id: Vec<&[f32]> = frames
+        .iter()
+        .filter(|f| f.0 == "id-imagenet")
+        .map(|f| &f.2[..])
+        .collect();
+    let id_mean: Vec<f32> = (0..features)
+        .map(|j| (id.iter().map(|p| f64::from(p[j])).sum::<f64>() / id.len() as f64) as f32)
+        .collect();
+    let mut sparse = bundle.head_weights.clone();
+    sparsify(
+        &mut sparse,
+        &id_mean,
+        DEFAULT_SPARSITY,
+        &mut vec![0.0; features * classes],
+    );
+    let dice = LinearHead::new(&sparse, &bundle.head_bias, features).unwrap();
+
+    let (mut pooled, mut ours) = (Vec::new(), Vec::new());
+    for (set, file, frame) in &frames {
+        let mut logits = vec![0.0; classes];
+        head.logits(frame, &mut logits);
+        let mut dice_logits = vec![0.0; classes];
+        dice.logits(frame, &mut dice_logits);
+        {
             let evidence = Evidence {
                 nap: 1.0,
-                pooled: worker.pooled(),
-                logits: worker.logits(),
+                pooled: frame,
+                logits: &logits,
+                dice_logits: Some(&dice_logits),
             };
             let row: Vec<f32> = METHODS
                 .iter()
@@ -69,7 +103,7 @@ fn methods_agree_with_an_independent_numpy_implementation_on_real_photos() {
                         .value
                 })
                 .collect();
-            pooled.extend_from_slice(worker.pooled());
+            pooled.extend_from_slice(frame);
             ours.push((format!("{set}/{}", file.name), row));
         }
     }
@@ -81,9 +115,11 @@ fn methods_agree_with_an_independent_numpy_implementation_on_real_photos() {
             features.to_string(),
             classes.to_string(),
             params.ash_percentile.to_string(),
+            DEFAULT_SPARSITY.to_string(),
             scratch.write("pooled.f32", &f32_bytes(&pooled)),
             scratch.write("weights.f32", &f32_bytes(&bundle.head_weights)),
             scratch.write("bias.f32", &f32_bytes(&bundle.head_bias)),
+            scratch.write("id_mean.f32", &f32_bytes(&id_mean)),
         ])
         .output()
         .unwrap();
@@ -117,5 +153,46 @@ fn methods_agree_with_an_independent_numpy_implementation_on_real_photos() {
     assert!(rows >= 80, "subset too small: {rows}");
     for (method, worst) in METHODS.iter().zip(worst) {
         eprintln!("{method}: worst relative difference {worst:.2e} over {rows} frames");
+    }
+
+    // The runtime's own DICE head, made from the bundle's statistics as it loads, f32 and int8
+    // rows, equals the sparsified head's energy.
+    let mut f32_bundle = bundle.clone();
+    f32_bundle.manifest.dice = Some(DiceSpec {
+        mean: id_mean.clone(),
+        sparsity: DEFAULT_SPARSITY,
+    });
+    let mut int8_bundle = f32_bundle.clone();
+    int8_bundle.quantize_head();
+    for (b, tolerance) in [(&f32_bundle, 0.0), (&int8_bundle, 1e-5)] {
+        let sparse = b.dice_weights().unwrap();
+        let want_head = LinearHead::new(&sparse, &b.head_bias, features).unwrap();
+        let detector = Detector::new(b).unwrap();
+        let mut worker = detector.worker().unwrap();
+        for (_, file, _) in frames.iter().step_by(9) {
+            let input = preprocessor
+                .tensor_vec_from_encoded(&std::fs::read(&file.path).unwrap())
+                .unwrap();
+            let nap = detector.analyze(&mut worker, input).unwrap().nap;
+            let got = detector
+                .score(&mut worker, nap, Method::Dice)
+                .unwrap()
+                .value;
+            let mut logits = vec![0.0; classes];
+            want_head.logits(worker.pooled(), &mut logits);
+            let want = nap_core::score::logits::neg_energy(&logits);
+            let fused = detector
+                .score(&mut worker, nap, Method::NapD)
+                .unwrap()
+                .value;
+            assert!(
+                (got - want).abs() <= tolerance * want.abs(),
+                "{:?} {}: DICE {got} vs {want}",
+                b.manifest.head.storage,
+                file.name
+            );
+            let w = b.manifest.scorer.params.weights.nap_d;
+            assert_eq!(fused, nap_core::score::fuse(got, nap, w).score);
+        }
     }
 }

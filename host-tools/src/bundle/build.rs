@@ -116,6 +116,7 @@ pub fn build_bundle(
             storage: HeadStorage::F32,
         },
         scorer: ScorerConfig::default(),
+        dice: None,
     };
     let bundle = Bundle {
         manifest,

@@ -4,8 +4,9 @@
 
 use crate::eval::features::Features;
 use crate::eval::metrics::{MetricsError, percentile, threshold_at_tpr};
-use crate::eval::{Components, FUSED_METHODS, mean_fpr_auroc, scores};
-use nap_core::score::{LinearHead, Method, Params, ScoreError};
+use crate::eval::{Components, FUSED_METHODS, dice_weights, mean_fpr_auroc, scores};
+use nap_core::score::{Head, LinearHead, Method, Params, ScoreError};
+use nap_runtime::bundle::DiceSpec;
 
 /// Percentile of the ID pooled activations ReAct clips at (Sun et al.; DESIGN.md section 1).
 pub const REACT_PERCENTILE: f64 = 90.0;
@@ -31,6 +32,23 @@ pub fn react_clip(id: &[Features]) -> Result<f32, CalibrateError> {
         .flat_map(|f| f.pooled.iter().map(|&x| f64::from(x)))
         .collect();
     Ok(percentile(&all, REACT_PERCENTILE)? as f32)
+}
+
+/// DICE's statistics from the ID frames: their mean pooled feature, with `sparsity`.
+pub fn dice_spec(id: &[Features], sparsity: f32) -> Result<DiceSpec, CalibrateError> {
+    let Some(first) = id.first() else {
+        return Err(CalibrateError::Input("no ID frames for DICE's mean".into()));
+    };
+    let mut sum = vec![0.0f64; first.pooled.len()];
+    for f in id {
+        for (s, &x) in sum.iter_mut().zip(&f.pooled) {
+            *s += f64::from(x);
+        }
+    }
+    Ok(DiceSpec {
+        mean: sum.iter().map(|s| (s / id.len() as f64) as f32).collect(),
+        sparsity,
+    })
 }
 
 /// The outcome of one `w` search.
@@ -109,6 +127,8 @@ pub struct Standing {
 pub struct Calibration {
     /// The scorer parameters: clip, percentile and weights set.
     pub params: Params,
+    /// DICE's statistics from the ID frames.
+    pub dice: DiceSpec,
     /// The `w` search of each fused method, in [`FUSED_METHODS`] order.
     pub searches: Vec<(Method, WChoice)>,
     /// Every method against the OOD sets, best first; empty without OOD sets.
@@ -121,8 +141,34 @@ pub struct Calibration {
     pub id_rejection: f64,
 }
 
+/// What the user sets for a calibration.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    /// Which method decides.
+    pub deciding: Deciding,
+    /// Share of ID frames the threshold keeps, in (0, 1).
+    pub tpr: f64,
+    /// ASH's pruning percentile, in [0, 100).
+    pub ash_percentile: f32,
+    /// DICE's sparsity, percent, in [0, 100).
+    pub dice_sparsity: f32,
+}
+
+impl Settings {
+    /// `deciding` at TPR 95%, ASH p 90 and DICE's default sparsity: `napctl calibrate`'s
+    /// defaults.
+    pub fn new(deciding: Deciding) -> Settings {
+        Settings {
+            deciding,
+            tpr: 0.95,
+            ash_percentile: 90.0,
+            dice_sparsity: nap_core::score::dice::DEFAULT_SPARSITY,
+        }
+    }
+}
+
 /// Calibrates on ID features against OOD (real or pseudo) feature sets: ReAct clip from ID, the
-/// given ASH percentile, each fused method's `w` by [`search_w`] on the mean FPR at `tpr` over
+/// given ASH percentile, DICE's ID mean at `dice_sparsity`, each fused method's `w` by [`search_w`] on the mean FPR at `tpr` over
 /// the OOD sets, every method ranked by the same criterion, the deciding method, and its
 /// threshold at `tpr` on ID. With no OOD sets the weights of `base` are kept and only the rest
 /// is calibrated (and the deciding method must be named).
@@ -131,10 +177,14 @@ pub fn calibrate(
     base: Params,
     id: &[Features],
     oods: &[Vec<Features>],
-    deciding: Deciding,
-    tpr: f64,
-    ash_percentile: f32,
+    settings: Settings,
 ) -> Result<Calibration, CalibrateError> {
+    let Settings {
+        deciding,
+        tpr,
+        ash_percentile,
+        dice_sparsity,
+    } = settings;
     if !(tpr > 0.0 && tpr < 1.0) {
         return Err(MetricsError::InvalidTpr(tpr).into());
     }
@@ -154,10 +204,19 @@ pub fn calibrate(
     params.react_clip = Some(react_clip(id)?);
     params.ash_percentile = ash_percentile;
     params.validate()?;
-    let id_c = Components::of_all(id, head, &params)?;
+    if !(0.0..100.0).contains(&dice_sparsity) {
+        return Err(CalibrateError::Input(format!(
+            "DICE sparsity {dice_sparsity} is outside [0, 100)"
+        )));
+    }
+    let dice = dice_spec(id, dice_sparsity)?;
+    let sparse = dice_weights(head, &dice);
+    let dice_head =
+        LinearHead::new(&sparse, head.bias(), head.features()).expect("the same shape as the head");
+    let id_c = Components::of_all(id, head, &dice_head, &params)?;
     let ood_c: Vec<Vec<Components>> = oods
         .iter()
-        .map(|o| Components::of_all(o, head, &params))
+        .map(|o| Components::of_all(o, head, &dice_head, &params))
         .collect::<Result<_, _>>()?;
     let sets: Vec<&[Components]> = ood_c.iter().map(Vec::as_slice).collect();
     let mut searches = Vec::new();
@@ -167,6 +226,7 @@ pub fn calibrate(
             Method::NapE => &mut params.weights.nap_e,
             Method::NapR => &mut params.weights.nap_r,
             Method::NapA => &mut params.weights.nap_a,
+            Method::NapD => &mut params.weights.nap_d,
             _ => &mut params.weights.nap_m,
         };
         *slot = choice.w;
@@ -197,6 +257,7 @@ pub fn calibrate(
         .count();
     Ok(Calibration {
         params,
+        dice,
         searches,
         ranking,
         method,
@@ -259,9 +320,7 @@ mod tests {
             Params::default(),
             &id,
             &[ood_a.clone(), ood_b.clone()],
-            Deciding::Method(Method::NapE),
-            0.95,
-            90.0,
+            Settings::new(Deciding::Method(Method::NapE)),
         )
         .unwrap();
         let (_, e) = cal.searches[0];
@@ -269,7 +328,9 @@ mod tests {
         assert!(e.w > 0.0 && e.w < 1.0, "{e:?}");
         assert_eq!(cal.params.weights.nap_e, e.w);
         // Energy alone (w = 1) or NAP alone (w = 0) each leave one set fully accepted.
-        let ids = Components::of_all(&id, &head, &cal.params).unwrap();
+        let sparse = dice_weights(&head, &cal.dice);
+        let dice = LinearHead::new(&sparse, &bias, c).unwrap();
+        let ids = Components::of_all(&id, &head, &dice, &cal.params).unwrap();
         let ids_scores = scores(&ids, Method::NapE, e.w);
         let kept = ids_scores
             .iter()
@@ -293,15 +354,13 @@ mod tests {
             Params::default(),
             &id,
             &ood,
-            Deciding::Auto,
-            0.95,
-            90.0,
+            Settings::new(Deciding::Auto),
         )
         .unwrap();
         assert_eq!(auto.method, auto.ranking[0].method);
         assert_eq!(auto.ranking[0].fpr, 0.0);
         let chosen = scores(
-            &Components::of_all(&id, &head, &auto.params).unwrap(),
+            &Components::of_all(&id, &head, &dice, &auto.params).unwrap(),
             auto.method,
             auto.params.weights.of(auto.method),
         );
@@ -316,16 +375,14 @@ mod tests {
                 Params::default(),
                 &id,
                 &[],
-                Deciding::Auto,
-                0.95,
-                90.0
+                Settings::new(Deciding::Auto),
             ),
             Err(CalibrateError::Input(_))
         ));
 
         // Without OOD sets the weights stay; the threshold still keeps 95% of ID.
         let nap_e = Deciding::Method(Method::NapE);
-        let kept = calibrate(&head, Params::default(), &id, &[], nap_e, 0.95, 90.0).unwrap();
+        let kept = calibrate(&head, Params::default(), &id, &[], Settings::new(nap_e)).unwrap();
         assert_eq!(kept.params.weights, Params::default().weights);
         assert!(kept.searches.is_empty());
         assert!((kept.id_rejection - 0.05).abs() < 1e-9);
@@ -335,9 +392,7 @@ mod tests {
                 Params::default(),
                 &id,
                 &[vec![]],
-                Deciding::Method(Method::NapE),
-                0.95,
-                90.0
+                Settings::new(Deciding::Method(Method::NapE)),
             ),
             Err(CalibrateError::Input(_))
         ));
@@ -348,9 +403,10 @@ mod tests {
                     Params::default(),
                     &id,
                     std::slice::from_ref(&id),
-                    Deciding::Method(Method::NapE),
-                    tpr,
-                    90.0
+                    Settings {
+                        tpr,
+                        ..Settings::new(Deciding::Method(Method::NapE))
+                    },
                 )
                 .is_err(),
                 "tpr {tpr}"

@@ -5,7 +5,8 @@ use super::features::{CacheOptions, Session};
 use super::shared::write_bundle;
 use anyhow::{Result, bail};
 use nap_core::score::Method;
-use napctl::bundle::calibrate::{Calibration as Chosen, Deciding, calibrate};
+use nap_core::score::dice::DEFAULT_SPARSITY;
+use napctl::bundle::calibrate::{Calibration as Chosen, Deciding, Settings, calibrate};
 use napctl::eval::FUSED_METHODS;
 use napctl::eval::corrupt::Corruption;
 use napctl::eval::extract::FrameSet;
@@ -30,14 +31,18 @@ pub struct CalibrateArgs {
     /// Share of ID images to accept, in (0, 1).
     #[arg(long, default_value_t = 0.95)]
     tpr: f64,
-    /// The deciding method (MSP, MaxLogit, Energy, GEN, ReAct, ASH-S, ASH-B, ASH-P, SCALE, NAP,
-    /// NAP-E, NAP-R, NAP-A, NAP-M), or auto: the one with the lowest mean FPR against the OOD
+    /// The deciding method (MSP, MaxLogit, Energy, GEN, ReAct, ASH-S, ASH-B, ASH-P, SCALE, DICE,
+    /// NAP, NAP-E, NAP-R, NAP-A, NAP-M, NAP-D), or auto: the one with the lowest mean FPR against the OOD
     /// (or pseudo-OOD) sets, the criterion w is chosen by. The report ranks them either way.
     #[arg(long, default_value = "NAP-E", value_parser = parse_deciding)]
     method: Deciding,
     /// ASH pruning percentile p, in [0, 100).
     #[arg(long, default_value_t = 90.0)]
     ash_percentile: f32,
+    /// DICE's sparsity: the share of head weights it drops, in percent, in [0, 100). DICE and
+    /// NAP-D need the ID mean calibration stores with it.
+    #[arg(long, default_value_t = DEFAULT_SPARSITY)]
+    dice_sparsity: f32,
     /// Where to write the calibrated bundle.
     #[arg(short, long)]
     output: PathBuf,
@@ -83,6 +88,7 @@ impl CalibrateArgs {
             tpr: self.tpr,
             method: self.method,
             ash_percentile: self.ash_percentile,
+            dice_sparsity: self.dice_sparsity,
             output: &self.output,
             cache: &self.cache,
         })?;
@@ -115,6 +121,8 @@ pub struct Calibration<'a> {
     pub method: Deciding,
     /// ASH's pruning percentile.
     pub ash_percentile: f32,
+    /// DICE's sparsity, percent.
+    pub dice_sparsity: f32,
     /// Where the calibrated bundle goes.
     pub output: &'a Path,
     /// The feature cache and worker pool.
@@ -128,6 +136,9 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
     }
     if !(0.0..100.0).contains(&c.ash_percentile) {
         bail!("--ash-percentile {} is outside [0, 100)", c.ash_percentile);
+    }
+    if !(0.0..100.0).contains(&c.dice_sparsity) {
+        bail!("--dice-sparsity {} is outside [0, 100)", c.dice_sparsity);
     }
     let session = Session::open(c.bundle, c.cache)?;
     let id = FrameSet::folders(c.id)?;
@@ -149,9 +160,12 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
         session.bundle.manifest.scorer.params,
         id_features,
         ood_features,
-        c.method,
-        c.tpr,
-        c.ash_percentile,
+        Settings {
+            deciding: c.method,
+            tpr: c.tpr,
+            ash_percentile: c.ash_percentile,
+            dice_sparsity: c.dice_sparsity,
+        },
     )?;
 
     let mut bundle = session.bundle.clone();
@@ -159,6 +173,7 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
     bundle.manifest.scorer.params = cal.params;
     bundle.manifest.scorer.threshold = Some(cal.threshold);
     bundle.manifest.scorer.tpr = Some(c.tpr as f32);
+    bundle.manifest.dice = Some(cal.dice.clone());
     write_bundle(&bundle, c.output)?;
 
     if field.captured > 0 {
@@ -190,9 +205,12 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
         ),
     }
     println!(
-        "ReAct c = {:.4} (90th percentile of ID pooled activations); ASH p = {}",
+        "ReAct c = {:.4} (90th percentile of ID pooled activations); ASH p = {}; DICE: mean \
+         pooled feature of the {} ID images, sparsity {}%",
         cal.params.react_clip.unwrap_or_default(),
-        cal.params.ash_percentile
+        cal.params.ash_percentile,
+        id_features.len(),
+        cal.dice.sparsity
     );
     if !cal.searches.is_empty() {
         println!(

@@ -117,6 +117,7 @@ impl DemoArgs {
             tpr: 0.95,
             method: Deciding::Method(Method::NapE),
             ash_percentile: 90.0,
+            dice_sparsity: nap_core::score::dice::DEFAULT_SPARSITY,
             output: &out("int8-calibrated.nap"),
             cache: &cache,
         })?;

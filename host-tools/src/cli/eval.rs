@@ -5,8 +5,12 @@ use super::features::{CacheOptions, Session};
 use super::shared::write_file;
 use anyhow::{Result, bail};
 use nap_core::score::Params;
-use napctl::bundle::calibrate::react_clip;
+use nap_core::score::dice::DEFAULT_SPARSITY;
+use nap_core::score::{Head, LinearHead};
+use nap_runtime::bundle::DiceSpec;
+use napctl::bundle::calibrate::{dice_spec, react_clip};
 use napctl::eval::corrupt::Corruption;
+use napctl::eval::dice_weights;
 use napctl::eval::extract::FrameSet;
 use napctl::eval::features::Features;
 use napctl::eval::{
@@ -130,18 +134,21 @@ pub fn evaluate_bundle(e: &Evaluation) -> Result<()> {
     let pseudo = sets[0].pseudo_ood(e.pseudo_ood);
     sets.extend(pseudo);
     let features = session.features(&sets)?;
-    let params = with_react_clip(&session, &features[0], true)?;
-    let scored = score_sets(&session, &sets, &features, &params)?;
+    let (params, dice) = scoring(&session, &features[0], true)?;
+    let scored = score_sets(&session, &sets, &features, &params, &dice)?;
     let (id, oods) = scored.split_first().expect("the ID set is first");
     let w = params.weights;
     println!(
-        "Fusion weights w: NAP-E {} NAP-R {} NAP-A {} NAP-M {}; ReAct c {:.4}; ASH p {}",
+        "Fusion weights w: NAP-E {} NAP-R {} NAP-A {} NAP-M {} NAP-D {}; ReAct c {:.4}; ASH p {}; \
+         DICE sparsity {}%",
         w.nap_e,
         w.nap_r,
         w.nap_a,
         w.nap_m,
+        w.nap_d,
         params.react_clip.unwrap_or_default(),
-        params.ash_percentile
+        params.ash_percentile,
+        dice.sparsity
     );
     println!("FPR95 at TPR 95%; ID+ = NAP paper (ID positive), OOD+ = OpenOOD; all in percent.\n");
     let mut report = evaluate(id, oods, &EVAL_METHODS, &params.weights)?;
@@ -185,9 +192,9 @@ pub fn evaluate_bundle(e: &Evaluation) -> Result<()> {
     Ok(())
 }
 
-/// The bundle's scoring parameters, with ReAct's clip taken from the ID features when the
-/// bundle has none (said on stdout when `say`).
-fn with_react_clip(session: &Session, id: &[Features], say: bool) -> Result<Params> {
+/// The bundle's scoring parameters and DICE statistics, with what calibration would store taken
+/// from the ID features where the bundle has none (said on stdout when `say`).
+fn scoring(session: &Session, id: &[Features], say: bool) -> Result<(Params, DiceSpec)> {
     let mut params = session.bundle.manifest.scorer.params;
     if params.react_clip.is_none() {
         let c = react_clip(id)?;
@@ -199,7 +206,19 @@ fn with_react_clip(session: &Session, id: &[Features], say: bool) -> Result<Para
         }
         params.react_clip = Some(c);
     }
-    Ok(params)
+    let dice = match &session.bundle.manifest.dice {
+        Some(dice) => dice.clone(),
+        None => {
+            if say {
+                println!(
+                    "The bundle has no DICE statistics: using the ID images' mean pooled feature \
+                     at sparsity {DEFAULT_SPARSITY}% (napctl calibrate stores them)."
+                );
+            }
+            dice_spec(id, DEFAULT_SPARSITY)?
+        }
+    };
+    Ok((params, dice))
 }
 
 /// Every method's components for every frame of every set.
@@ -208,14 +227,17 @@ fn score_sets(
     sets: &[FrameSet],
     features: &[Vec<Features>],
     params: &Params,
+    dice: &DiceSpec,
 ) -> Result<Vec<ScoredSet>> {
     let head = session.head()?;
+    let sparse = dice_weights(&head, dice);
+    let dice_head = LinearHead::new(&sparse, head.bias(), head.features())?;
     sets.iter()
         .zip(features)
         .map(|(set, f)| {
             Ok(ScoredSet {
                 name: set.name.clone(),
-                frames: Components::of_all(f, &head, params)?,
+                frames: Components::of_all(f, &head, &dice_head, params)?,
             })
         })
         .collect()
@@ -247,8 +269,8 @@ fn at_thresholds(
     let mut rows: Vec<AtThreshold> = row(e.bundle, session, params, scored).into_iter().collect();
     for (path, other) in e.compare.iter().zip(compared) {
         let features = other.features(sets)?;
-        let params = with_react_clip(other, &features[0], false)?;
-        let scored = score_sets(other, sets, &features, &params)?;
+        let (params, dice) = scoring(other, &features[0], false)?;
+        let scored = score_sets(other, sets, &features, &params, &dice)?;
         rows.extend(row(path, other, &params, &scored));
     }
     Ok(rows)

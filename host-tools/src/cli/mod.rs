@@ -50,8 +50,8 @@ enum Command {
     Score(score::ScoreArgs),
     /// Time each stage of scoring a frame (decode, preprocess, backbone, reduce, head, scores).
     Bench(bench::BenchArgs),
-    /// Evaluate every method (MSP, MaxLogit, Energy, GEN, ReAct, ASH-S, ASH-B, SCALE, NAP, NAP-E,
-    /// NAP-R, NAP-A, NAP-M) on ID vs OOD folders: FPR95 in both conventions, AUROC, AUPR-In, AUPR-Out, in percent.
+    /// Evaluate every method (MSP, MaxLogit, Energy, GEN, ReAct, ASH-S, ASH-B, SCALE, DICE, NAP,
+    /// NAP-E, NAP-R, NAP-A, NAP-M, NAP-D) on ID vs OOD folders: FPR95 in both conventions, AUROC, AUPR-In, AUPR-Out, in percent.
     Eval(eval::EvalArgs),
     /// Quantize a float bundle from calibration images, and report how closely it follows the
     /// float bundle (top-1 agreement, pre-pool cosine, NAP and lse correlation).

@@ -3,13 +3,15 @@
 //! `w` is then a fusion of those, so sweeping `w` costs nothing.
 
 use super::features::Features;
+use nap_core::score::dice::sparsify;
 use nap_core::score::{
     Evidence, FusionWeights, Head, LinearHead, Method, Params, ScoreError, Workspace, fuse,
 };
+use nap_runtime::bundle::DiceSpec;
 use rayon::prelude::*;
 
 /// The methods `eval` reports, in the paper's order.
-pub const EVAL_METHODS: [Method; 13] = [
+pub const EVAL_METHODS: [Method; 15] = [
     Method::Msp,
     Method::MaxLogit,
     Method::Energy,
@@ -18,15 +20,31 @@ pub const EVAL_METHODS: [Method; 13] = [
     Method::AshS,
     Method::AshB,
     Method::Scale,
+    Method::Dice,
     Method::Nap,
     Method::NapE,
     Method::NapR,
     Method::NapA,
     Method::NapM,
+    Method::NapD,
 ];
 
 /// The fused methods, whose weight `w` calibration chooses.
-pub const FUSED_METHODS: [Method; 4] = [Method::NapE, Method::NapR, Method::NapA, Method::NapM];
+pub const FUSED_METHODS: [Method; 5] = [
+    Method::NapE,
+    Method::NapR,
+    Method::NapA,
+    Method::NapM,
+    Method::NapD,
+];
+
+/// The head's weights with DICE's mask applied: what the device's DICE head computes with.
+pub fn dice_weights(head: &LinearHead<'_>, dice: &DiceSpec) -> Vec<f32> {
+    let mut weights = head.weights().to_vec();
+    let mut scratch = vec![0.0; weights.len()];
+    sparsify(&mut weights, &dice.mean, dice.sparsity, &mut scratch);
+    weights
+}
 
 /// One frame's ingredient scores: every method is one of these or a fusion of one with `nap`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -51,24 +69,30 @@ pub struct Components {
     pub ash_p: f32,
     /// Negative energy after SCALE.
     pub scale: f32,
+    /// Negative energy of DICE's sparsified head.
+    pub dice: f32,
 }
 
 impl Components {
     /// Computes the components of one frame with the core's own method code, so the numbers are
-    /// the device's. `params.react_clip` must be set.
+    /// the device's. `params.react_clip` must be set; `dice` is the head with DICE's mask.
     pub fn of(
         features: &Features,
         head: &LinearHead<'_>,
+        dice: &LinearHead<'_>,
         params: &Params,
     ) -> Result<Self, ScoreError> {
         let nap = features.nap(params.eps);
         let mut logits = vec![0.0; head.classes()];
         head.logits(&features.pooled, &mut logits);
+        let mut dice_logits = vec![0.0; head.classes()];
+        dice.logits(&features.pooled, &mut dice_logits);
         let mut buffer = vec![0.0; Workspace::required(head.features(), head.classes())];
         let evidence = Evidence {
             nap,
             pooled: &features.pooled,
             logits: &logits,
+            dice_logits: Some(&dice_logits),
         };
         let mut score = |m: Method| -> Result<f32, ScoreError> {
             Ok(
@@ -87,6 +111,7 @@ impl Components {
             ash_b: score(Method::AshB)?,
             ash_p: score(Method::AshP)?,
             scale: score(Method::Scale)?,
+            dice: score(Method::Dice)?,
         })
     }
 
@@ -94,11 +119,12 @@ impl Components {
     pub fn of_all(
         features: &[Features],
         head: &LinearHead<'_>,
+        dice: &LinearHead<'_>,
         params: &Params,
     ) -> Result<Vec<Self>, ScoreError> {
         features
             .par_iter()
-            .map(|f| Components::of(f, head, params))
+            .map(|f| Components::of(f, head, dice, params))
             .collect()
     }
 
@@ -121,6 +147,8 @@ impl Components {
             Method::MaxLogit => self.max_logit,
             Method::Gen => self.gen_score,
             Method::Scale => self.scale,
+            Method::Dice => self.dice,
+            Method::NapD => fused(self.dice),
         }
     }
 
@@ -168,6 +196,13 @@ mod tests {
     fn components_give_every_method_exactly_as_the_core_scores_it() {
         let (w, b, features) = fixture();
         let head = LinearHead::new(&w, &b, 12).unwrap();
+        let spec = DiceSpec {
+            mean: features[0].pooled.clone(),
+            sparsity: 60.0,
+        };
+        let sparse = dice_weights(&head, &spec);
+        assert_eq!(sparse.iter().filter(|&&x| x == 0.0).count(), 36);
+        let dice = LinearHead::new(&sparse, &b, 12).unwrap();
         let params = Params {
             react_clip: Some(1.5),
             weights: FusionWeights {
@@ -175,18 +210,22 @@ mod tests {
                 nap_r: 0.5,
                 nap_a: 0.75,
                 nap_m: 0.4,
+                nap_d: 0.6,
             },
             ..Params::default()
         };
         for f in &features {
-            let comps = Components::of(f, &head, &params).unwrap();
+            let comps = Components::of(f, &head, &dice, &params).unwrap();
             let nap = f.nap(params.eps);
             let mut logits = vec![0.0; 5];
             head.logits(&f.pooled, &mut logits);
+            let mut dice_logits = vec![0.0; 5];
+            dice.logits(&f.pooled, &mut dice_logits);
             let evidence = Evidence {
                 nap,
                 pooled: &f.pooled,
                 logits: &logits,
+                dice_logits: Some(&dice_logits),
             };
             let mut buf = vec![0.0; Workspace::required(12, 5)];
             for m in Method::ALL {
@@ -199,6 +238,6 @@ mod tests {
         }
         // ReAct without a clip is refused, not silently scored.
         let unset = Params::default();
-        assert!(Components::of(&features[0], &head, &unset).is_err());
+        assert!(Components::of(&features[0], &head, &dice, &unset).is_err());
     }
 }

@@ -432,6 +432,7 @@ mod tests {
             ash_b: k,
             ash_p: k,
             scale: k,
+            dice: k,
         };
         let id = ScoredSet {
             name: "id".into(),

@@ -374,6 +374,7 @@ mod tests {
                     ash_b: lse,
                     ash_p: lse,
                     scale: lse,
+                    dice: lse,
                 })
                 .collect(),
         }

@@ -10,6 +10,7 @@ use nap_core::int8::Quant;
 use nap_core::nap::{DEFAULT_EPS, nap_u8};
 use nap_core::protocol::{FrameDecoder, MAX_FRAME_LEN, Message, Verdict, encode};
 use nap_core::reduce::{Reducer, Shape};
+use nap_core::score::dice::{DEFAULT_SPARSITY, sparsify};
 use nap_core::score::{Evidence, Head, LinearHead, Method, Params, Workspace};
 
 const CHANNELS: usize = 64;
@@ -67,21 +68,40 @@ fn main() {
         ("familiar", familiar(&mut rng)),
         ("unfamiliar", unfamiliar(&mut rng)),
     ];
-    let mut scores = Vec::new();
-    for (name, activation) in &frames {
+    let pooled_nap = |activation: &[u8]| {
         let (mut max, mut sum) = (vec![0u8; CHANNELS], vec![0u32; CHANNELS]);
         reducer
             .reduce_u8(shape, activation, &mut max, &mut sum)
             .expect("buffers match the shape");
         let mut pooled = vec![0.0f32; CHANNELS];
         let nap = nap_u8(&max, &sum, PLANE, Quant::RELU6, DEFAULT_EPS, &mut pooled);
+        (pooled, nap)
+    };
+    // DICE's head, sparsified by contributions on the familiar frame (calibration uses the mean
+    // over the ID frames).
+    let mut sparse = weights.clone();
+    let id_mean = pooled_nap(&frames[0].1).0;
+    sparsify(
+        &mut sparse,
+        &id_mean,
+        DEFAULT_SPARSITY,
+        &mut vec![0.0; weights.len()],
+    );
+    let dice_head = LinearHead::new(&sparse, &bias, CHANNELS).expect("same shape");
+
+    let mut scores = Vec::new();
+    for (name, activation) in &frames {
+        let (pooled, nap) = pooled_nap(activation);
         let mut logits = vec![0.0f32; CLASSES];
         head.logits(&pooled, &mut logits);
+        let mut dice_logits = vec![0.0f32; CLASSES];
+        dice_head.logits(&pooled, &mut dice_logits);
 
         let evidence = Evidence {
             nap,
             pooled: &pooled,
             logits: &logits,
+            dice_logits: Some(&dice_logits),
         };
         let mut buffer = vec![0.0f32; Workspace::required(CHANNELS, CLASSES)];
         let row: Vec<f32> = Method::ALL

@@ -1,5 +1,6 @@
 //! The scoring methods pinned to hand-computed values on a tiny head.
 
+use nap_core::score::dice::sparsify;
 use nap_core::score::{
     Evidence, FUSION_FLOOR, Head, LinearHead, Method, Params, ScoreError, Workspace, fuse,
 };
@@ -9,15 +10,31 @@ const WEIGHTS: [f32; 6] = [1.0, 0.0, 0.0, 0.0, 1.0, 1.0];
 const BIAS: [f32; 2] = [0.0, 0.0];
 const POOLED: [f32; 3] = [2.0, 0.5, 3.0];
 const E: f32 = core::f32::consts::E;
+// DICE with ID mean [1, 1, 0.1] at sparsity 67: contributions [1, 0, 0, 0, 1, 0.1], the top
+// 6 - round(4.02) = 2 kept: the head becomes [x0, x1], logits [2, 0.5].
+const ID_MEAN: [f32; 3] = [1.0, 1.0, 0.1];
+const DICE_SPARSITY: f32 = 67.0;
 
 fn score(method: Method, params: &Params) -> Result<f32, ScoreError> {
+    score_with_dice(method, params, true)
+}
+
+fn score_with_dice(method: Method, params: &Params, dice: bool) -> Result<f32, ScoreError> {
     let head = LinearHead::new(&WEIGHTS, &BIAS, 3).unwrap();
     let mut logits = [0.0; 2];
     head.logits(&POOLED, &mut logits);
+    let mut sparse = WEIGHTS;
+    sparsify(&mut sparse, &ID_MEAN, DICE_SPARSITY, &mut [0.0; 6]);
+    assert_eq!(sparse, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+    let mut dice_logits = [0.0; 2];
+    LinearHead::new(&sparse, &BIAS, 3)
+        .unwrap()
+        .logits(&POOLED, &mut dice_logits);
     let evidence = Evidence {
         nap: E,
         pooled: &POOLED,
         logits: &logits,
+        dice_logits: dice.then_some(&dice_logits[..]),
     };
     let mut buffer = [0.0; Workspace::required(3, 2)];
     let mut workspace = Workspace::new(&mut buffer);
@@ -57,6 +74,8 @@ fn every_method_by_hand() {
         (Method::MaxLogit, 3.5),
         (Method::Gen, -1.653_450_8), // -2 (0.182426 * 0.817574)^0.1
         (Method::Scale, lse(&[2.0 * ash_s, 3.5 * ash_s]) as f32), // 10.525560
+        (Method::Dice, 2.201_413_3), // lse(2, 0.5)
+        (Method::NapD, 0.831_279_6), // 0.8 ln 2.201413 + 0.2
     ];
     assert_eq!(expected.len(), Method::ALL.len());
     for (method, want) in expected {
@@ -115,6 +134,17 @@ fn react_without_calibration_is_an_error() {
 }
 
 #[test]
+fn dice_without_its_sparsified_head_is_an_error() {
+    for method in [Method::Dice, Method::NapD] {
+        assert_eq!(
+            score_with_dice(method, &calibrated(), false),
+            Err(ScoreError::DiceUncalibrated)
+        );
+    }
+    assert!(score_with_dice(Method::Energy, &calibrated(), false).is_ok());
+}
+
+#[test]
 fn buffers_that_do_not_match_the_head_are_errors() {
     let head = LinearHead::new(&WEIGHTS, &BIAS, 3).unwrap();
     let logits = [2.0, 3.5];
@@ -123,6 +153,7 @@ fn buffers_that_do_not_match_the_head_are_errors() {
         nap: 1.0,
         pooled: &POOLED,
         logits: &logits,
+        dice_logits: None,
     };
     let err = Method::AshS.score(
         &calibrated(),

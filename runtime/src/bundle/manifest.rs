@@ -20,6 +20,19 @@ pub struct Manifest {
     pub head: HeadSpec,
     /// Which score decides, with its parameters and threshold.
     pub scorer: ScorerConfig,
+    /// DICE's ID statistics, from `napctl calibrate`; `None` before (DICE and NAP-D cannot
+    /// score then).
+    pub dice: Option<DiceSpec>,
+}
+
+/// What DICE sparsifies the head by: the head's weights are masked from these when the bundle
+/// loads, so the file holds one small vector instead of a second head.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DiceSpec {
+    /// The ID frames' mean pooled feature, one value per head feature.
+    pub mean: Vec<f32>,
+    /// Share of the head's weights dropped, in percent, in [0, 100).
+    pub sparsity: f32,
 }
 
 /// The backbone model stored in the bundle.
@@ -199,8 +212,7 @@ pub struct ScorerConfig {
     pub threshold: Option<f32>,
     /// The share of in-distribution frames the calibrated threshold keeps (`napctl calibrate
     /// --tpr`), so a familiar scene is flagged at a rate of 1 - tpr (napd's drift alarm tests
-    /// that); `None` when the threshold was not calibrated. Must stay the manifest's last field:
-    /// older bundles are read by appending its `None`.
+    /// that); `None` when the threshold was not calibrated.
     pub tpr: Option<f32>,
 }
 

@@ -24,7 +24,8 @@
 //! model (B = 0); otherwise the backbone model is the int8 ONNX graph tract runs. Version 2
 //! files (no program length, a 32-byte header) still load: they have no program, so an int8 one
 //! runs its backbone in tract as before. Versions 2 and 3 have no flags (never signed) and a
-//! manifest without the calibrated TPR, its last field.
+//! manifest without the calibrated TPR; versions 2 to 4 a manifest without NAP-D's weight and
+//! DICE's statistics ([`legacy`] reads them).
 //!
 //! A signed bundle has flag bit 0 set and a signature trailer after the checksum
 //! ([`signature`]).
@@ -33,12 +34,13 @@
 //! the checksum, the manifest, and that the manifest, head, program and parameters agree with
 //! each other.
 
+mod legacy;
 pub mod manifest;
 pub mod signature;
 
 pub use manifest::{
-    ActivationStorage, BackboneSpec, ChannelOrder, HeadForm, HeadSpec, HeadStorage, InputSpec,
-    Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+    ActivationStorage, BackboneSpec, ChannelOrder, DiceSpec, HeadForm, HeadSpec, HeadStorage,
+    InputSpec, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
 };
 
 use crate::integer::Program;
@@ -52,7 +54,7 @@ pub const MAGIC: [u8; 8] = *b"NAPBNDL\0";
 
 /// The bundle format this runtime reads and writes. Bump it for any change to the layout or to
 /// the manifest's encoding.
-pub const FORMAT_VERSION: u16 = 4;
+pub const FORMAT_VERSION: u16 = 5;
 
 /// The oldest format version this runtime still reads.
 pub const OLDEST_VERSION: u16 = 2;
@@ -405,7 +407,31 @@ impl Bundle {
         {
             return invalid(format!("calibrated TPR {tpr} is outside (0, 1)"));
         }
+        if let Some(dice) = &m.dice {
+            if dice.mean.len() != features || dice.mean.iter().any(|x| !x.is_finite()) {
+                return invalid(format!(
+                    "DICE's ID mean has {} values (all finite?), the head {features} features",
+                    dice.mean.len()
+                ));
+            }
+            if !(0.0..100.0).contains(&dice.sparsity) {
+                return invalid(format!(
+                    "DICE sparsity {} is outside [0, 100)",
+                    dice.sparsity
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// The head's weights (dequantized, row-major) with DICE's mask applied, when the bundle
+    /// has DICE's statistics.
+    pub fn dice_weights(&self) -> Option<Vec<f32>> {
+        let dice = self.manifest.dice.as_ref()?;
+        let mut weights = self.head_weights.clone();
+        let mut scratch = vec![0.0; weights.len()];
+        nap_core::score::dice::sparsify(&mut weights, &dice.mean, dice.sparsity, &mut scratch);
+        Some(weights)
     }
 }
 
@@ -547,12 +573,10 @@ impl Parts {
         let backbone = manifest_end..manifest_end + backbone_len as usize;
         let head_end = backbone.end + head_len as usize;
         let manifest = &content[header_len..manifest_end];
-        let manifest: Manifest = if found >= 4 {
+        let manifest: Manifest = if found == FORMAT_VERSION {
             postcard::from_bytes(manifest)?
         } else {
-            // Older manifests end before `scorer.tpr`, the last field: one zero byte (`None`)
-            // appended makes them this version's encoding.
-            postcard::from_bytes(&[manifest, &[0]].concat())?
+            legacy::read_manifest(manifest, found)?
         };
         let (head_weights, head_scales, head_bias) =
             parse_head(&manifest.head, &content[backbone.end..head_end])?;

@@ -93,6 +93,16 @@ impl<'a> LinearHead<'a> {
             features,
         })
     }
+
+    /// The weights, row-major `[classes][features]`.
+    pub fn weights(&self) -> &'a [f32] {
+        self.weights
+    }
+
+    /// The bias, one per class.
+    pub fn bias(&self) -> &'a [f32] {
+        self.bias
+    }
 }
 
 impl Head for LinearHead<'_> {

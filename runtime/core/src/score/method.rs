@@ -53,6 +53,12 @@ pub enum Method {
     /// Energy after SCALE, ASH-S's rescaling without its pruning (Xu et al. 2024).
     #[serde(rename = "SCALE")]
     Scale,
+    /// Energy of the head sparsified by ID contributions (Sun & Li 2022).
+    #[serde(rename = "DICE")]
+    Dice,
+    /// NAP fused with DICE's energy.
+    #[serde(rename = "NAP-D")]
+    NapD,
 }
 
 /// How a method shapes the pooled feature before the head runs again.
@@ -64,6 +70,8 @@ pub enum Shaping {
     React,
     /// ASH at the configured percentile.
     Ash(Ash),
+    /// The unshaped feature through DICE's sparsified head.
+    Dice,
 }
 
 /// Which score a method reads off the (possibly shaped) logits.
@@ -95,7 +103,7 @@ pub struct Recipe {
 impl Method {
     /// Every method: the logit scores, the shaping methods, then NAP and its fusions, as the
     /// paper's tables list them.
-    pub const ALL: [Method; 14] = [
+    pub const ALL: [Method; 16] = [
         Method::Msp,
         Method::MaxLogit,
         Method::Energy,
@@ -105,11 +113,13 @@ impl Method {
         Method::AshB,
         Method::AshP,
         Method::Scale,
+        Method::Dice,
         Method::Nap,
         Method::NapE,
         Method::NapR,
         Method::NapA,
         Method::NapM,
+        Method::NapD,
     ];
 
     /// The method's name as the paper writes it; [`Method::from_name`] reads it back.
@@ -129,6 +139,8 @@ impl Method {
             Method::MaxLogit => "MaxLogit",
             Method::Gen => "GEN",
             Method::Scale => "SCALE",
+            Method::Dice => "DICE",
+            Method::NapD => "NAP-D",
         }
     }
 
@@ -158,6 +170,8 @@ impl Method {
             Method::MaxLogit => (Shaping::None, MaxLogit, false),
             Method::Gen => (Shaping::None, GeneralizedEntropy, false),
             Method::Scale => (Shaping::Ash(Ash::Scale), NegEnergy, false),
+            Method::Dice => (Shaping::Dice, NegEnergy, false),
+            Method::NapD => (Shaping::Dice, NegEnergy, true),
         };
         Recipe {
             shaping,
@@ -217,9 +231,17 @@ fn shaped_logits<'a, H: Head + ?Sized>(
     workspace: &'a mut Workspace<'_>,
 ) -> Result<&'a [f32], ScoreError> {
     check_len("pooled feature", head.features(), evidence.pooled.len())?;
-    if shaping == Shaping::None {
-        check_len("logits", head.classes(), evidence.logits.len())?;
-        return Ok(evidence.logits);
+    match shaping {
+        Shaping::None => {
+            check_len("logits", head.classes(), evidence.logits.len())?;
+            return Ok(evidence.logits);
+        }
+        Shaping::Dice => {
+            let logits = evidence.dice_logits.ok_or(ScoreError::DiceUncalibrated)?;
+            check_len("DICE logits", head.classes(), logits.len())?;
+            return Ok(logits);
+        }
+        Shaping::React | Shaping::Ash(_) => {}
     }
     let (features, scratch, logits) = workspace.split(head.features(), head.classes())?;
     match shaping {
@@ -234,7 +256,7 @@ fn shaped_logits<'a, H: Head + ?Sized>(
             features,
             scratch,
         ),
-        Shaping::None => unreachable!("handled above"),
+        Shaping::None | Shaping::Dice => unreachable!("handled above"),
     }
     head.logits(features, logits);
     Ok(logits)
@@ -292,16 +314,20 @@ pub struct FusionWeights {
     pub nap_a: f32,
     /// NAP-M.
     pub nap_m: f32,
+    /// NAP-D.
+    pub nap_d: f32,
 }
 
 impl Default for FusionWeights {
-    /// The paper's ImageNet MobileNetV2 weights (NAP-M: 0.3), used until calibration.
+    /// The paper's ImageNet MobileNetV2 weights (NAP-M: 0.3; NAP-D, which the paper does not
+    /// have, as NAP-R and NAP-A: 0.8), used until calibration.
     fn default() -> Self {
         FusionWeights {
             nap_e: 0.6,
             nap_r: 0.8,
             nap_a: 0.8,
             nap_m: 0.3,
+            nap_d: 0.8,
         }
     }
 }
@@ -314,6 +340,7 @@ impl FusionWeights {
             Method::NapR => self.nap_r,
             Method::NapA => self.nap_a,
             Method::NapM => self.nap_m,
+            Method::NapD => self.nap_d,
             _ => 1.0,
         }
     }
@@ -359,7 +386,7 @@ impl Params {
             return bad("ASH percentile must be in [0, 100)");
         }
         let w = self.weights;
-        if [w.nap_e, w.nap_r, w.nap_a, w.nap_m]
+        if [w.nap_e, w.nap_r, w.nap_a, w.nap_m, w.nap_d]
             .iter()
             .any(|w| !(0.0..=1.0).contains(w))
         {
@@ -378,6 +405,9 @@ pub struct Evidence<'a> {
     pub pooled: &'a [f32],
     /// The head's logits for `pooled`.
     pub logits: &'a [f32],
+    /// DICE's sparsified head's logits for `pooled`, where the bundle has DICE's ID statistics;
+    /// DICE and NAP-D need them.
+    pub dice_logits: Option<&'a [f32]>,
 }
 
 /// Caller-provided scratch space, so scoring never allocates.
@@ -431,6 +461,8 @@ pub struct Score {
 pub enum ScoreError {
     /// ReAct needs its clip from calibration.
     ReactUncalibrated,
+    /// DICE needs its sparsified head, made from ID statistics by calibration.
+    DiceUncalibrated,
     /// A buffer does not match the head.
     Length {
         /// Which buffer.
@@ -452,6 +484,9 @@ impl core::fmt::Display for ScoreError {
             ScoreError::ReactUncalibrated => {
                 f.write_str("ReAct needs a clip value from calibration (react_clip is unset)")
             }
+            ScoreError::DiceUncalibrated => f.write_str(
+                "DICE needs the ID mean pooled feature from calibration (napctl calibrate stores it)",
+            ),
             ScoreError::Length {
                 what,
                 expected,

@@ -12,12 +12,15 @@
 //! | ReAct  | clip at c                     | negative energy  | no               |
 //! | ASH-S/B/P | ASH at percentile p        | negative energy  | no               |
 //! | SCALE  | all scaled by ASH-S's factor at p | negative energy | no             |
+//! | DICE   | none, head sparsified by ID contributions | negative energy | no     |
 //! | NAP    | -                             | - (S_NAP alone)  | -                |
 //! | NAP-E  | none                          | negative energy  | weight w         |
 //! | NAP-R  | clip at c                     | negative energy  | weight w         |
 //! | NAP-A  | ASH-S at percentile p         | negative energy  | weight w         |
 //! | NAP-M  | none                          | max softmax      | weight w         |
+//! | NAP-D  | none, DICE's sparsified head  | negative energy  | weight w         |
 
+pub mod dice;
 pub mod fusion;
 pub mod head;
 pub mod logits;

@@ -45,21 +45,12 @@ pub fn ash(variant: Ash, pooled: &[f32], percentile: f32, out: &mut [f32], scrat
         return;
     }
     let keep = &mut scratch[..n];
-    keep.copy_from_slice(pooled);
-    let (_, &mut cut, _) = keep.select_nth_unstable_by(n - k, f32::total_cmp);
+    let mut top = TopK::new(pooled, k, keep);
 
     // Mark the kept entries in `keep` (1 kept, 0 pruned) and sum before and after pruning.
-    let mut ties_to_keep = k - pooled.iter().filter(|x| x.total_cmp(&cut).is_gt()).count();
     let (mut s1, mut s2) = (0.0f64, 0.0f64);
     for (mark, &x) in keep.iter_mut().zip(pooled) {
-        let kept = match x.total_cmp(&cut) {
-            core::cmp::Ordering::Greater => true,
-            core::cmp::Ordering::Equal if ties_to_keep > 0 => {
-                ties_to_keep -= 1;
-                true
-            }
-            _ => false,
-        };
+        let kept = top.keeps(x);
         s1 += f64::from(x);
         if kept {
             s2 += f64::from(x);
@@ -87,6 +78,43 @@ pub fn ash(variant: Ash, pooled: &[f32], percentile: f32, out: &mut [f32], scrat
             *o = kept_value(x);
         } else if variant == Ash::Scale {
             *o = scaled(x);
+        }
+    }
+}
+
+/// The `k` largest of some values, told apart in one pass in index order: values above the
+/// cut, and among those equal to it the first ones, until `k` are kept.
+pub(crate) struct TopK {
+    cut: f32,
+    ties_to_keep: usize,
+}
+
+impl TopK {
+    /// The cut for keeping `k` (1..=len) of `values`; `scratch` (same length) is overwritten.
+    pub(crate) fn new(values: &[f32], k: usize, scratch: &mut [f32]) -> TopK {
+        scratch.copy_from_slice(values);
+        TopK::in_place(scratch, k)
+    }
+
+    /// The cut for keeping `k` (1..=len) of `values`, which are reordered.
+    pub(crate) fn in_place(values: &mut [f32], k: usize) -> TopK {
+        let (_, &mut cut, _) = values.select_nth_unstable_by(values.len() - k, f32::total_cmp);
+        let above = values.iter().filter(|x| x.total_cmp(&cut).is_gt()).count();
+        TopK {
+            cut,
+            ties_to_keep: k - above,
+        }
+    }
+
+    /// Whether the next value, in index order, is kept.
+    pub(crate) fn keeps(&mut self, x: f32) -> bool {
+        match x.total_cmp(&self.cut) {
+            core::cmp::Ordering::Greater => true,
+            core::cmp::Ordering::Equal if self.ties_to_keep > 0 => {
+                self.ties_to_keep -= 1;
+                true
+            }
+            _ => false,
         }
     }
 }

@@ -49,6 +49,10 @@ pub enum MethodChoice {
     Gen,
     #[enum_value(name = "SCALE: rescaled features, then energy", nick = "SCALE")]
     Scale,
+    #[enum_value(name = "DICE: energy of the sparsified head", nick = "DICE")]
+    Dice,
+    #[enum_value(name = "NAP-D: NAP fused with DICE", nick = "NAP-D")]
+    NapD,
 }
 
 impl MethodChoice {
@@ -70,6 +74,8 @@ impl MethodChoice {
             MethodChoice::MaxLogit => Method::MaxLogit,
             MethodChoice::Gen => Method::Gen,
             MethodChoice::Scale => Method::Scale,
+            MethodChoice::Dice => Method::Dice,
+            MethodChoice::NapD => Method::NapD,
         })
     }
 }
