@@ -259,6 +259,15 @@ fn calibrate_writes_a_bundle_with_threshold_clip_and_weights() {
         let tpr = m["scorer"]["tpr"].as_f64().unwrap();
         assert!((tpr - 0.9).abs() < 1e-6, "{m}");
         assert!(m["scorer"]["params"]["react_clip"].is_number(), "{m}");
+        // DICE's statistics: the ID mean pooled feature, one value per head feature.
+        let features = m["head"]["features"].as_u64().unwrap() as usize;
+        assert_eq!(m["dice"]["mean"].as_array().unwrap().len(), features, "{m}");
+        assert_eq!(m["dice"]["sparsity"], 70.0);
+        let text = stdout(&napctl(&["inspect", &output]));
+        assert!(
+            text.contains(&format!("DICE's ID mean pooled feature: {features} values")),
+            "{text}"
+        );
         let w = m["scorer"]["params"]["weights"]["nap_e"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&w));
         if label == "keep-w" {

@@ -9,6 +9,9 @@ use napctl::onnx;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// How many values of DICE's mean the text output shows (`--json` has them all).
+const DICE_MEAN_SHOWN: usize = 4;
+
 /// Arguments of `napctl inspect`.
 #[derive(clap::Args)]
 pub struct InspectArgs {
@@ -54,7 +57,17 @@ impl InspectArgs {
                         LayerCounts::of(program)
                     );
                 }
-                println!("{:#?}", bundle.manifest);
+                // DICE's mean has one value per feature: only its start is shown.
+                let mut manifest = bundle.manifest.clone();
+                if let Some(dice) = &mut manifest.dice {
+                    println!(
+                        "DICE's ID mean pooled feature: {} values, the first {} shown",
+                        dice.mean.len(),
+                        DICE_MEAN_SHOWN.min(dice.mean.len())
+                    );
+                    dice.mean.truncate(DICE_MEAN_SHOWN);
+                }
+                println!("{manifest:#?}");
             }
             return Ok(ExitCode::SUCCESS);
         }
