@@ -174,8 +174,8 @@ pub struct Detector {
     manifest: Manifest,
     backbone: Backbone,
     head: HeadWeights,
-    /// The head with DICE's mask applied, in the head's storage, when the bundle has DICE's
-    /// statistics.
+    /// The head with DICE's mask applied, in the head's storage, when DICE or NAP-D decides
+    /// (the bundle's statistics make it; other methods do not pay for a second head).
     dice_head: Option<HeadWeights>,
     head_bias: Vec<f32>,
     reducer: Reducer,
@@ -260,6 +260,14 @@ impl HeadWeights {
     }
 }
 
+/// DICE's sparsified head weights when the deciding method reads them.
+fn deciding_dice_weights(bundle: &Bundle) -> Option<Vec<f32>> {
+    let deciding = bundle.manifest.scorer.method;
+    (deciding.recipe().shaping == Shaping::Dice)
+        .then(|| bundle.dice_weights())
+        .flatten()
+}
+
 /// The head in its storage's form, for the core's scoring.
 enum HeadView<'a> {
     F32(LinearHead<'a>),
@@ -341,7 +349,7 @@ impl Detector {
             backbone,
             bundle.manifest.clone(),
             HeadWeights::copied(bundle),
-            bundle.dice_weights(),
+            deciding_dice_weights(bundle),
             bundle.head_bias.clone(),
         ))
     }
@@ -369,7 +377,7 @@ impl Detector {
             #[cfg(not(feature = "tract"))]
             _ => return Err(DetectorError::TractNotBuilt),
         };
-        let dice = bundle.dice_weights();
+        let dice = deciding_dice_weights(&bundle);
         let head = HeadWeights::taken(&mut bundle);
         Ok(Self::assemble(
             backbone,

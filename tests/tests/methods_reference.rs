@@ -155,13 +155,23 @@ fn methods_agree_with_an_independent_numpy_implementation_on_real_photos() {
         eprintln!("{method}: worst relative difference {worst:.2e} over {rows} frames");
     }
 
-    // The runtime's own DICE head, made from the bundle's statistics as it loads, f32 and int8
-    // rows, equals the sparsified head's energy.
+    // The runtime's own DICE head, made from the bundle's statistics as it loads when DICE
+    // decides, f32 and int8 rows, equals the sparsified head's energy.
     let mut f32_bundle = bundle.clone();
     f32_bundle.manifest.dice = Some(DiceSpec {
         mean: id_mean.clone(),
         sparsity: DEFAULT_SPARSITY,
     });
+    // With the statistics but another deciding method, no second head is made.
+    let not_deciding = Detector::new(&f32_bundle).unwrap();
+    f32_bundle.manifest.scorer.method = Method::Dice;
+    let mut w = not_deciding.worker().unwrap();
+    assert!(matches!(
+        not_deciding.score(&mut w, 1.0, Method::Dice),
+        Err(nap_runtime::detector::DetectorError::Score(
+            nap_core::score::ScoreError::DiceUncalibrated
+        ))
+    ));
     let mut int8_bundle = f32_bundle.clone();
     int8_bundle.quantize_head();
     for (b, tolerance) in [(&f32_bundle, 0.0), (&int8_bundle, 1e-5)] {

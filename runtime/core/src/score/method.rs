@@ -461,7 +461,8 @@ pub struct Score {
 pub enum ScoreError {
     /// ReAct needs its clip from calibration.
     ReactUncalibrated,
-    /// DICE needs its sparsified head, made from ID statistics by calibration.
+    /// DICE needs its sparsified head: the ID statistics calibration stores, loaded when DICE
+    /// or NAP-D decides.
     DiceUncalibrated,
     /// A buffer does not match the head.
     Length {
@@ -485,7 +486,8 @@ impl core::fmt::Display for ScoreError {
                 f.write_str("ReAct needs a clip value from calibration (react_clip is unset)")
             }
             ScoreError::DiceUncalibrated => f.write_str(
-                "DICE needs the ID mean pooled feature from calibration (napctl calibrate stores it)",
+                "DICE needs its sparsified head, made from the ID mean pooled feature napctl \
+                 calibrate stores when DICE or NAP-D decides",
             ),
             ScoreError::Length {
                 what,
