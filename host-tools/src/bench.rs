@@ -280,7 +280,7 @@ fn time_frames(
         let backbone = lap.next();
         let nap = detector.reduce(&mut worker, &pre_pool)?;
         let reduce = lap.next();
-        detector.logits(&mut worker);
+        detector.logits(&mut worker)?;
         let head = lap.next();
         detector.score(&mut worker, nap, detector.manifest().scorer.method)?;
         let scores = lap.next();

@@ -470,18 +470,34 @@ fn layer_names_no_candidate() {
 }
 
 #[test]
-fn unsupported_head_names_what_follows() {
-    let e = split(&fixture::unsupported_head(&TinyCnn::default()), None).unwrap_err();
-    assert!(matches!(e, OnnxError::UnsupportedHead { .. }), "{e:?}");
+fn an_activation_after_pooling_makes_a_head_graph() {
+    let s = split(&fixture::relu_after_pooling(&TinyCnn::default()), None).unwrap();
+    let neck = s.head.neck.as_ref().expect("a head graph");
+    assert_eq!(neck.spec.ops, ["Relu", "Flatten"]);
+    assert_eq!(
+        (neck.channels, s.head.features, s.head.classes),
+        (FEATURES, FEATURES, CLASSES)
+    );
+    let info = inspect(&fixture::relu_after_pooling(&TinyCnn::default())).unwrap();
+    assert!(
+        matches!(&info.candidates[0].head, HeadStatus::Supported { head_graph: Some(ops), .. } if ops[0] == "Relu")
+    );
+}
+
+#[test]
+fn unsupported_head_names_the_node() {
+    let model = nap_test_support::heads::head_with_unknown_op();
+    let e = split(&model, None).unwrap_err();
+    assert!(matches!(e, OnnxError::HeadOp { .. }), "{e:?}");
     let msg = e.to_string();
     assert!(
-        msg.contains("Relu") && msg.contains("pooled_relu") && msg.contains("avgpool"),
+        msg.contains("NapUnknownActivation") && msg.contains("mystery_act"),
         "{msg}"
     );
     // inspect still works and says the same.
-    let info = inspect(&fixture::unsupported_head(&TinyCnn::default())).unwrap();
+    let info = inspect(&model).unwrap();
     assert!(
-        matches!(&info.candidates[0].head, HeadStatus::Unsupported { reason } if reason.contains("Relu"))
+        matches!(&info.candidates[0].head, HeadStatus::Unsupported { reason } if reason.contains("mystery_act"))
     );
 }
 

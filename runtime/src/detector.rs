@@ -13,6 +13,7 @@ use crate::backbone;
 use crate::backbone::BackboneOptions;
 use crate::bundle::{ActivationStorage, Bundle, BundleError, HeadStorage, Manifest};
 use crate::integer::{Activations, IntegerBackbone, ProgramError};
+use crate::neck::{Neck, NeckError, NeckThen};
 use nap_core::nap::{nap_f32, nap_u8};
 use nap_core::reduce::{Layout, Reducer, Shape, ShapeError};
 use nap_core::score::{
@@ -36,6 +37,9 @@ pub enum DetectorError {
     /// The integer program could not be prepared.
     #[error(transparent)]
     Program(#[from] ProgramError),
+    /// The head's layers before its dense one could not be loaded or run.
+    #[error(transparent)]
+    Neck(#[from] NeckError),
     /// tract was asked to run a bundle whose only backbone is its integer program.
     #[error(
         "this int8 bundle's backbone is an integer program only, tract cannot run it; quantize with --precision int8-tract for a tract backbone"
@@ -173,8 +177,11 @@ fn pre_pool_fact(model: &TypedModel) -> Result<&TypedFact, DetectorError> {
 pub struct Detector {
     manifest: Manifest,
     backbone: Backbone,
+    /// The head's layers before its dense one, when it has any.
+    neck: Option<Neck>,
+    /// The head's last dense layer.
     head: HeadWeights,
-    /// The head with DICE's mask applied, in the head's storage, when DICE or NAP-D decides
+    /// The dense layer with DICE's mask applied, in the head's storage, when DICE or NAP-D decides
     /// (the bundle's statistics make it; other methods do not pay for a second head).
     dice_head: Option<HeadWeights>,
     head_bias: Vec<f32>,
@@ -305,6 +312,8 @@ pub struct Worker {
     max_u8: Vec<u8>,
     sum_u8: Vec<u32>,
     pooled: Vec<f32>,
+    /// The neck's output, the dense layer's input (empty without a neck).
+    dense_input: Vec<f32>,
     logits: Vec<f32>,
     dice_logits: Vec<f32>,
     scratch: Vec<f32>,
@@ -320,6 +329,16 @@ impl Worker {
     /// The logits the last [`Detector::logits`] computed.
     pub fn logits(&self) -> &[f32] {
         &self.logits
+    }
+
+    /// What the head's last dense layer took in the last [`Detector::logits`]: the pooled
+    /// feature, or the neck's output for a head that has one.
+    pub fn dense_input(&self) -> &[f32] {
+        if self.dense_input.is_empty() {
+            &self.pooled
+        } else {
+            &self.dense_input
+        }
     }
 }
 
@@ -347,6 +366,7 @@ impl Detector {
         };
         Ok(Self::assemble(
             backbone,
+            Neck::load(bundle)?,
             bundle.manifest.clone(),
             HeadWeights::copied(bundle),
             deciding_dice_weights(bundle),
@@ -378,9 +398,12 @@ impl Detector {
             _ => return Err(DetectorError::TractNotBuilt),
         };
         let dice = deciding_dice_weights(&bundle);
+        let neck = Neck::load(&bundle)?;
+        bundle.neck = Vec::new();
         let head = HeadWeights::taken(&mut bundle);
         Ok(Self::assemble(
             backbone,
+            neck,
             bundle.manifest,
             head,
             dice,
@@ -421,6 +444,7 @@ impl Detector {
 
     fn assemble(
         backbone: Backbone,
+        neck: Option<Neck>,
         manifest: Manifest,
         head: HeadWeights,
         dice_weights: Option<Vec<f32>>,
@@ -429,6 +453,7 @@ impl Detector {
         Detector {
             backbone,
             dice_head: dice_weights.map(|w| head.masked(w)),
+            neck,
             head,
             head_bias,
             reducer: Reducer::new(),
@@ -469,9 +494,13 @@ impl Detector {
     /// Scratch and tract state for one worker thread.
     pub fn worker(&self) -> Result<Worker, DetectorError> {
         let (c, k) = (
-            self.manifest.head.features as usize,
+            self.manifest.pre_pool.channels as usize,
             self.manifest.head.classes as usize,
         );
+        let dense_input = match &self.neck {
+            Some(neck) => vec![0.0; neck.width()],
+            None => Vec::new(),
+        };
         let state = match &self.backbone {
             #[cfg(feature = "tract")]
             Backbone::Tract(plan) => {
@@ -486,12 +515,14 @@ impl Detector {
             max_u8: vec![0; c],
             sum_u8: vec![0; c],
             pooled: vec![0.0; c],
+            dense_input,
             logits: vec![0.0; k],
             dice_logits: vec![0.0; k],
             scratch: vec![0.0; Workspace::required(c, k)],
         })
     }
 
+    /// The head's last dense layer.
     fn head(&self) -> HeadView<'_> {
         self.head
             .view(&self.head_bias, self.manifest.head.features as usize)
@@ -595,8 +626,17 @@ impl Detector {
     }
 
     /// The classifier head on the pooled feature the last [`Detector::reduce`] left.
-    pub fn logits(&self, worker: &mut Worker) {
-        self.head().logits(&worker.pooled, &mut worker.logits);
+    pub fn logits(&self, worker: &mut Worker) -> Result<(), DetectorError> {
+        if let Some(neck) = &self.neck {
+            neck.run(&worker.pooled, &mut worker.dense_input)?;
+        }
+        let input = if self.neck.is_some() {
+            &worker.dense_input
+        } else {
+            &worker.pooled
+        };
+        self.head().logits(input, &mut worker.logits);
+        Ok(())
     }
 
     /// Scores under one method, from the worker's pooled feature and logits.
@@ -609,8 +649,13 @@ impl Detector {
         let dice_logits = match &self.dice_head {
             Some(dice) if method.recipe().shaping == Shaping::Dice => {
                 let features = self.manifest.head.features as usize;
+                let input = if self.neck.is_some() {
+                    &worker.dense_input
+                } else {
+                    &worker.pooled
+                };
                 dice.view(&self.head_bias, features)
-                    .logits(&worker.pooled, &mut worker.dice_logits);
+                    .logits(input, &mut worker.dice_logits);
                 Some(&worker.dice_logits[..])
             }
             _ => None,
@@ -622,12 +667,16 @@ impl Detector {
             dice_logits,
         };
         let params = &self.manifest.scorer.params;
-        Ok(method.score(
-            params,
-            &evidence,
-            &self.head(),
-            &mut Workspace::new(&mut worker.scratch),
-        )?)
+        let mut workspace = Workspace::new(&mut worker.scratch);
+        match &self.neck {
+            None => Ok(method.score(params, &evidence, &self.head(), &mut workspace)?),
+            Some(neck) => {
+                let head = NeckThen::new(neck, self.head());
+                let score = method.score(params, &evidence, &head, &mut workspace)?;
+                head.check()?;
+                Ok(score)
+            }
+        }
     }
 
     /// Everything after the backbone: reduction, head, the reference scores and the verdict.
@@ -637,7 +686,7 @@ impl Detector {
         pre_pool: &PrePool,
     ) -> Result<Analysis, DetectorError> {
         let nap = self.reduce(worker, pre_pool)?;
-        self.logits(worker);
+        self.logits(worker)?;
         let top1 = worker
             .logits
             .iter()

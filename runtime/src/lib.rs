@@ -7,6 +7,7 @@
 //!   convolutions on `nap-core`'s kernels.
 //! - [`integer`]: the int8 backbone as integer layers on `nap-core`'s kernels, u8 codes from
 //!   the frame to the pre-pool tensor.
+//! - [`neck`]: a head's layers before its last dense layer, run by tract on the pooled feature.
 //! - [`detector`]: the backbone in tract, then `nap-core`'s reduction, head and scores.
 //!
 //! Feature `tract` (default) runs backbones in tract; without it the library runs int8 bundles'
@@ -18,6 +19,7 @@ pub mod bundle;
 pub mod detector;
 pub mod integer;
 pub mod limits;
+pub mod neck;
 pub mod preprocess;
 
 /// The text a panic was raised with (`panic!` with a literal or a formatted message), if any:

@@ -12,8 +12,8 @@ use nap_runtime::bundle::signature::{
 };
 use nap_runtime::bundle::{
     ActivationStorage, BackboneSpec, Bundle, BundleError, BundleFile, DiceSpec, FORMAT_VERSION,
-    HeadForm, HeadSpec, HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, PrePoolSpec,
-    Precision, ScorerConfig,
+    HeadForm, HeadSpec, HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, NeckSpec,
+    PrePoolSpec, Precision, ScorerConfig,
 };
 use nap_runtime::integer::{Conv, Layer, Op, Program};
 use proptest::prelude::*;
@@ -49,6 +49,7 @@ fn bundle() -> Bundle {
                 ..ScorerConfig::default()
             },
             dice: None,
+            neck: None,
         },
         backbone: (0..200u8).collect(),
         head_weights: (0..classes * features)
@@ -56,6 +57,7 @@ fn bundle() -> Bundle {
             .collect(),
         head_bias: vec![0.1, -0.2, 0.3],
         head_scales: Vec::new(),
+        neck: Vec::new(),
         program: None,
     }
 }
@@ -150,15 +152,20 @@ fn an_integer_program_round_trips_and_must_match_the_manifest() {
     }
 }
 
-/// `b` as format `version` (2 to 4) wrote it: a manifest without NAP-D's weight and DICE's
-/// statistics (`b` has the default weight and none), for versions 2 and 3 also without the
-/// calibrated TPR (`b` has none); no flags; for version 2 no program length in the header.
+/// `b` as format `version` (2 to 5) wrote it: a manifest without the neck (`b` has none); for
+/// versions 2 to 4 also without NAP-D's weight and DICE's statistics (`b` has the default weight
+/// and none), for versions 2 and 3 without the calibrated TPR (`b` has none); no flags; for
+/// version 2 no program length in the header.
 fn older_format(b: &Bundle, version: u16) -> Vec<u8> {
     assert_eq!(b.manifest.scorer.tpr, None);
     assert_eq!(b.manifest.dice, None);
+    assert_eq!(b.manifest.neck, None);
     assert!(b.manifest.scorer.threshold.is_some());
     let new = b.to_bytes().unwrap();
-    let len = u32::from_le_bytes(new[12..16].try_into().unwrap()) as usize;
+    let full = u32::from_le_bytes(new[12..16].try_into().unwrap()) as usize;
+    // The neck's None ends the manifest.
+    assert_eq!(new[40 + full - 1], 0);
+    let len = full - 1;
     let manifest = &new[40..40 + len];
     // The manifest ends with NAP-D's weight (4 bytes), the threshold (Some: 5 bytes), the
     // TPR's None and DICE's None.
@@ -167,25 +174,30 @@ fn older_format(b: &Bundle, version: u16) -> Vec<u8> {
         manifest[len - 11..len - 7],
         FusionWeights::default().nap_d.to_le_bytes()
     );
-    let mut old_manifest = manifest[..len - 11].to_vec();
-    let tpr_kept = if version >= 4 { 1 } else { 0 };
-    old_manifest.extend_from_slice(&manifest[len - 7..len - 2 + tpr_kept]);
+    let old_manifest = if version == 5 {
+        manifest.to_vec()
+    } else {
+        let mut old = manifest[..len - 11].to_vec();
+        let tpr_kept = if version >= 4 { 1 } else { 0 };
+        old.extend_from_slice(&manifest[len - 7..len - 2 + tpr_kept]);
+        old
+    };
 
     let header_len = if version == 2 { 32 } else { 40 };
     let mut old = new[..header_len].to_vec();
     old[8..10].copy_from_slice(&version.to_le_bytes());
     old[12..16].copy_from_slice(&(old_manifest.len() as u32).to_le_bytes());
     old.extend_from_slice(&old_manifest);
-    old.extend_from_slice(&new[40 + len..new.len() - 4]);
+    old.extend_from_slice(&new[40 + full..new.len() - 4]);
     let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&old);
     old.extend_from_slice(&crc.to_le_bytes());
     old
 }
 
 #[test]
-fn version_2_to_4_bundles_still_load() {
+fn version_2_to_5_bundles_still_load() {
     let b = bundle();
-    for version in [2, 3, 4] {
+    for version in [2, 3, 4, 5] {
         let old = older_format(&b, version);
         assert_eq!(Bundle::from_bytes(&old).unwrap(), b, "version {version}");
     }
@@ -311,6 +323,31 @@ fn inconsistent_bundles_are_refused() {
     let mut nan_threshold = bundle();
     nan_threshold.manifest.scorer.threshold = Some(f32::NAN);
     assert!(nan_threshold.validate().is_err());
+
+    // A head graph is described and stored together, or not at all.
+    let neck = NeckSpec {
+        input_name: "pooled".into(),
+        keeps_dims: true,
+        output_name: "hidden".into(),
+        ops: vec!["Gemm".into(), "HardSwish".into()],
+    };
+    let mut described_only = bundle();
+    described_only.manifest.neck = Some(neck.clone());
+    assert!(
+        matches!(described_only.validate(), Err(BundleError::Invalid(m)) if m.contains("describes a head graph"))
+    );
+    let mut stored_only = bundle();
+    stored_only.neck = vec![1, 2, 3];
+    assert!(
+        matches!(stored_only.validate(), Err(BundleError::Invalid(m)) if m.contains("has no head graph"))
+    );
+    // Both: the file keeps them, and the pre-pool channels need not be the dense layer's input.
+    let mut with_neck = bundle();
+    with_neck.manifest.neck = Some(neck);
+    with_neck.neck = b"an ONNX model".to_vec();
+    with_neck.manifest.pre_pool.channels = 7;
+    let read = Bundle::from_bytes(&with_neck.to_bytes().unwrap()).unwrap();
+    assert_eq!(read, with_neck);
 }
 
 proptest! {

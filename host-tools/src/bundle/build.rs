@@ -9,6 +9,7 @@ use nap_runtime::bundle::{
     ModelFormat, PrePoolSpec, Precision, ScorerConfig,
 };
 use nap_runtime::detector::{DetectorError, probe_backbone_output};
+use nap_runtime::neck::{Neck, NeckError};
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::{Datum, DatumType};
 
@@ -42,6 +43,9 @@ pub enum BuildError {
     /// tract could not load the cut backbone.
     #[error(transparent)]
     Backbone(#[from] DetectorError),
+    /// tract could not run the head's layers before its dense one.
+    #[error("{0} (the layers between the pooling and the last dense layer)")]
+    Neck(#[from] NeckError),
     /// The backbone's output is not a single NCHW f32 frame whose channels feed the head.
     #[error(
         "pre-pool tensor {tensor} is {shape:?} {datum:?} for a {size}x{size} input; expected [1, {channels}, H, W] f32"
@@ -82,14 +86,14 @@ pub fn build_bundle(
     let (shape, datum) = probe_backbone_output(&backbone, size)?;
     let head = &split.head;
     let (channels, height, width) = match shape[..] {
-        [1, c, h, w] if c == head.features && datum == f32::datum_type() => (c, h, w),
+        [1, c, h, w] if c == head.pooled_channels() && datum == f32::datum_type() => (c, h, w),
         _ => {
             return Err(BuildError::PrePool {
                 tensor: split.pre_pool,
                 shape,
                 datum,
                 size,
-                channels: head.features,
+                channels: head.pooled_channels(),
             });
         }
     };
@@ -117,6 +121,17 @@ pub fn build_bundle(
         },
         scorer: ScorerConfig::default(),
         dice: None,
+        neck: head.neck.as_ref().map(|n| n.spec.clone()),
+    };
+    let neck = match &head.neck {
+        Some(n) => {
+            let bytes = prost::Message::encode_to_vec(&n.model);
+            // What the detector will load, checked now so a bad head fails here and not on the
+            // device.
+            Neck::new(&bytes, &n.spec, n.channels, head.features)?;
+            bytes
+        }
+        None => Vec::new(),
     };
     let bundle = Bundle {
         manifest,
@@ -124,6 +139,7 @@ pub fn build_bundle(
         head_weights: head.weights.clone(),
         head_bias: head.bias.clone(),
         head_scales: Vec::new(),
+        neck,
         program: None,
     };
     bundle.validate()?;

@@ -4,8 +4,8 @@
 
 use crate::eval::features::Features;
 use crate::eval::metrics::{MetricsError, percentile, threshold_at_tpr};
-use crate::eval::{Components, FUSED_METHODS, dice_weights, mean_fpr_auroc, scores};
-use nap_core::score::{Head, LinearHead, Method, Params, ScoreError};
+use crate::eval::{Components, ComponentsError, FUSED_METHODS, HostHead, mean_fpr_auroc, scores};
+use nap_core::score::{Method, Params, ScoreError};
 use nap_runtime::bundle::DiceSpec;
 
 /// Percentile of the ID pooled activations ReAct clips at (Sun et al.; DESIGN.md section 1).
@@ -20,6 +20,9 @@ pub enum CalibrateError {
     /// A method could not score.
     #[error("{0}")]
     Score(#[from] ScoreError),
+    /// The frames could not be scored.
+    #[error("{0}")]
+    Components(#[from] ComponentsError),
     /// Nothing to calibrate on.
     #[error("{0}")]
     Input(String),
@@ -34,14 +37,22 @@ pub fn react_clip(id: &[Features]) -> Result<f32, CalibrateError> {
     Ok(percentile(&all, REACT_PERCENTILE)? as f32)
 }
 
-/// DICE's statistics from the ID frames: their mean pooled feature, with `sparsity`.
-pub fn dice_spec(id: &[Features], sparsity: f32) -> Result<DiceSpec, CalibrateError> {
-    let Some(first) = id.first() else {
+/// DICE's statistics from the ID frames: the mean input of `head`'s dense layer (their pooled
+/// feature, or its neck's output), with `sparsity`.
+pub fn dice_spec(
+    head: &HostHead<'_>,
+    id: &[Features],
+    sparsity: f32,
+) -> Result<DiceSpec, CalibrateError> {
+    if id.is_empty() {
         return Err(CalibrateError::Input("no ID frames for DICE's mean".into()));
-    };
-    let mut sum = vec![0.0f64; first.pooled.len()];
-    for f in id {
-        for (s, &x) in sum.iter_mut().zip(&f.pooled) {
+    }
+    let inputs = head
+        .dense_inputs(id)
+        .map_err(|e| CalibrateError::Components(e.into()))?;
+    let mut sum = vec![0.0f64; inputs[0].len()];
+    for input in &inputs {
+        for (s, &x) in sum.iter_mut().zip(input) {
             *s += f64::from(x);
         }
     }
@@ -173,7 +184,7 @@ impl Settings {
 /// threshold at `tpr` on ID. With no OOD sets the weights of `base` are kept and only the rest
 /// is calibrated (and the deciding method must be named).
 pub fn calibrate(
-    head: &LinearHead<'_>,
+    head: &HostHead<'_>,
     base: Params,
     id: &[Features],
     oods: &[Vec<Features>],
@@ -209,14 +220,11 @@ pub fn calibrate(
             "DICE sparsity {dice_sparsity} is outside [0, 100)"
         )));
     }
-    let dice = dice_spec(id, dice_sparsity)?;
-    let sparse = dice_weights(head, &dice);
-    let dice_head =
-        LinearHead::new(&sparse, head.bias(), head.features()).expect("the same shape as the head");
-    let id_c = Components::of_all(id, head, &dice_head, &params)?;
+    let dice = dice_spec(head, id, dice_sparsity)?;
+    let id_c = head.components(id, &dice, &params)?;
     let ood_c: Vec<Vec<Components>> = oods
         .iter()
-        .map(|o| Components::of_all(o, head, &dice_head, &params))
+        .map(|o| head.components(o, &dice, &params))
         .collect::<Result<_, _>>()?;
     let sets: Vec<&[Components]> = ood_c.iter().map(Vec::as_slice).collect();
     let mut searches = Vec::new();
@@ -269,6 +277,8 @@ pub fn calibrate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::eval::dice_weights;
+    use nap_core::score::LinearHead;
 
     #[test]
     fn search_finds_the_known_best_w_and_breaks_ties_by_auroc() {
@@ -298,7 +308,8 @@ mod tests {
             0.0, 0.0, 4.0, 0.0,
         ];
         let bias = [0.0; 3];
-        let head = LinearHead::new(&weights, &bias, c).unwrap();
+        let dense = LinearHead::new(&weights, &bias, c).unwrap();
+        let head = HostHead::dense(dense);
         let frame = |pooled: [f32; 4], peak: f32| Features {
             pooled: pooled.to_vec(),
             max: pooled.iter().map(|p| p * peak).collect(),
@@ -328,9 +339,9 @@ mod tests {
         assert!(e.w > 0.0 && e.w < 1.0, "{e:?}");
         assert_eq!(cal.params.weights.nap_e, e.w);
         // Energy alone (w = 1) or NAP alone (w = 0) each leave one set fully accepted.
-        let sparse = dice_weights(&head, &cal.dice);
+        let sparse = dice_weights(&dense, &cal.dice);
         let dice = LinearHead::new(&sparse, &bias, c).unwrap();
-        let ids = Components::of_all(&id, &head, &dice, &cal.params).unwrap();
+        let ids = Components::of_all(&id, &dense, &dice, &cal.params).unwrap();
         let ids_scores = scores(&ids, Method::NapE, e.w);
         let kept = ids_scores
             .iter()
@@ -360,7 +371,7 @@ mod tests {
         assert_eq!(auto.method, auto.ranking[0].method);
         assert_eq!(auto.ranking[0].fpr, 0.0);
         let chosen = scores(
-            &Components::of_all(&id, &head, &dice, &auto.params).unwrap(),
+            &Components::of_all(&id, &dense, &dice, &auto.params).unwrap(),
             auto.method,
             auto.params.weights.of(auto.method),
         );

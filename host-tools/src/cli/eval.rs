@@ -6,16 +6,12 @@ use super::shared::write_file;
 use anyhow::{Result, bail};
 use nap_core::score::Params;
 use nap_core::score::dice::DEFAULT_SPARSITY;
-use nap_core::score::{Head, LinearHead};
 use nap_runtime::bundle::DiceSpec;
 use napctl::bundle::calibrate::{dice_spec, react_clip};
 use napctl::eval::corrupt::Corruption;
-use napctl::eval::dice_weights;
 use napctl::eval::extract::FrameSet;
 use napctl::eval::features::Features;
-use napctl::eval::{
-    AtThreshold, Components, EVAL_METHODS, ScoredSet, evaluate, plots, sweep_table,
-};
+use napctl::eval::{AtThreshold, EVAL_METHODS, ScoredSet, evaluate, plots, sweep_table};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -215,7 +211,7 @@ fn scoring(session: &Session, id: &[Features], say: bool) -> Result<(Params, Dic
                      at sparsity {DEFAULT_SPARSITY}% (napctl calibrate stores them)."
                 );
             }
-            dice_spec(id, DEFAULT_SPARSITY)?
+            dice_spec(&session.head()?, id, DEFAULT_SPARSITY)?
         }
     };
     Ok((params, dice))
@@ -230,14 +226,12 @@ fn score_sets(
     dice: &DiceSpec,
 ) -> Result<Vec<ScoredSet>> {
     let head = session.head()?;
-    let sparse = dice_weights(&head, dice);
-    let dice_head = LinearHead::new(&sparse, head.bias(), head.features())?;
     sets.iter()
         .zip(features)
         .map(|(set, f)| {
             Ok(ScoredSet {
                 name: set.name.clone(),
-                frames: Components::of_all(f, &head, &dice_head, params)?,
+                frames: head.components(f, dice, params)?,
             })
         })
         .collect()

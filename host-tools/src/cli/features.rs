@@ -7,7 +7,9 @@ use anyhow::{Context, Result, bail};
 use nap_core::score::LinearHead;
 use nap_runtime::bundle::{Bundle, BundleFile};
 use nap_runtime::detector::Detector;
+use nap_runtime::neck::Neck;
 use nap_runtime::preprocess::Preprocessor;
+use napctl::eval::HostHead;
 use napctl::eval::cache::{self, FeatureCache};
 use napctl::eval::extract::{FrameSet, Job, extract};
 use napctl::eval::features::Features;
@@ -46,6 +48,8 @@ pub struct Session {
     /// SHA-256 of the bundle file, lowercase hex (as napd's log and captures name it).
     pub sha256: String,
     detector: Detector,
+    /// The head's layers before its dense one, when it has any.
+    neck: Option<Neck>,
     preprocessor: Preprocessor,
     cache: FeatureCache,
 }
@@ -57,6 +61,7 @@ impl Session {
         let BundleFile { bundle, sha256, .. } = BundleFile::read(path, None)
             .with_context(|| format!("loading bundle {}", path.display()))?;
         let detector = Detector::new(&bundle)?;
+        let neck = Neck::load(&bundle)?;
         let preprocessor = Preprocessor::new(bundle.manifest.input)?;
         let cache = if options.no_cache {
             FeatureCache::disabled()
@@ -71,18 +76,23 @@ impl Session {
             bundle,
             sha256,
             detector,
+            neck,
             preprocessor,
             cache,
         })
     }
 
     /// The bundle's classifier head.
-    pub fn head(&self) -> Result<LinearHead<'_>> {
-        Ok(LinearHead::new(
+    pub fn head(&self) -> Result<HostHead<'_>> {
+        let dense = LinearHead::new(
             &self.bundle.head_weights,
             &self.bundle.head_bias,
             self.bundle.manifest.head.features as usize,
-        )?)
+        )?;
+        Ok(HostHead {
+            dense,
+            neck: self.neck.as_ref(),
+        })
     }
 
     /// Features of every set, in order, with one progress bar over all of them.

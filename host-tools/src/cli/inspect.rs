@@ -50,6 +50,7 @@ impl InspectArgs {
                     ),
                     None => println!("unsigned"),
                 }
+                println!("{}", bundle.manifest.head_summary());
                 if let Some(program) = &bundle.program {
                     println!(
                         "integer program: {} layers ({})",

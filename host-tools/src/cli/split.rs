@@ -71,15 +71,13 @@ impl SplitArgs {
         bundle.write(output)?;
         let m = &bundle.manifest;
         println!(
-            "{}: cut at {} ({} x {} x {}), head {:?} {} -> {} classes; wrote {}\n  input {}",
+            "{}: cut at {} ({} x {} x {}), {}; wrote {}\n  input {}",
             model.display(),
             m.backbone.output_name,
             m.pre_pool.channels,
             m.pre_pool.height,
             m.pre_pool.width,
-            m.head.form,
-            m.head.features,
-            m.head.classes,
+            m.head_summary(),
             output.display(),
             built.input,
         );

@@ -5,9 +5,11 @@
 use super::features::Features;
 use nap_core::score::dice::sparsify;
 use nap_core::score::{
-    Evidence, FusionWeights, Head, LinearHead, Method, Params, ScoreError, Workspace, fuse,
+    Evidence, FusionWeights, Head, HeadError, LinearHead, Method, Params, ScoreError, Workspace,
+    fuse,
 };
 use nap_runtime::bundle::DiceSpec;
+use nap_runtime::neck::{Neck, NeckError, NeckThen};
 use rayon::prelude::*;
 
 /// The methods `eval` reports, in the paper's order.
@@ -46,6 +48,80 @@ pub fn dice_weights(head: &LinearHead<'_>, dice: &DiceSpec) -> Vec<f32> {
     weights
 }
 
+/// Why a set of frames could not be scored.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentsError {
+    /// A method could not score.
+    #[error("{0}")]
+    Score(#[from] ScoreError),
+    /// The head's layers before its dense one failed.
+    #[error("{0}")]
+    Neck(#[from] NeckError),
+    /// DICE's head does not fit.
+    #[error("DICE's head: {0:?}")]
+    Head(HeadError),
+}
+
+/// A bundle's classifier head as the host scores with it: the dense layer, after the bundle's
+/// neck when it has one.
+#[derive(Clone, Copy)]
+pub struct HostHead<'a> {
+    /// The last dense layer (an int8 head's dequantized weights).
+    pub dense: LinearHead<'a>,
+    /// The layers before it, when the head has any.
+    pub neck: Option<&'a Neck>,
+}
+
+impl<'a> HostHead<'a> {
+    /// A head that is one dense layer.
+    pub fn dense(dense: LinearHead<'a>) -> Self {
+        HostHead { dense, neck: None }
+    }
+
+    /// The dense layer's input for each frame: its pooled feature, through the neck if any.
+    pub fn dense_inputs(&self, frames: &[Features]) -> Result<Vec<Vec<f32>>, NeckError> {
+        let Some(neck) = self.neck else {
+            return Ok(frames.iter().map(|f| f.pooled.clone()).collect());
+        };
+        frames
+            .par_iter()
+            .map(|f| {
+                let mut out = vec![0.0; neck.width()];
+                neck.run(&f.pooled, &mut out).map(|()| out)
+            })
+            .collect()
+    }
+
+    /// Every method's components of many frames, in parallel, DICE's head masked as `dice`
+    /// says.
+    pub fn components(
+        &self,
+        frames: &[Features],
+        dice: &DiceSpec,
+        params: &Params,
+    ) -> Result<Vec<Components>, ComponentsError> {
+        let sparse = dice_weights(&self.dense, dice);
+        let dice_dense = LinearHead::new(&sparse, self.dense.bias(), self.dense.features())
+            .map_err(ComponentsError::Head)?;
+        let Some(neck) = self.neck else {
+            return Ok(Components::of_all(
+                frames,
+                &self.dense,
+                &dice_dense,
+                params,
+            )?);
+        };
+        let (head, dice) = (
+            NeckThen::new(neck, self.dense),
+            NeckThen::new(neck, dice_dense),
+        );
+        let components = Components::of_all(frames, &head, &dice, params)?;
+        head.check()?;
+        dice.check()?;
+        Ok(components)
+    }
+}
+
 /// One frame's ingredient scores: every method is one of these or a fusion of one with `nap`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Components {
@@ -76,10 +152,10 @@ pub struct Components {
 impl Components {
     /// Computes the components of one frame with the core's own method code, so the numbers are
     /// the device's. `params.react_clip` must be set; `dice` is the head with DICE's mask.
-    pub fn of(
+    pub fn of<H: Head>(
         features: &Features,
-        head: &LinearHead<'_>,
-        dice: &LinearHead<'_>,
+        head: &H,
+        dice: &H,
         params: &Params,
     ) -> Result<Self, ScoreError> {
         let nap = features.nap(params.eps);
@@ -116,10 +192,10 @@ impl Components {
     }
 
     /// Components of many frames, in parallel.
-    pub fn of_all(
+    pub fn of_all<H: Head + Sync>(
         features: &[Features],
-        head: &LinearHead<'_>,
-        dice: &LinearHead<'_>,
+        head: &H,
+        dice: &H,
         params: &Params,
     ) -> Result<Vec<Self>, ScoreError> {
         features

@@ -57,6 +57,36 @@ pub enum OnnxError {
         /// What follows it and why that is not supported.
         reason: String,
     },
+    /// A node of the head is an op tract cannot run.
+    #[error(
+        "head node {node:?} is {op}{}, an op tract cannot run; the layers after the pooling must be \
+         ONNX ops tract implements (Gemm, MatMul, Conv, activations, LayerNormalization, ...)",
+        if domain.is_empty() { String::new() } else { format!(" of domain {domain:?}") }
+    )]
+    HeadOp {
+        /// The node.
+        node: String,
+        /// Its op type.
+        op: String,
+        /// Its domain (empty: the standard one).
+        domain: String,
+    },
+    /// The pooled feature is flattened to something other than `[N, C]`.
+    #[error(
+        "{op} node {node:?} makes the pooled feature {}, expected [N, {}] (one value per channel)",
+        super::graph::shape_string(Some(shape)),
+        channels.map_or_else(|| "C".to_string(), |c| c.to_string())
+    )]
+    PooledShape {
+        /// The node.
+        node: String,
+        /// Its op type.
+        op: String,
+        /// The shape it gives.
+        shape: Vec<super::graph::Dim>,
+        /// The pre-pool channels, when known.
+        channels: Option<usize>,
+    },
     /// A head weight or bias has a shape that does not fit the head.
     #[error("head tensor {tensor:?} has shape {found:?}, expected {expected}")]
     HeadShape {

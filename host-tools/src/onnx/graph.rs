@@ -68,6 +68,8 @@ pub(crate) fn check_model(model: &ModelProto) -> Result<&GraphProto, OnnxError> 
 
 /// Read-only index over one model's main graph.
 pub(crate) struct Graph<'a> {
+    /// The model it belongs to (opsets, IR version).
+    pub model: &'a ModelProto,
     /// The graph itself.
     pub g: &'a GraphProto,
     /// Version of the default (`ai.onnx`) operator set, 0 when not stated.
@@ -145,6 +147,7 @@ impl<'a> Graph<'a> {
             shapes.insert(name, merged);
         }
         Ok(Graph {
+            model,
             g,
             opset,
             producer,

@@ -1,19 +1,23 @@
-//! Recognising the classifier head after a pooling node and reading it as a dense affine map.
+//! Recognising the classifier head after a pooling node: its last dense layer as an affine map,
+//! and, for a head with more layers (MobileNetV3, ConvNeXt), the graph before that layer.
 
 use super::error::OnnxError;
-use super::graph::Graph;
+use super::graph::{FLOAT, Graph};
+use super::proto::value_info;
 use super::tensor::{attr_f, attr_i, attr_ints, element_count, f32_values};
-use nap_runtime::bundle::HeadForm;
+use nap_runtime::bundle::{HeadForm, NeckSpec};
 use std::borrow::Cow;
-use tract_onnx::pb::TensorProto;
+use std::collections::HashSet;
+use tract_onnx::pb::{GraphProto, ModelProto, TensorProto};
 
-/// The classifier head as a dense affine map: `logits = weights * pooled + bias`, where `pooled`
-/// is the per-channel mean of the pre-pool tensor.
+/// The classifier head after pooling: an optional neck, then a dense affine map
+/// `logits = weights * x + bias`, where `x` is the pooled feature (the per-channel mean of the
+/// pre-pool tensor) or the neck's output.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DenseHead {
-    /// The form it had in the source graph.
+    /// The form of the last dense layer in the source graph.
     pub form: HeadForm,
-    /// Pooled features C (pre-pool channels).
+    /// The dense layer's input length: the pooled C, or the neck's output.
     pub features: usize,
     /// Classes K (logits).
     pub classes: usize,
@@ -26,6 +30,27 @@ pub struct DenseHead {
     /// The graph output the logits reach through post-processing only (Softmax, Squeeze, ...);
     /// `None` for a pooling inside the network (e.g. a squeeze-excite block).
     pub output: Option<String>,
+    /// The layers between the pooling and the dense layer, when there are any.
+    pub neck: Option<NeckGraph>,
+}
+
+/// The head's layers between the pooling and its last dense layer, cut out as an ONNX model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NeckGraph {
+    /// Its input (the pooling's output) and output (the dense layer's input), as the bundle
+    /// records them.
+    pub spec: NeckSpec,
+    /// The pooled channels C it takes.
+    pub channels: usize,
+    /// The model: pooled feature in, the dense layer's input out.
+    pub model: ModelProto,
+}
+
+impl DenseHead {
+    /// The length of the pooled feature the head takes.
+    pub fn pooled_channels(&self) -> usize {
+        self.neck.as_ref().map_or(self.features, |n| n.channels)
+    }
 }
 
 /// Ops that only move or rename data on the way from the pooled tensor to the head.
@@ -49,8 +74,30 @@ const POST_PROCESSING: &[&str] = &[
 ];
 
 /// Recognises the head after pooling node `pool`, whose output has rank `pooled_rank` (4 with
-/// kept dims, 2 without), given the pre-pool channel count when known.
+/// kept dims, 2 without), given the pre-pool channel count when known: one dense layer, or a head
+/// graph that ends in one.
 pub(crate) fn analyse(
+    g: &Graph,
+    pool: usize,
+    pooled_rank: usize,
+    channels: Option<usize>,
+) -> Result<DenseHead, OnnxError> {
+    let single = one_dense_layer(g, pool, pooled_rank, channels);
+    match &single {
+        // A dense layer whose logits reach no output may be the first of several.
+        Ok(head) if head.output.is_some() => return single,
+        Ok(_) | Err(OnnxError::UnsupportedHead { .. }) => {}
+        Err(_) => return single,
+    }
+    match graph_head(g, pool, pooled_rank, channels) {
+        Ok(head) => Ok(head),
+        Err(GraphHead::NotAHead) => single,
+        Err(GraphHead::Refused(e)) => Err(e),
+    }
+}
+
+/// The dense layer right after the pooling, through pass-through and flattening ops only.
+fn one_dense_layer(
     g: &Graph,
     pool: usize,
     pooled_rank: usize,
@@ -103,7 +150,10 @@ pub(crate) fn analyse(
                 }
                 flat = true;
             }
-            _ if FLATTEN.contains(&op) => flat = true,
+            _ if FLATTEN.contains(&op) => {
+                flat_or_refused(g, next, channels)?;
+                flat = true;
+            }
             "Conv" if !flat => return conv(g, next, channels).map_err(with_pool),
             "Conv" => {
                 return Err(unsupported_head(format!(
@@ -341,6 +391,7 @@ fn finish<'a>(
         bias,
         output: reaches_output(g, logits),
         logits: logits.to_string(),
+        neck: None,
     }
 }
 
@@ -468,4 +519,309 @@ fn transpose(values: &[f32], c: usize, k: usize, scale: f32) -> Vec<f32> {
         }
     }
     out
+}
+
+/// Why what follows a pooling is not read as a head graph.
+enum GraphHead {
+    /// It is no classifier head (the pooling feeds back into the network, or it ends in no
+    /// dense layer): the single-layer analysis's reason stands.
+    NotAHead,
+    /// It is a head, and one we refuse, for the reason given.
+    Refused(OnnxError),
+}
+
+impl From<OnnxError> for GraphHead {
+    fn from(e: OnnxError) -> Self {
+        GraphHead::Refused(e)
+    }
+}
+
+/// Ops that may end a head graph after its last dense layer.
+const DENSE: &[&str] = &["Gemm", "MatMul", "Conv"];
+
+/// A head with layers before its last dense one: everything computed from the pooled feature
+/// alone (and constants) up to the graph output, whose logits must come from a dense layer.
+fn graph_head(
+    g: &Graph,
+    pool: usize,
+    pooled_rank: usize,
+    channels: Option<usize>,
+) -> Result<DenseHead, GraphHead> {
+    let pooled = first_output(g, pool).map_err(|_| GraphHead::NotAHead)?;
+    let region = downstream(g, pooled);
+    // A pooling whose consumers read the trunk too is inside the network (squeeze-excite).
+    let inside = region.iter().any(|&n| {
+        g.node(n).input.iter().any(|i| {
+            !i.is_empty()
+                && i != pooled
+                && g.constant(i).is_none()
+                && g.producer(i).is_none_or(|p| !region.contains(&p))
+        })
+    });
+    if inside || region.is_empty() {
+        return Err(GraphHead::NotAHead);
+    }
+    let outputs: Vec<&str> = region
+        .iter()
+        .flat_map(|&n| g.node(n).output.iter())
+        .map(String::as_str)
+        .filter(|t| g.is_output(t))
+        .collect();
+    if outputs.is_empty() {
+        let ends: Vec<String> = region
+            .iter()
+            .filter(|&&n| g.node(n).output.iter().all(|o| g.consumers(o).is_empty()))
+            .map(|&n| format!("{} {:?}", g.node(n).op_type, g.label(n)))
+            .collect();
+        return Err(unsupported(
+            g,
+            pool,
+            format!(
+                "the {} nodes after it reach no graph output (they end in {}); the classifier's \
+                 logits must be an output of the model",
+                region.len(),
+                ends.join(", ")
+            ),
+        )
+        .into());
+    }
+    let last = last_dense(g, &outputs).map_err(|reason| unsupported(g, pool, reason))?;
+    let Some(last) = last else {
+        return Err(GraphHead::NotAHead);
+    };
+    let mut head = match g.node(last).op_type.as_str() {
+        "Gemm" => gemm(g, last, None)?,
+        "MatMul" => matmul(g, last, None)?,
+        _ => conv(g, last, None)?,
+    };
+    let input = g.node(last).input.first().map_or("", String::as_str);
+    let neck = neck_nodes(g, pooled, input).map_err(|reason| unsupported(g, pool, reason))?;
+    check_flattening(g, pooled, &neck, channels)?;
+    for &n in &neck {
+        check_op(g, n)?;
+    }
+    let reshapes_only = neck.iter().all(|&n| {
+        let op = g.node(n).op_type.as_str();
+        FLATTEN.contains(&op) || PASS_THROUGH.contains(&op)
+    });
+    if !reshapes_only {
+        let channels = channels.ok_or_else(|| {
+            unsupported(
+                g,
+                pool,
+                "the pooled feature's channel count is not known; the head graph needs it".into(),
+            )
+        })?;
+        head.neck = Some(neck_model(g, pooled, pooled_rank, input, &neck, channels));
+    } else if channels.is_some_and(|c| c != head.features) {
+        return Err(weight_shape_error(
+            &g.node(last).input.get(1).cloned().unwrap_or_default(),
+            "a dense layer on the pooled feature",
+            channels,
+            &[head.classes as i64, head.features as i64],
+        )
+        .into());
+    }
+    Ok(head)
+}
+
+/// Every node computed, directly or not, from `tensor`, in graph order.
+fn downstream(g: &Graph, tensor: &str) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![tensor];
+    while let Some(t) = stack.pop() {
+        for &c in g.consumers(t) {
+            if seen.insert(c) {
+                stack.extend(g.node(c).output.iter().map(String::as_str));
+            }
+        }
+    }
+    let mut nodes: Vec<usize> = seen.into_iter().collect();
+    nodes.sort_unstable();
+    nodes
+}
+
+/// The dense layer the graph outputs come from through post-processing: `None` when one is not
+/// dense (the region is no classifier head), an error when the outputs come from different ones.
+fn last_dense(g: &Graph, outputs: &[&str]) -> Result<Option<usize>, String> {
+    let mut found = None;
+    for &out in outputs {
+        let mut t = out;
+        let producer = loop {
+            let Some(p) = g.producer(t) else {
+                return Ok(None);
+            };
+            let node = g.node(p);
+            if !POST_PROCESSING.contains(&node.op_type.as_str()) {
+                break p;
+            }
+            t = node.input.first().map_or("", String::as_str);
+        };
+        let node = g.node(producer);
+        // MatMul -> Add (a constant bias) reads as the MatMul.
+        let dense = match node.op_type.as_str() {
+            "Add" => node
+                .input
+                .iter()
+                .filter_map(|i| g.producer(i))
+                .find(|&p| g.node(p).op_type == "MatMul"),
+            op if DENSE.contains(&op) && node.domain.is_empty() => Some(producer),
+            _ => None,
+        };
+        let Some(dense) = dense else {
+            return Ok(None);
+        };
+        match found {
+            Some(other) if other != dense => {
+                return Err(format!(
+                    "its outputs come from two different layers, {:?} and {:?}; expected one \
+                     classifier",
+                    g.label(other),
+                    g.label(dense)
+                ));
+            }
+            _ => found = Some(dense),
+        }
+    }
+    Ok(found)
+}
+
+/// The nodes computing `target` from the pooled tensor, in graph order (Constant nodes
+/// included), or why `target` depends on something else.
+fn neck_nodes(g: &Graph, pooled: &str, target: &str) -> Result<Vec<usize>, String> {
+    let mut kept = HashSet::new();
+    let mut stack = vec![target];
+    let mut seen = HashSet::new();
+    while let Some(t) = stack.pop() {
+        if t.is_empty() || t == pooled || !seen.insert(t) || g.is_initializer(t) {
+            continue;
+        }
+        let Some(p) = g.producer(t) else {
+            return Err(format!(
+                "the head reads {t:?}, a graph input, besides the pooled feature"
+            ));
+        };
+        kept.insert(p);
+        stack.extend(g.node(p).input.iter().map(String::as_str));
+    }
+    let mut nodes: Vec<usize> = kept.into_iter().collect();
+    nodes.sort_unstable();
+    Ok(nodes)
+}
+
+/// A Flatten, Reshape or Squeeze that takes the pooled feature must leave `[N, C]`.
+fn check_flattening(
+    g: &Graph,
+    pooled: &str,
+    neck: &[usize],
+    channels: Option<usize>,
+) -> Result<(), OnnxError> {
+    for &n in neck {
+        let node = g.node(n);
+        if FLATTEN.contains(&node.op_type.as_str())
+            && node.input.first().map(String::as_str) == Some(pooled)
+        {
+            flat_or_refused(g, n, channels)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses flattening node `n` when the shape it is known to give is not `[N, C]`.
+fn flat_or_refused(g: &Graph, n: usize, channels: Option<usize>) -> Result<(), OnnxError> {
+    let Some(shape) = first_output(g, n).ok().and_then(|out| g.shape(out)) else {
+        return Ok(());
+    };
+    let flat = match shape {
+        [_, c] => c.fixed().is_none_or(|c| channels.is_none_or(|ch| ch == c)),
+        _ => false,
+    };
+    if flat {
+        return Ok(());
+    }
+    Err(OnnxError::PooledShape {
+        node: g.label(n),
+        op: g.node(n).op_type.clone(),
+        shape: shape.to_vec(),
+        channels,
+    })
+}
+
+/// Refuses a head node tract cannot run: an op outside the standard ONNX domain, or one tract
+/// does not implement.
+fn check_op(g: &Graph, n: usize) -> Result<(), OnnxError> {
+    let node = g.node(n);
+    let standard = node.domain.is_empty() || node.domain == "ai.onnx";
+    if standard && tract_ops().contains(node.op_type.as_str()) {
+        return Ok(());
+    }
+    Err(OnnxError::HeadOp {
+        node: g.label(n),
+        op: node.op_type.clone(),
+        domain: node.domain.clone(),
+    })
+}
+
+/// The ONNX ops tract implements.
+fn tract_ops() -> &'static HashSet<String> {
+    static OPS: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    OPS.get_or_init(|| tract_onnx::onnx().op_register.0.into_keys().collect())
+}
+
+/// The neck as a model of its own: the pooled tensor in (`[1, C, 1, 1]` or `[1, C]`), the dense
+/// layer's input out, with the nodes and constants they use.
+fn neck_model(
+    g: &Graph,
+    pooled: &str,
+    pooled_rank: usize,
+    output: &str,
+    nodes: &[usize],
+    channels: usize,
+) -> NeckGraph {
+    let nodes: Vec<_> = nodes.iter().map(|&n| g.node(n).clone()).collect();
+    let used: HashSet<&str> = nodes
+        .iter()
+        .flat_map(|n| n.input.iter().map(String::as_str))
+        .collect();
+    let dims: Vec<i64> = if pooled_rank == 4 {
+        vec![1, channels as i64, 1, 1]
+    } else {
+        vec![1, channels as i64]
+    };
+    let dims = dims.into_iter().map(super::proto::dim).collect();
+    let src = g.g;
+    let graph = GraphProto {
+        name: "head_graph".into(),
+        initializer: src
+            .initializer
+            .iter()
+            .filter(|t| used.contains(t.name.as_str()))
+            .cloned()
+            .collect(),
+        input: vec![value_info(pooled, FLOAT, Some(dims))],
+        output: vec![value_info(output, FLOAT, None)],
+        node: nodes,
+        ..GraphProto::default()
+    };
+    NeckGraph {
+        spec: NeckSpec {
+            input_name: pooled.to_string(),
+            keeps_dims: pooled_rank == 4,
+            output_name: output.to_string(),
+            ops: graph
+                .node
+                .iter()
+                .filter(|n| n.op_type != "Constant")
+                .map(|n| n.op_type.clone())
+                .collect(),
+        },
+        channels,
+        model: ModelProto {
+            ir_version: g.model.ir_version,
+            opset_import: g.model.opset_import.clone(),
+            producer_name: "napctl".into(),
+            graph: Some(graph),
+            ..ModelProto::default()
+        },
+    }
 }

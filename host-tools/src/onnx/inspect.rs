@@ -23,11 +23,16 @@ pub struct TensorInfo {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum HeadStatus {
-    /// A head we can turn into a dense affine map.
+    /// A head we can cut: a dense affine map, after a head graph when it has more layers.
     Supported {
-        /// Its form in the source graph.
+        /// The form of its last dense layer in the source graph.
         form: HeadForm,
+        /// The ops between the pooling and that layer, run by tract on the device; `None` when
+        /// the dense layer follows the pooling.
+        head_graph: Option<Vec<String>>,
         /// Pooled features C.
+        pooled: usize,
+        /// The dense layer's input length (C without a head graph).
         features: usize,
         /// Classes K.
         classes: usize,
@@ -102,6 +107,8 @@ pub fn inspect(model: &ModelProto) -> Result<ModelInfo, OnnxError> {
             head: match &f.head {
                 Ok(h) => HeadStatus::Supported {
                     form: h.form,
+                    head_graph: h.neck.as_ref().map(|n| n.spec.ops.clone()),
+                    pooled: h.pooled_channels(),
                     features: h.features,
                     classes: h.classes,
                     logits: h.logits.clone(),
@@ -179,6 +186,8 @@ impl fmt::Display for ModelInfo {
             match &c.head {
                 HeadStatus::Supported {
                     form,
+                    head_graph,
+                    pooled,
                     features,
                     classes,
                     logits,
@@ -189,6 +198,13 @@ impl fmt::Display for ModelInfo {
                         Some(o) => format!("reaches graph output {o}"),
                         None => "reaches no graph output".to_string(),
                     };
+                    if let Some(ops) = head_graph {
+                        writeln!(
+                            f,
+                            "    head graph: {} ({pooled} -> {features}, run by tract), then:",
+                            ops.join(" -> ")
+                        )?;
+                    }
                     writeln!(
                         f,
                         "    head: {form:?}, {features} features -> {classes} classes, logits {logits} ({reach})"

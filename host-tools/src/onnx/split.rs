@@ -28,7 +28,7 @@ pub struct SplitModel {
     pub pool_node: String,
     /// How it pooled.
     pub pool_kind: PoolKind,
-    /// The head after the pooling.
+    /// The head after the pooling, with its neck model when it has layers before the dense one.
     pub head: DenseHead,
 }
 
@@ -47,6 +47,16 @@ pub fn split(model: &ModelProto, layer: Option<&str>) -> Result<SplitModel, Onnx
     let index = select(&g, &found, layer)?;
     let chosen = found.swap_remove(index);
     let head = chosen.head?;
+    if head.output.is_none() {
+        return Err(OnnxError::UnsupportedHead {
+            pool: g.label(chosen.pool),
+            reason: format!(
+                "its logits {:?} reach no graph output; the classifier's logits must be an \
+                 output of the model",
+                head.logits
+            ),
+        });
+    }
     let pre_pool = chosen.pre_pool;
 
     let (graph, inputs) = prune(&g, &pre_pool);

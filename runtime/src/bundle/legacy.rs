@@ -1,6 +1,7 @@
-//! Manifests of bundle format versions 2 to 4, read into today's [`Manifest`]. They predate
-//! NAP-D's fusion weight and DICE's statistics, and versions 2 and 3 the calibrated TPR: those
-//! take their defaults (the paper's weight, no DICE, no TPR).
+//! Manifests of bundle format versions 2 to 5, read into today's [`Manifest`]. Versions 2 to 5
+//! predate the neck (their heads are one dense layer), versions 2 to 4 NAP-D's fusion weight and
+//! DICE's statistics, and versions 2 and 3 the calibrated TPR: those take their defaults (the
+//! paper's weight, no DICE, no TPR).
 
 use super::manifest::{BackboneSpec, HeadSpec, InputSpec, Manifest, PrePoolSpec, ScorerConfig};
 use nap_core::score::{FusionWeights, Method, Params};
@@ -42,8 +43,12 @@ struct WeightsV4 {
     nap_m: f32,
 }
 
-/// Decodes the manifest of a bundle of format `version` (2 to 4).
+/// Decodes the manifest of a bundle of format `version` (2 to 5).
 pub(super) fn read_manifest(bytes: &[u8], version: u16) -> Result<Manifest, postcard::Error> {
+    if version == 5 {
+        // Version 5 ends before `neck`: one zero byte (`None`) appended completes it.
+        return postcard::from_bytes(&[bytes, &[0]].concat());
+    }
     let old: ManifestV4 = if version >= 4 {
         postcard::from_bytes(bytes)?
     } else {
@@ -76,5 +81,6 @@ pub(super) fn read_manifest(bytes: &[u8], version: u16) -> Result<Manifest, post
             tpr: old.scorer.tpr,
         },
         dice: None,
+        neck: None,
     })
 }

@@ -23,6 +23,41 @@ pub struct Manifest {
     /// DICE's ID statistics, from `napctl calibrate`; `None` before (DICE and NAP-D cannot
     /// score then).
     pub dice: Option<DiceSpec>,
+    /// The layers between pooling and the head's last dense layer, for a classifier that has
+    /// more than one (MobileNetV3, ConvNeXt); `None` when the dense layer follows pooling.
+    pub neck: Option<NeckSpec>,
+}
+
+impl Manifest {
+    /// The head in a line, for `napctl split` and `inspect`: its head graph's ops when it has
+    /// one, then the dense layer.
+    pub fn head_summary(&self) -> String {
+        let h = &self.head;
+        let dense = format!("head {:?} {} -> {} classes", h.form, h.features, h.classes);
+        match &self.neck {
+            None => dense,
+            Some(neck) => format!(
+                "head graph {} ({} -> {}, run by tract), then {dense}",
+                neck.ops.join(" -> "),
+                self.pre_pool.channels,
+                h.features
+            ),
+        }
+    }
+}
+
+/// The head graph before the last dense layer: an ONNX graph the bundle stores after the dense
+/// rows, which tract runs on the pooled feature to make the dense layer's input.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NeckSpec {
+    /// The graph's input: the pooling's output in the source model.
+    pub input_name: String,
+    /// Whether that input keeps the pooled dims, `[1, C, 1, 1]`, rather than `[1, C]`.
+    pub keeps_dims: bool,
+    /// The graph's output: the last dense layer's input, [`HeadSpec::features`] values.
+    pub output_name: String,
+    /// Its nodes' op types in order (`Gemm`, `HardSwish`, ...), for `napctl inspect`.
+    pub ops: Vec<String>,
 }
 
 /// What DICE sparsifies the head by: the head's weights are masked from these when the bundle
@@ -168,12 +203,13 @@ impl ActivationStorage {
     }
 }
 
-/// The dense head `logits = W * pooled + b`, whatever form it had in the source model.
+/// The head's last dense layer `logits = W * x + b`, whatever form it had in the source model;
+/// `x` is the pooled feature, or the output of the manifest's [`NeckSpec`] graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeadSpec {
     /// Number of logits K.
     pub classes: u32,
-    /// Length of the pooled feature, C.
+    /// Length of the dense layer's input: the pooled feature's C, or the neck's output.
     pub features: u32,
     /// The form it had in the source graph, for `napctl inspect`.
     pub form: HeadForm,
@@ -190,7 +226,7 @@ pub enum HeadStorage {
     I8,
 }
 
-/// Forms of the classifier head found after global pooling.
+/// Forms of the classifier's last dense layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HeadForm {
     /// GAP -> 1x1 Conv (-> Squeeze / Reshape / Flatten): TF-slim exports.

@@ -16,16 +16,17 @@
 //! end-4     4     CRC-32C of every byte before it, u32 LE
 //! ```
 //!
-//! The head is its weights, row-major `[classes][features]`, then its bias `[classes]` as f32 LE.
-//! The manifest's [`HeadStorage`] says how the weights are stored: f32 LE, or int8 codes followed
-//! by one f32 LE scale per class row.
+//! The head is its last dense layer's weights, row-major `[classes][features]`, then its bias
+//! `[classes]` as f32 LE. The manifest's [`HeadStorage`] says how the weights are stored: f32 LE,
+//! or int8 codes followed by one f32 LE scale per class row. A head with layers before the dense
+//! one (the manifest's [`NeckSpec`]) ends with them as an ONNX model, the rest of the section.
 //!
 //! An int8 bundle whose backbone the integer kernels cover holds the program and no backbone
 //! model (B = 0); otherwise the backbone model is the int8 ONNX graph tract runs. Version 2
 //! files (no program length, a 32-byte header) still load: they have no program, so an int8 one
 //! runs its backbone in tract as before. Versions 2 and 3 have no flags (never signed) and a
 //! manifest without the calibrated TPR; versions 2 to 4 a manifest without NAP-D's weight and
-//! DICE's statistics ([`legacy`] reads them).
+//! DICE's statistics, and versions 2 to 5 one without the neck ([`legacy`] reads them).
 //!
 //! A signed bundle has flag bit 0 set and a signature trailer after the checksum
 //! ([`signature`]).
@@ -40,7 +41,7 @@ pub mod signature;
 
 pub use manifest::{
     ActivationStorage, BackboneSpec, ChannelOrder, DiceSpec, HeadForm, HeadSpec, HeadStorage,
-    InputSpec, Manifest, ModelFormat, PrePoolSpec, Precision, ScorerConfig,
+    InputSpec, Manifest, ModelFormat, NeckSpec, PrePoolSpec, Precision, ScorerConfig,
 };
 
 use crate::integer::Program;
@@ -54,7 +55,7 @@ pub const MAGIC: [u8; 8] = *b"NAPBNDL\0";
 
 /// The bundle format this runtime reads and writes. Bump it for any change to the layout or to
 /// the manifest's encoding.
-pub const FORMAT_VERSION: u16 = 5;
+pub const FORMAT_VERSION: u16 = 6;
 
 /// The oldest format version this runtime still reads.
 pub const OLDEST_VERSION: u16 = 2;
@@ -114,6 +115,9 @@ pub struct Bundle {
     pub head_weights: Vec<f32>,
     /// Head bias, `[classes]`.
     pub head_bias: Vec<f32>,
+    /// The head's layers before the dense one, as an ONNX model the manifest's [`NeckSpec`]
+    /// describes; empty when there are none.
+    pub neck: Vec<u8>,
     /// One scale per class row when the head is stored as int8 ([`HeadStorage::I8`]); empty
     /// for f32 storage.
     pub head_scales: Vec<f32>,
@@ -300,6 +304,7 @@ impl Bundle {
             }
         }
         out.extend(self.head_bias.iter().flat_map(|x| x.to_le_bytes()));
+        out.extend_from_slice(&self.neck);
         out
     }
 
@@ -359,8 +364,21 @@ impl Bundle {
                 }
             }
         }
+        if m.neck.is_some() == self.neck.is_empty() {
+            return invalid(format!(
+                "the manifest {} head graph before the dense layer, the file holds {} bytes of one",
+                if m.neck.is_some() {
+                    "describes a"
+                } else {
+                    "has no"
+                },
+                self.neck.len()
+            ));
+        }
         let p = &m.pre_pool;
-        if p.channels as usize != features {
+        // A neck maps the C pooled channels to the dense layer's input; tract checks its shapes
+        // when the detector loads it.
+        if m.neck.is_none() && p.channels as usize != features {
             return invalid(format!(
                 "pre-pool tensor has {} channels, the head takes {features} features",
                 p.channels
@@ -498,6 +516,7 @@ struct Parts {
     head_weights: Vec<f32>,
     head_bias: Vec<f32>,
     head_scales: Vec<f32>,
+    neck: Vec<u8>,
     program: Option<Program>,
 }
 
@@ -578,7 +597,7 @@ impl Parts {
         } else {
             legacy::read_manifest(manifest, found)?
         };
-        let (head_weights, head_scales, head_bias) =
+        let (head_weights, head_scales, head_bias, neck) =
             parse_head(&manifest.head, &content[backbone.end..head_end])?;
         let program = match program_len {
             0 => None,
@@ -591,6 +610,7 @@ impl Parts {
             head_weights,
             head_bias,
             head_scales,
+            neck,
             program,
         };
         Ok((parts, backbone))
@@ -604,6 +624,7 @@ impl Parts {
             head_weights: self.head_weights,
             head_bias: self.head_bias,
             head_scales: self.head_scales,
+            neck: self.neck,
             program: self.program,
         };
         bundle.validate()?;
@@ -611,13 +632,13 @@ impl Parts {
     }
 }
 
-/// Splits the head section into weights (dequantized), row scales and bias, as the manifest's
-/// head says it is stored.
+/// Splits the head section into weights (dequantized), row scales, bias and neck model, as the
+/// manifest's head says they are stored.
 #[allow(clippy::type_complexity)]
 fn parse_head(
     head: &HeadSpec,
     bytes: &[u8],
-) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>), BundleError> {
+) -> Result<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<u8>), BundleError> {
     let (classes, features) = (head.classes as usize, head.features as usize);
     if classes == 0 || features == 0 {
         return Err(BundleError::Invalid(format!(
@@ -629,14 +650,15 @@ fn parse_head(
         HeadStorage::F32 => weights.and_then(|n| n.checked_mul(4)),
         HeadStorage::I8 => weights.and_then(|n| n.checked_add(classes.checked_mul(4)?)),
     };
-    let expected = weight_bytes.and_then(|n| n.checked_add(classes.checked_mul(4)?));
-    if expected != Some(bytes.len()) {
+    let dense = weight_bytes.and_then(|n| n.checked_add(classes.checked_mul(4)?));
+    let Some(dense) = dense.filter(|&n| n <= bytes.len()) else {
         return Err(BundleError::Invalid(format!(
             "head section of {} bytes does not hold {classes} x {features} {:?} weights and {classes} biases",
             bytes.len(),
             head.storage
         )));
-    }
+    };
+    let (bytes, neck) = bytes.split_at(dense);
     let floats = |b: &[u8]| -> Vec<f32> {
         b.chunks_exact(4)
             .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
@@ -656,5 +678,5 @@ fn parse_head(
             (weights, scales)
         }
     };
-    Ok((weights, scales, floats(bias)))
+    Ok((weights, scales, floats(bias), neck.to_vec()))
 }

@@ -12,6 +12,7 @@
 //! - [`data`]: the shared real data (models, photos, reference scores), found through one setting.
 //! - `onnx` (feature `onnx`): tiny ONNX classifiers built in code with napctl's proto builder;
 //!   `mobilenet` (same feature): the shared MobileNetV2 split into a bundle.
+//! - `heads` (feature `onnx`): small classifiers with torchvision's exported heads, random weights.
 //! - [`fuzz`]: replaying a fuzz target's corpus as a plain test.
 //! - [`peer`]: a stand-in sensor controller on TCP that records what a runtime sends.
 //! - [`protocol`]: the invariants every byte stream through the frame decoder must keep.
@@ -30,6 +31,8 @@ pub mod data;
 #[cfg(feature = "runtime")]
 pub mod encoded_frame;
 pub mod fuzz;
+#[cfg(feature = "onnx")]
+pub mod heads;
 pub mod http;
 #[cfg(feature = "onnx")]
 pub mod mobilenet;

@@ -582,8 +582,8 @@ pub fn inverted_residual(p: &TinyCnn) -> ModelProto {
     )
 }
 
-/// An unsupported head: GlobalAveragePool -> Relu -> Flatten -> Gemm.
-pub fn unsupported_head(p: &TinyCnn) -> ModelProto {
+/// A head with an activation before its dense layer: GlobalAveragePool -> Relu -> Flatten -> Gemm.
+pub fn relu_after_pooling(p: &TinyCnn) -> ModelProto {
     backbone(13, p)
         .node(
             "GlobalAveragePool",
