@@ -457,6 +457,33 @@ fn an_older_bundle_is_signed_in_this_format() {
     assert!(trusting(&[&key(1)]).verify(&signed).is_ok());
 }
 
+/// `b` in format `version` (4 or 5), signed with `key` as napctl of that version signed.
+fn signed_in_older_format(b: &Bundle, version: u16, key: &SigningKey) -> Vec<u8> {
+    use ed25519_dalek::Signer;
+    let mut body = older_format(b, version);
+    body[10..12].copy_from_slice(&FLAG_SIGNED.to_le_bytes());
+    let content = body.len() - 4;
+    let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&body[..content]);
+    body[content..].copy_from_slice(&crc.to_le_bytes());
+    let signature = key.sign(&body);
+    body.extend_from_slice(b"NAPSIG1\0");
+    body.extend_from_slice(key.verifying_key().as_bytes());
+    body.extend_from_slice(&signature.to_bytes());
+    body
+}
+
+#[test]
+fn bundles_signed_in_older_formats_still_load_and_verify() {
+    let b = bundle();
+    for version in [4, 5] {
+        let signed = signed_in_older_format(&b, version, &key(1));
+        assert_eq!(Bundle::from_bytes(&signed).unwrap(), b, "version {version}");
+        let signer = trusting(&[&key(1)]).verify(&signed).unwrap();
+        assert_eq!(signer.key, key(1).verifying_key());
+        assert!(trusting(&[&key(2)]).verify(&signed).is_err());
+    }
+}
+
 #[test]
 fn signing_again_replaces_the_signature() {
     let unsigned = bundle().to_bytes().unwrap();

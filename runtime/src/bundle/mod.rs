@@ -550,7 +550,7 @@ impl Parts {
             actual: bytes.len() as u64,
         })?;
         let flags = u16::from_le_bytes([header[10], header[11]]);
-        if found >= 4 && flags & !signature::FLAG_SIGNED != 0 {
+        if found >= signature::SIGNED_SINCE && flags & !signature::FLAG_SIGNED != 0 {
             return Err(BundleError::Invalid(format!(
                 "unknown header flags {flags:#06x}: made by a newer napctl?"
             )));

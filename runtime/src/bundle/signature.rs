@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 /// The header flag (bits of the u16 at offset 10) of a signed bundle.
 pub const FLAG_SIGNED: u16 = 1;
 
+/// The first format version with header flags, so the first that can be signed.
+pub const SIGNED_SINCE: u16 = 4;
+
 /// First bytes of the signature trailer.
 const TRAILER_MAGIC: [u8; 8] = *b"NAPSIG1\0";
 /// Length of the signature trailer.
@@ -102,7 +105,7 @@ fn version_and_flags(bytes: &[u8]) -> Result<Option<(u16, u16)>, BundleError> {
 /// Whether the header says a signature trailer follows.
 fn is_signed(bytes: &[u8]) -> Result<bool, BundleError> {
     Ok(matches!(version_and_flags(bytes)?,
-        Some((version, flags)) if version >= FORMAT_VERSION && flags & FLAG_SIGNED != 0))
+        Some((version, flags)) if version >= SIGNED_SINCE && flags & FLAG_SIGNED != 0))
 }
 
 /// Splits a signed bundle into the signed bytes and its signature; `None` for an unsigned one.
