@@ -317,3 +317,88 @@ fn heads_napctl_cannot_cut_are_refused_naming_the_node() {
         eprintln!("{name}: {}", nap_test_support::cli::stderr(&out).trim());
     }
 }
+
+/// `n` PNG frames in `dir`: smooth colour gradients, or (`noisy`) pixel noise.
+fn write_frames(dir: &std::path::Path, n: u32, noisy: bool) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        let mut state = 0x9e37_79b9_u32.wrapping_mul(i + 1) | u32::from(noisy);
+        let img = image::RgbImage::from_fn(32, 32, |x, y| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let noise = (state >> 24) as u8;
+            if noisy {
+                image::Rgb([noise, noise.wrapping_mul(3), noise.wrapping_add(90)])
+            } else {
+                let (x, y) = (x as u8 * 6, y as u8 * 6);
+                image::Rgb([x.wrapping_add(i as u8 * 17), y, 128u8.wrapping_sub(x / 2)])
+            }
+        });
+        img.save(dir.join(format!("frame{i:02}.png"))).unwrap();
+    }
+}
+
+/// calibrate and eval on a bundle with a head graph: DICE's mean is taken over the last dense
+/// layer's input (1280 values, the head graph's output), and every method scores.
+#[test]
+fn calibrate_and_eval_run_a_head_graph_bundle() {
+    let dir = Scratch::new("heads-calibrate");
+    let model = dir.write(
+        "mnv3.onnx",
+        &prost::Message::encode_to_vec(&heads::mobilenet_v3_large()),
+    );
+    let (id, ood) = (dir.dir().join("id"), dir.dir().join("ood"));
+    write_frames(&id, 12, false);
+    write_frames(&ood, 12, true);
+    let (id, ood) = (id.to_string_lossy(), ood.to_string_lossy());
+    let (bundle, calibrated, json) = (dir.path("b.nap"), dir.path("cal.nap"), dir.path("e.json"));
+    assert_ok(&napctl(&["split", &model, "-o", &bundle]));
+    let calibrate = [
+        "calibrate",
+        &bundle,
+        "--id",
+        &id,
+        "--ood",
+        &ood,
+        "-o",
+        &calibrated,
+        "--no-cache",
+    ];
+    assert_ok(&napctl(&calibrate));
+    let cal = Bundle::read(&calibrated).unwrap();
+    let dice = cal.manifest.dice.as_ref().expect("DICE's statistics");
+    assert_eq!(
+        dice.mean.len(),
+        1280,
+        "the head graph's output, not the 960 pooled"
+    );
+    assert!(cal.manifest.scorer.threshold.is_some());
+    assert_eq!(
+        cal.neck,
+        Bundle::read(&bundle).unwrap().neck,
+        "calibration keeps the head graph"
+    );
+
+    let eval = [
+        "eval",
+        &calibrated,
+        "--id",
+        &id,
+        "--ood",
+        &ood,
+        "--no-cache",
+        "--json",
+        &json,
+    ];
+    assert_ok(&napctl(&eval));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let methods = report["ood"][0]["methods"].as_object().unwrap();
+    assert_eq!(methods.len(), 15, "{methods:?}");
+    for (name, m) in methods {
+        let auroc = m["auroc"].as_f64();
+        assert!(
+            auroc.is_some_and(|a| (0.0..=100.0).contains(&a)),
+            "{name}: {m}"
+        );
+    }
+}
