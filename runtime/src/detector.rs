@@ -627,13 +627,12 @@ impl Detector {
 
     /// The classifier head on the pooled feature the last [`Detector::reduce`] left.
     pub fn logits(&self, worker: &mut Worker) -> Result<(), DetectorError> {
-        if let Some(neck) = &self.neck {
-            neck.run(&worker.pooled, &mut worker.dense_input)?;
-        }
-        let input = if self.neck.is_some() {
-            &worker.dense_input
-        } else {
-            &worker.pooled
+        let input = match &self.neck {
+            Some(neck) => {
+                neck.run(&worker.pooled, &mut worker.dense_input)?;
+                &worker.dense_input
+            }
+            None => &worker.pooled,
         };
         self.head().logits(input, &mut worker.logits);
         Ok(())

@@ -1,7 +1,8 @@
 //! Writes the seed bundles of the `bundle_onnx` fuzz target: tiny classifiers whose backbones
 //! tract loads (float, int8-weights, f16-weights, int8 for tract), small enough for the fuzzer
 //! to mutate quickly, with the ops MobileNet-style backbones hand to tract (convolutions,
-//! depthwise convolution, ReLU6 clips, residual add, squeeze-excite).
+//! depthwise convolution, ReLU6 clips, residual add, squeeze-excite), and a head graph before
+//! the dense layer.
 //!
 //! `cargo run -p nap-tests --example bundle_seeds -- runtime/fuzz/corpus/bundle_onnx`
 
@@ -20,6 +21,7 @@ fn main() {
         ("conv_head", onnx::conv_head(&p)),
         ("squeeze_excite", onnx::squeeze_excite(&p)),
         ("inverted_residual", onnx::inverted_residual(&p)),
+        ("head_graph", onnx::relu_after_pooling(&p)),
     ];
     let frames: Vec<Vec<f32>> = (0..4)
         .map(|i| values(100 + i, 3 * SIZE * SIZE, 2.0))

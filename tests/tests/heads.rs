@@ -5,7 +5,7 @@
 //! head napctl cannot cut is refused naming the node, exit 1.
 
 use nap_core::score::Method;
-use nap_runtime::bundle::{Bundle, DiceSpec, HeadForm};
+use nap_runtime::bundle::{Bundle, DiceSpec, HeadForm, HeadStorage};
 use nap_runtime::detector::Detector;
 use nap_test_support::cli::{Scratch, assert_fails_with, assert_ok, run, stdout, workspace_binary};
 use nap_test_support::heads::{self, frame_input, run_whole};
@@ -337,8 +337,9 @@ fn write_frames(dir: &std::path::Path, n: u32, noisy: bool) {
     }
 }
 
-/// calibrate and eval on a bundle with a head graph: DICE's mean is taken over the last dense
-/// layer's input (1280 values, the head graph's output), and every method scores.
+/// quantize, calibrate and eval on a bundle with a head graph: quantizing keeps the head graph
+/// (and makes the last dense layer int8 rows), DICE's mean is taken over the last dense layer's
+/// input (1280 values, the head graph's output), and every method scores.
 #[test]
 fn calibrate_and_eval_run_a_head_graph_bundle() {
     let dir = Scratch::new("heads-calibrate");
@@ -350,8 +351,23 @@ fn calibrate_and_eval_run_a_head_graph_bundle() {
     write_frames(&id, 12, false);
     write_frames(&ood, 12, true);
     let (id, ood) = (id.to_string_lossy(), ood.to_string_lossy());
-    let (bundle, calibrated, json) = (dir.path("b.nap"), dir.path("cal.nap"), dir.path("e.json"));
-    assert_ok(&napctl(&["split", &model, "-o", &bundle]));
+    let (float, bundle) = (dir.path("f.nap"), dir.path("q.nap"));
+    let (calibrated, json) = (dir.path("cal.nap"), dir.path("e.json"));
+    assert_ok(&napctl(&["split", &model, "-o", &float]));
+    let out = napctl(&[
+        "quantize",
+        &float,
+        "--calib",
+        &id,
+        "--precision",
+        "int8",
+        "-o",
+        &bundle,
+    ]);
+    assert_ok(&out);
+    let quantized = Bundle::read(&bundle).unwrap();
+    assert_eq!(quantized.neck, Bundle::read(&float).unwrap().neck);
+    assert_eq!(quantized.manifest.head.storage, HeadStorage::I8);
     let calibrate = [
         "calibrate",
         &bundle,

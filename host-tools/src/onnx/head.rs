@@ -658,9 +658,9 @@ fn last_dense(g: &Graph, outputs: &[&str]) -> Result<Option<usize>, String> {
             t = node.input.first().map_or("", String::as_str);
         };
         let node = g.node(producer);
-        // MatMul -> Add (a constant bias) reads as the MatMul.
+        // MatMul -> Add of a constant bias reads as the MatMul (which takes the Add with it).
         let dense = match node.op_type.as_str() {
-            "Add" => node
+            "Add" if node.input.iter().any(|i| g.constant(i).is_some()) => node
                 .input
                 .iter()
                 .filter_map(|i| g.producer(i))
