@@ -469,6 +469,18 @@ fn layer_names_no_candidate() {
     );
 }
 
+/// torch's `x.view(x.size(0), -1)` only reshapes: the dense layer follows the pooling.
+#[test]
+fn a_flatten_computed_from_the_shape_is_no_head_graph() {
+    let s = check_fixture(
+        &fixture::view_flatten(&TinyCnn::default()),
+        HeadForm::Gemm,
+        "features",
+        "logits",
+    );
+    assert_eq!(s.head.neck, None);
+}
+
 #[test]
 fn an_activation_after_pooling_makes_a_head_graph() {
     let s = split(&fixture::relu_after_pooling(&TinyCnn::default()), None).unwrap();

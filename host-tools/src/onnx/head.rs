@@ -536,7 +536,7 @@ impl From<OnnxError> for GraphHead {
     }
 }
 
-/// Ops that may end a head graph after its last dense layer.
+/// Ops a head's last dense layer may be (a Conv only as a 1x1 convolution).
 const DENSE: &[&str] = &["Gemm", "MatMul", "Conv"];
 
 /// A head with layers before its last dense one: everything computed from the pooled feature
@@ -600,11 +600,7 @@ fn graph_head(
     for &n in &neck {
         check_op(g, n)?;
     }
-    let reshapes_only = neck.iter().all(|&n| {
-        let op = g.node(n).op_type.as_str();
-        FLATTEN.contains(&op) || PASS_THROUGH.contains(&op)
-    });
-    if !reshapes_only {
+    if !reshapes_only(g, pooled, input, &neck) {
         let channels = channels.ok_or_else(|| {
             unsupported(
                 g,
@@ -623,6 +619,40 @@ fn graph_head(
         .into());
     }
     Ok(head)
+}
+
+/// Ops that compute a shape for a Reshape from the pooled tensor's shape (torch's
+/// `x.view(x.size(0), -1)`: Shape -> Gather -> Unsqueeze -> Concat -> Reshape).
+const SHAPE_OPS: &[&str] = &[
+    "Shape",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Constant",
+    "Cast",
+    "Slice",
+];
+
+/// Whether the neck only reshapes the pooled tensor into the dense layer's input `input`: the
+/// data path from `pooled` is pass-through and flattening ops, and everything else computes
+/// shapes from the pooled tensor's shape alone. Such a neck is no neck.
+fn reshapes_only(g: &Graph, pooled: &str, input: &str, neck: &[usize]) -> bool {
+    let mut data_path = HashSet::new();
+    let mut t = input;
+    while t != pooled {
+        let Some(p) = g.producer(t) else { return false };
+        let op = g.node(p).op_type.as_str();
+        if !(FLATTEN.contains(&op) || PASS_THROUGH.contains(&op)) || !data_path.insert(p) {
+            return false;
+        }
+        t = g.node(p).input.first().map_or("", String::as_str);
+    }
+    neck.iter().filter(|n| !data_path.contains(*n)).all(|&n| {
+        let node = g.node(n);
+        let op = node.op_type.as_str();
+        SHAPE_OPS.contains(&op) && (op == "Shape" || !node.input.iter().any(|i| i == pooled))
+    })
 }
 
 /// Every node computed, directly or not, from `tensor`, in graph order.

@@ -255,6 +255,61 @@ pub fn torchvision(p: &TinyCnn) -> ModelProto {
         .build()
 }
 
+/// An older torch export: `features` -> GlobalAveragePool -> `x.view(x.size(0), -1)` (Shape ->
+/// Gather -> Unsqueeze -> Concat with -1 -> Reshape) -> Gemm (transB = 1) -> `logits`.
+pub fn view_flatten(p: &TinyCnn) -> ModelProto {
+    backbone(11, p)
+        .node(
+            "GlobalAveragePool",
+            "avgpool",
+            &["features"],
+            &["pooled"],
+            vec![],
+        )
+        .node("Shape", "shape", &["pooled"], &["pooled_shape"], vec![])
+        .init(i64_tensor_typed("zero", &[], &[0]))
+        .node(
+            "Gather",
+            "batch",
+            &["pooled_shape", "zero"],
+            &["n"],
+            vec![attr_int("axis", 0)],
+        )
+        .node(
+            "Unsqueeze",
+            "batch_1d",
+            &["n"],
+            &["n_1d"],
+            vec![attr_ints("axes", &[0])],
+        )
+        .init(i64_tensor_typed("minus_one", &[1], &[-1]))
+        .node(
+            "Concat",
+            "view_shape",
+            &["n_1d", "minus_one"],
+            &["target_shape"],
+            vec![attr_int("axis", 0)],
+        )
+        .node(
+            "Reshape",
+            "view",
+            &["pooled", "target_shape"],
+            &["flat"],
+            vec![],
+        )
+        .init(p.fc_weight())
+        .init(p.fc_bias())
+        .node(
+            "Gemm",
+            "fc",
+            &["flat", "fc.weight", "fc.bias"],
+            &["logits"],
+            vec![attr_int("transB", 1)],
+        )
+        .output("logits", &[-1, K])
+        .build()
+}
+
 fn gap_flatten(b: Builder, x: &str, pool: &str, pooled: &str, flat: &str) -> Builder {
     b.node("GlobalAveragePool", pool, &[x], &[pooled], vec![])
         .node(
