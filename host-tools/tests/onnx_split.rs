@@ -6,6 +6,7 @@ use nap_runtime::bundle::HeadForm;
 use nap_runtime::detector::Detector;
 use nap_test_support::data::shared_data_file;
 use nap_test_support::onnx::{self as fixture, CLASSES, FEATURES, IN_CHANNELS, SIZE, TinyCnn};
+use nap_test_support::reference::{gemv, max_rel_diff};
 use napctl::onnx::{
     Dim, HeadStatus, OnnxError, PoolKind, SplitModel, decode, inspect, read_model, split,
 };
@@ -62,34 +63,9 @@ fn mean_pool(a: &Tensor) -> Vec<f32> {
         .collect()
 }
 
-/// `W x + b` with `W` row-major `[K][C]`, accumulated in f64.
-fn gemv(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
-    b.iter()
-        .enumerate()
-        .map(|(k, bk)| {
-            let row = &w[k * x.len()..(k + 1) * x.len()];
-            (row.iter()
-                .zip(x)
-                .map(|(&w, &x)| w as f64 * x as f64)
-                .sum::<f64>()
-                + *bk as f64) as f32
-        })
-        .collect()
-}
-
 /// The head applied to the mean-pooled backbone output.
 fn head_logits(s: &SplitModel, pre_pool: &Tensor) -> Vec<f32> {
     gemv(&s.head.weights, &s.head.bias, &mean_pool(pre_pool))
-}
-
-/// Largest `|a - b|` relative to the largest `|b|`.
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b
-        .iter()
-        .fold(0f32, |m, v| m.max(v.abs()))
-        .max(f32::MIN_POSITIVE);
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
 
 fn ops(model: &ModelProto) -> Vec<&str> {

@@ -10,32 +10,14 @@ use nap_runtime::detector::Detector;
 use nap_test_support::cli::{Scratch, assert_fails_with, assert_ok, run, stdout, workspace_binary};
 use nap_test_support::heads::{self, frame_input, run_whole};
 use nap_test_support::onnx::{float_bundle, two_candidates};
+use nap_test_support::reference::{gemv, max_rel_diff};
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
-
-/// Largest `|a - b|` relative to the largest `|b|`.
-fn max_rel_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-    a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale.max(f32::MIN_POSITIVE)
-}
 
 /// `log(sum(exp(x)))`, in f64.
 fn logsumexp(x: &[f32]) -> f32 {
     let max = x.iter().fold(f32::MIN, |m, &v| m.max(v)) as f64;
     (max + x.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln()) as f32
-}
-
-/// `W x + b`, `W` row-major `[K][x.len()]`, in f64.
-fn gemv(w: &[f32], b: &[f32], x: &[f32]) -> Vec<f32> {
-    b.iter()
-        .enumerate()
-        .map(|(k, bk)| {
-            let row = &w[k * x.len()..(k + 1) * x.len()];
-            let dot: f64 = row.iter().zip(x).map(|(&w, &x)| w as f64 * x as f64).sum();
-            (dot + *bk as f64) as f32
-        })
-        .collect()
 }
 
 /// The bundle's head graph run by tract on its own, straight from the bundle's bytes.

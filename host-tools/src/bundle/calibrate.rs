@@ -277,7 +277,6 @@ pub fn calibrate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::dice_weights;
     use nap_core::score::LinearHead;
 
     #[test]
@@ -339,7 +338,7 @@ mod tests {
         assert!(e.w > 0.0 && e.w < 1.0, "{e:?}");
         assert_eq!(cal.params.weights.nap_e, e.w);
         // Energy alone (w = 1) or NAP alone (w = 0) each leave one set fully accepted.
-        let sparse = dice_weights(&dense, &cal.dice);
+        let sparse = cal.dice.sparsified(dense.weights());
         let dice = LinearHead::new(&sparse, &bias, c).unwrap();
         let ids = Components::of_all(&id, &dense, &dice, &cal.params).unwrap();
         let ids_scores = scores(&ids, Method::NapE, e.w);

@@ -3,7 +3,6 @@
 //! `w` is then a fusion of those, so sweeping `w` costs nothing.
 
 use super::features::Features;
-use nap_core::score::dice::sparsify;
 use nap_core::score::{
     Evidence, FusionWeights, Head, HeadError, LinearHead, Method, Params, ScoreError, Workspace,
     fuse,
@@ -39,14 +38,6 @@ pub const FUSED_METHODS: [Method; 5] = [
     Method::NapM,
     Method::NapD,
 ];
-
-/// The head's weights with DICE's mask applied: what the device's DICE head computes with.
-pub fn dice_weights(head: &LinearHead<'_>, dice: &DiceSpec) -> Vec<f32> {
-    let mut weights = head.weights().to_vec();
-    let mut scratch = vec![0.0; weights.len()];
-    sparsify(&mut weights, &dice.mean, dice.sparsity, &mut scratch);
-    weights
-}
 
 /// Why a set of frames could not be scored.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +91,7 @@ impl<'a> HostHead<'a> {
         dice: &DiceSpec,
         params: &Params,
     ) -> Result<Vec<Components>, ComponentsError> {
-        let sparse = dice_weights(&self.dense, dice);
+        let sparse = dice.sparsified(self.dense.weights());
         let dice_dense = LinearHead::new(&sparse, self.dense.bias(), self.dense.features())
             .map_err(ComponentsError::Head)?;
         let Some(neck) = self.neck else {
@@ -276,7 +267,7 @@ mod tests {
             mean: features[0].pooled.clone(),
             sparsity: 60.0,
         };
-        let sparse = dice_weights(&head, &spec);
+        let sparse = spec.sparsified(head.weights());
         assert_eq!(sparse.iter().filter(|&&x| x == 0.0).count(), 36);
         let dice = LinearHead::new(&sparse, &b, 12).unwrap();
         let params = Params {

@@ -18,9 +18,7 @@ pub mod metrics;
 pub mod plots;
 mod report;
 
-pub use components::{
-    Components, ComponentsError, EVAL_METHODS, FUSED_METHODS, HostHead, dice_weights, scores,
-};
+pub use components::{Components, ComponentsError, EVAL_METHODS, FUSED_METHODS, HostHead, scores};
 pub use report::{
     AtThreshold, EvalReport, Flagged, MethodMetrics, OodResult, ScoredSet, SetInfo, evaluate,
     mean_fpr_auroc, sweep_table,

@@ -70,6 +70,17 @@ pub struct DiceSpec {
     pub sparsity: f32,
 }
 
+impl DiceSpec {
+    /// `weights` (a dense layer's, row-major) with DICE's mask applied: what the device's DICE
+    /// head computes with.
+    pub fn sparsified(&self, weights: &[f32]) -> Vec<f32> {
+        let mut sparse = weights.to_vec();
+        let mut scratch = vec![0.0; sparse.len()];
+        nap_core::score::dice::sparsify(&mut sparse, &self.mean, self.sparsity, &mut scratch);
+        sparse
+    }
+}
+
 /// The backbone model stored in the bundle.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BackboneSpec {

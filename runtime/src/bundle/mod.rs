@@ -446,10 +446,7 @@ impl Bundle {
     /// has DICE's statistics.
     pub fn dice_weights(&self) -> Option<Vec<f32>> {
         let dice = self.manifest.dice.as_ref()?;
-        let mut weights = self.head_weights.clone();
-        let mut scratch = vec![0.0; weights.len()];
-        nap_core::score::dice::sparsify(&mut weights, &dice.mean, dice.sparsity, &mut scratch);
-        Some(weights)
+        Some(dice.sparsified(&self.head_weights))
     }
 }
 

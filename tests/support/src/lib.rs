@@ -16,6 +16,7 @@
 //! - [`fuzz`]: replaying a fuzz target's corpus as a plain test.
 //! - [`peer`]: a stand-in sensor controller on TCP that records what a runtime sends.
 //! - [`protocol`]: the invariants every byte stream through the frame decoder must keep.
+//! - [`reference`]: independent arithmetic (f64 products, relative differences) to compare with.
 //! - `soak` (feature `soak`): napd run for a long time under faults, and what it did.
 //! - [`tools`]: real programs a test runs beside ours, skipped only off CI when missing.
 
@@ -42,6 +43,7 @@ pub mod peer;
 pub mod protocol;
 #[cfg(feature = "napd")]
 pub mod raw_stream;
+pub mod reference;
 #[cfg(feature = "soak")]
 pub mod soak;
 pub mod tools;

@@ -297,17 +297,7 @@ pub fn view_flatten(p: &TinyCnn) -> ModelProto {
             &["flat"],
             vec![],
         )
-        .init(p.fc_weight())
-        .init(p.fc_bias())
-        .node(
-            "Gemm",
-            "fc",
-            &["flat", "fc.weight", "fc.bias"],
-            &["logits"],
-            vec![attr_int("transB", 1)],
-        )
-        .output("logits", &[-1, K])
-        .build()
+        .gemm_logits("flat", p.fc_weight(), Some(p.fc_bias()))
 }
 
 fn gap_flatten(b: Builder, x: &str, pool: &str, pooled: &str, flat: &str) -> Builder {
