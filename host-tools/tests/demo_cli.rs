@@ -21,8 +21,8 @@ fn demo_runs_end_to_end_on_the_built_in_model() {
 
     // Every method in the table.
     for method in [
-        "MSP", "MaxLogit", "Energy", "GEN", "ReAct", "ASH-S", "ASH-B", "SCALE", "DICE", "NAP ",
-        "NAP-E", "NAP-R", "NAP-A", "NAP-M", "NAP-D",
+        "MSP", "MaxLogit", "Energy", "GEN", "ReAct", "ASH-S", "ASH-B", "SCALE", "DICE", "ViM",
+        "NAP ", "NAP-E", "NAP-R", "NAP-A", "NAP-M", "NAP-D",
     ] {
         assert!(stdout.contains(method), "no {method} row: {stdout}");
     }

@@ -87,8 +87,8 @@ fn eval_reports_every_method_in_the_json_schema_and_caches_features() {
     let text = stdout(&out);
     assert!(text.contains("has no ReAct clip"), "{text}");
     for m in [
-        "MSP", "MaxLogit", "Energy", "GEN", "ReAct", "ASH-S", "ASH-B", "SCALE", "DICE", "NAP",
-        "NAP-E", "NAP-R", "NAP-A", "NAP-M", "NAP-D",
+        "MSP", "MaxLogit", "Energy", "GEN", "ReAct", "ASH-S", "ASH-B", "SCALE", "DICE", "ViM",
+        "NAP", "NAP-E", "NAP-R", "NAP-A", "NAP-M", "NAP-D",
     ] {
         assert!(text.contains(&format!("\n  {m} ")), "{m} missing: {text}");
     }
@@ -99,7 +99,7 @@ fn eval_reports_every_method_in_the_json_schema_and_caches_features() {
     assert_eq!(report["ood"][0]["set"], "ood");
     assert_eq!(report["ood"][0]["n"], 8);
     let methods = report["ood"][0]["methods"].as_object().unwrap();
-    assert_eq!(methods.len(), 15);
+    assert_eq!(methods.len(), 16);
     for (name, m) in methods {
         for key in [
             "fpr95",

@@ -11,13 +11,13 @@
 #[cfg(feature = "tract")]
 use crate::backbone;
 use crate::backbone::BackboneOptions;
-use crate::bundle::{ActivationStorage, Bundle, BundleError, HeadStorage, Manifest};
+use crate::bundle::{ActivationStorage, Bundle, BundleError, HeadStorage, Manifest, VimSpec};
 use crate::integer::{Activations, IntegerBackbone, ProgramError};
 use crate::neck::{Neck, NeckError, NeckThen};
 use nap_core::nap::{nap_f32, nap_u8};
 use nap_core::reduce::{Layout, Reducer, Shape, ShapeError};
 use nap_core::score::{
-    Evidence, Head, Int8Head, LinearHead, Method, Score, ScoreError, Shaping, Workspace,
+    Evidence, Head, Int8Head, LinearHead, LogitScore, Method, Score, ScoreError, Shaping, Workspace,
 };
 #[cfg(feature = "tract")]
 use std::sync::Arc;
@@ -184,6 +184,8 @@ pub struct Detector {
     /// The dense layer with DICE's mask applied, in the head's storage, when DICE or NAP-D decides
     /// (the bundle's statistics make it; other methods do not pay for a second head).
     dice_head: Option<HeadWeights>,
+    /// ViM's statistics and their projection offset, when ViM decides.
+    vim: Option<(VimSpec, Vec<f32>)>,
     head_bias: Vec<f32>,
     reducer: Reducer,
 }
@@ -267,12 +269,32 @@ impl HeadWeights {
     }
 }
 
+/// A deciding method that needs DICE's or ViM's statistics finds them in the bundle: refused
+/// when the detector is made, not on every frame.
+fn deciding_statistics_present(manifest: &Manifest) -> Result<(), ScoreError> {
+    let recipe = manifest.scorer.method.recipe();
+    if recipe.shaping == Shaping::Dice && manifest.dice.is_none() {
+        return Err(ScoreError::DiceUncalibrated);
+    }
+    if recipe.logit_score == LogitScore::VimEnergy && manifest.vim.is_none() {
+        return Err(ScoreError::VimUncalibrated);
+    }
+    Ok(())
+}
+
 /// DICE's sparsified head weights when the deciding method reads them.
 fn deciding_dice_weights(bundle: &Bundle) -> Option<Vec<f32>> {
     let deciding = bundle.manifest.scorer.method;
     (deciding.recipe().shaping == Shaping::Dice)
         .then(|| bundle.dice_weights())
         .flatten()
+}
+
+/// ViM's statistics, ready to score with, when ViM decides.
+fn deciding_vim(bundle: &Bundle) -> Option<(VimSpec, Vec<f32>)> {
+    let vim = bundle.manifest.vim.as_ref()?;
+    (bundle.manifest.scorer.method.recipe().logit_score == LogitScore::VimEnergy)
+        .then(|| (vim.clone(), vim.offset()))
 }
 
 /// The head in its storage's form, for the core's scoring.
@@ -316,6 +338,8 @@ pub struct Worker {
     dense_input: Vec<f32>,
     logits: Vec<f32>,
     dice_logits: Vec<f32>,
+    /// ViM's coordinates in its principal subspace (empty unless ViM decides).
+    vim_projection: Vec<f32>,
     scratch: Vec<f32>,
 }
 
@@ -352,6 +376,7 @@ impl Detector {
     /// [`Detector::new`] with the backbone prepared as `options` say.
     pub fn with_options(bundle: &Bundle, options: BackboneOptions) -> Result<Self, DetectorError> {
         bundle.validate()?;
+        deciding_statistics_present(&bundle.manifest)?;
         let backbone = match &bundle.program {
             Some(program) if options.integer => Backbone::Integer(IntegerBackbone::new(program)?),
             _ if bundle.backbone.is_empty() => return Err(DetectorError::NoTractBackbone),
@@ -370,6 +395,7 @@ impl Detector {
             bundle.manifest.clone(),
             HeadWeights::copied(bundle),
             deciding_dice_weights(bundle),
+            deciding_vim(bundle),
             bundle.head_bias.clone(),
         ))
     }
@@ -381,6 +407,7 @@ impl Detector {
         options: BackboneOptions,
     ) -> Result<Self, DetectorError> {
         bundle.validate()?;
+        deciding_statistics_present(&bundle.manifest)?;
         let backbone = match bundle.program.take() {
             Some(program) if options.integer => {
                 bundle.backbone = Vec::new();
@@ -398,6 +425,7 @@ impl Detector {
             _ => return Err(DetectorError::TractNotBuilt),
         };
         let dice = deciding_dice_weights(&bundle);
+        let vim = deciding_vim(&bundle);
         let neck = Neck::load(&bundle)?;
         bundle.neck = Vec::new();
         let head = HeadWeights::taken(&mut bundle);
@@ -407,6 +435,7 @@ impl Detector {
             bundle.manifest,
             head,
             dice,
+            vim,
             bundle.head_bias,
         ))
     }
@@ -448,11 +477,13 @@ impl Detector {
         manifest: Manifest,
         head: HeadWeights,
         dice_weights: Option<Vec<f32>>,
+        vim: Option<(VimSpec, Vec<f32>)>,
         head_bias: Vec<f32>,
     ) -> Self {
         Detector {
             backbone,
             dice_head: dice_weights.map(|w| head.masked(w)),
+            vim,
             neck,
             head,
             head_bias,
@@ -518,6 +549,7 @@ impl Detector {
             dense_input,
             logits: vec![0.0; k],
             dice_logits: vec![0.0; k],
+            vim_projection: vec![0.0; self.vim.as_ref().map_or(0, |(v, _)| v.dims())],
             scratch: vec![0.0; Workspace::required(c, k)],
         })
     }
@@ -645,18 +677,26 @@ impl Detector {
         nap: f32,
         method: Method,
     ) -> Result<Score, DetectorError> {
+        let recipe = method.recipe();
+        let dense_input = if self.neck.is_some() {
+            &worker.dense_input
+        } else {
+            &worker.pooled
+        };
         let dice_logits = match &self.dice_head {
-            Some(dice) if method.recipe().shaping == Shaping::Dice => {
+            Some(dice) if recipe.shaping == Shaping::Dice => {
                 let features = self.manifest.head.features as usize;
-                let input = if self.neck.is_some() {
-                    &worker.dense_input
-                } else {
-                    &worker.pooled
-                };
                 dice.view(&self.head_bias, features)
-                    .logits(input, &mut worker.dice_logits);
+                    .logits(dense_input, &mut worker.dice_logits);
                 Some(&worker.dice_logits[..])
             }
+            _ => None,
+        };
+        let vim_logit = match &self.vim {
+            Some((vim, offset)) if recipe.logit_score == LogitScore::VimEnergy => Some(
+                vim.view(offset)
+                    .virtual_logit(dense_input, &mut worker.vim_projection),
+            ),
             _ => None,
         };
         let evidence = Evidence {
@@ -664,6 +704,7 @@ impl Detector {
             pooled: &worker.pooled,
             logits: &worker.logits,
             dice_logits,
+            vim_logit,
         };
         let params = &self.manifest.scorer.params;
         let mut workspace = Workspace::new(&mut worker.scratch);

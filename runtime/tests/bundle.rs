@@ -13,7 +13,7 @@ use nap_runtime::bundle::signature::{
 use nap_runtime::bundle::{
     ActivationStorage, BackboneSpec, Bundle, BundleError, BundleFile, DiceSpec, FORMAT_VERSION,
     HeadForm, HeadSpec, HeadStorage, InputSpec, MAGIC, Manifest, ModelFormat, NeckSpec,
-    PrePoolSpec, Precision, ScorerConfig,
+    PrePoolSpec, Precision, ScorerConfig, VimSpec,
 };
 use nap_runtime::integer::{Conv, Layer, Op, Program};
 use proptest::prelude::*;
@@ -50,6 +50,7 @@ fn bundle() -> Bundle {
             },
             dice: None,
             neck: None,
+            vim: None,
         },
         backbone: (0..200u8).collect(),
         head_weights: (0..classes * features)
@@ -152,20 +153,31 @@ fn an_integer_program_round_trips_and_must_match_the_manifest() {
     }
 }
 
-/// `b` as format `version` (2 to 5) wrote it: a manifest without the neck (`b` has none); for
-/// versions 2 to 4 also without NAP-D's weight and DICE's statistics (`b` has the default weight
+/// `b` as format `version` (2 to 6) wrote it: a manifest without ViM's statistics (`b` has
+/// none); for versions 2 to 5 also without the neck (`b` has none); for versions 2 to 4 also without NAP-D's weight and DICE's statistics (`b` has the default weight
 /// and none), for versions 2 and 3 without the calibrated TPR (`b` has none); no flags; for
 /// version 2 no program length in the header.
 fn older_format(b: &Bundle, version: u16) -> Vec<u8> {
     assert_eq!(b.manifest.scorer.tpr, None);
     assert_eq!(b.manifest.dice, None);
     assert_eq!(b.manifest.neck, None);
+    assert_eq!(b.manifest.vim, None);
     assert!(b.manifest.scorer.threshold.is_some());
     let new = b.to_bytes().unwrap();
     let full = u32::from_le_bytes(new[12..16].try_into().unwrap()) as usize;
-    // The neck's None ends the manifest.
-    assert_eq!(new[40 + full - 1], 0);
-    let len = full - 1;
+    // The neck's and ViM's None end the manifest.
+    assert_eq!(new[40 + full - 2..40 + full], [0, 0]);
+    if version == 6 {
+        let mut old = new.clone();
+        old[8..10].copy_from_slice(&version.to_le_bytes());
+        old[12..16].copy_from_slice(&(full as u32 - 1).to_le_bytes());
+        old.remove(40 + full - 1);
+        old.truncate(old.len() - 4);
+        let crc = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI).checksum(&old);
+        old.extend_from_slice(&crc.to_le_bytes());
+        return old;
+    }
+    let len = full - 2;
     let manifest = &new[40..40 + len];
     // The manifest ends with NAP-D's weight (4 bytes), the threshold (Some: 5 bytes), the
     // TPR's None and DICE's None.
@@ -195,9 +207,9 @@ fn older_format(b: &Bundle, version: u16) -> Vec<u8> {
 }
 
 #[test]
-fn version_2_to_5_bundles_still_load() {
+fn version_2_to_6_bundles_still_load() {
     let b = bundle();
-    for version in [2, 3, 4, 5] {
+    for version in [2, 3, 4, 5, 6] {
         let old = older_format(&b, version);
         assert_eq!(Bundle::from_bytes(&old).unwrap(), b, "version {version}");
     }
@@ -239,6 +251,58 @@ fn dice_statistics_round_trip_and_are_checked() {
         b.manifest.dice = Some(DiceSpec { mean, sparsity });
         let err = b.to_bytes().unwrap_err().to_string();
         assert!(err.contains(needle), "{err}");
+    }
+}
+
+#[test]
+fn vim_statistics_round_trip_and_are_checked() {
+    let mut b = bundle();
+    let s = std::f32::consts::FRAC_1_SQRT_2;
+    let vim = VimSpec {
+        origin: vec![0.5, -1.0, 0.0, 2.0],
+        basis: vec![1.0, 0.0, 0.0, 0.0, 0.0, s, s, 0.0],
+        alpha: 0.25,
+    };
+    b.manifest.vim = Some(vim.clone());
+    let read = Bundle::from_bytes(&b.to_bytes().unwrap()).unwrap();
+    assert_eq!(read, b);
+    assert_eq!(vim.dims(), 2);
+    // -B u: -(0.5) and -(s (-1 + 0)).
+    let offset = vim.offset();
+    assert!(
+        (offset[0] + 0.5).abs() < 1e-7 && (offset[1] - s).abs() < 1e-7,
+        "{offset:?}"
+    );
+    // x - u = (0.5, 3, 2, 0): 0.5 and 5 s lie in the subspace, |x - u|^2 = 13.25.
+    let residual = vim
+        .view(&offset)
+        .residual_norm(&[1.0, 2.0, 2.0, 2.0], &mut [0.0; 2]);
+    assert!(
+        (residual - (13.25f32 - 0.25 - 12.5).sqrt()).abs() < 1e-5,
+        "{residual}"
+    );
+    let broken = |f: fn(&mut VimSpec)| {
+        let mut v = vim.clone();
+        f(&mut v);
+        v
+    };
+    for (bad, needle) in [
+        (
+            broken(|v| v.origin.pop().map(drop).unwrap()),
+            "origin of 3 values",
+        ),
+        (broken(|v| v.basis.truncate(6)), "basis of 6 values"),
+        (broken(|v| v.basis = vec![0.5; 16]), "basis of 16 values"),
+        (
+            broken(|v| v.basis[1] = 0.5),
+            "basis row 0 is not of unit length",
+        ),
+        (broken(|v| v.origin[2] = f32::INFINITY), "not finite"),
+        (broken(|v| v.alpha = 0.0), "alpha 0 is not positive"),
+    ] {
+        b.manifest.vim = Some(bad);
+        let err = b.to_bytes().unwrap_err().to_string();
+        assert!(err.contains(needle), "{needle}: {err}");
     }
 }
 
@@ -475,7 +539,7 @@ fn signed_in_older_format(b: &Bundle, version: u16, key: &SigningKey) -> Vec<u8>
 #[test]
 fn bundles_signed_in_older_formats_still_load_and_verify() {
     let b = bundle();
-    for version in [4, 5] {
+    for version in [4, 5, 6] {
         let signed = signed_in_older_format(&b, version, &key(1));
         assert_eq!(Bundle::from_bytes(&signed).unwrap(), b, "version {version}");
         let signer = trusting(&[&key(1)]).verify(&signed).unwrap();

@@ -1,11 +1,12 @@
 """An independent implementation of the post-hoc OOD methods, in numpy, after the papers and
 OpenOOD's postprocessors, for tests/tests/methods_reference.rs to compare the runtime against.
 
-    python3 ood_methods.py FEATURES CLASSES ASH_PERCENTILE DICE_SPARSITY POOLED WEIGHTS BIAS ID_MEAN
+    python3 ood_methods.py FEATURES CLASSES ASH_PERCENTILE DICE_SPARSITY POOLED WEIGHTS BIAS ID_MEAN \
+        VIM_DIMS ID_FRAMES
 
 POOLED: float32 little-endian, frames x FEATURES (each frame's pooled feature); WEIGHTS:
 CLASSES x FEATURES; BIAS: CLASSES; ID_MEAN: FEATURES, the ID frames' mean pooled feature DICE
-sparsifies by. Prints a header, then one tab-separated row of scores per frame, computed in
+sparsifies by. ViM fits its subspace of VIM_DIMS dimensions to the first ID_FRAMES frames. Prints a header, then one tab-separated row of scores per frame, computed in
 float64 (DICE's contributions in float32, as the model's weights are). Higher always means more
 in-distribution.
 """
@@ -14,7 +15,7 @@ import sys
 
 import numpy as np
 
-METHODS = ["MSP", "MaxLogit", "Energy", "GEN", "ASH-S", "SCALE", "DICE"]
+METHODS = ["MSP", "MaxLogit", "Energy", "GEN", "ASH-S", "SCALE", "DICE", "ViM"]
 GEN_GAMMA, GEN_TOP = 0.1, 100
 
 
@@ -61,6 +62,25 @@ def dice_weights(weights, mean, sparsity):
     return np.where(keep, weights.ravel(), 0).reshape(weights.shape)
 
 
+class Vim:
+    """Wang et al. 2022 (OpenOOD `vim_postprocessor`): the origin u = -pinv(W) b; the null space
+    NS, the eigenvectors of the ID features' second moment about u beyond the top `dims`;
+    alpha = mean ID largest logit / mean ID |(x - u) NS|; score = logsumexp - alpha |(x - u) NS|."""
+
+    def __init__(self, weights, bias, id_features, dims):
+        self.u = -np.linalg.pinv(weights) @ bias
+        centered = id_features - self.u
+        moment = centered.T @ centered / len(centered)
+        values, vectors = np.linalg.eigh(moment)
+        self.ns = vectors[:, np.argsort(values)[::-1][dims:]]
+        residual = np.linalg.norm(centered @ self.ns, axis=-1)
+        top = (id_features @ weights.T + bias).max(axis=-1)
+        self.alpha = top.mean() / residual.mean()
+
+    def score(self, x, logits):
+        return logsumexp(logits) - self.alpha * np.linalg.norm((x - self.u) @ self.ns)
+
+
 def main():
     features, classes = int(sys.argv[1]), int(sys.argv[2])
     percentile, sparsity = float(sys.argv[3]), float(sys.argv[4])
@@ -70,6 +90,7 @@ def main():
     weights = weights32.astype(np.float64)
     bias = read32(sys.argv[7]).astype(np.float64)
     dice = dice_weights(weights32, read32(sys.argv[8]), sparsity).astype(np.float64)
+    vim = Vim(weights, bias, pooled[: int(sys.argv[10])], int(sys.argv[9]))
     print("\t".join(METHODS))
     for x in pooled:
         logits = weights @ x + bias
@@ -82,6 +103,7 @@ def main():
             logsumexp(weights @ ash + bias),
             logsumexp(weights @ scaled + bias),
             logsumexp(dice @ x + bias),
+            vim.score(x, logits),
         ]
         print("\t".join(f"{v:.9g}" for v in row))
 

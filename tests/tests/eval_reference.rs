@@ -69,14 +69,15 @@ fn eval_matches_the_reference_scores_on_a_subset() {
         "w = 0.6 for NAP-E"
     );
     let head = LinearHead::new(&bundle.head_weights, &bundle.head_bias, 1280).unwrap();
-    // DICE is not compared here: the full head stands in for its sparsified one.
+    // DICE and ViM are not compared here: the full head stands in for DICE's sparsified one,
+    // and ViM's virtual logits are zero.
     let id = ScoredSet {
         name: "id-imagenet".into(),
-        frames: Components::of_all(&id_f, &head, &head, &params).unwrap(),
+        frames: Components::of_all(&id_f, &head, &head, &vec![0.0; id_f.len()], &params).unwrap(),
     };
     let ood = ScoredSet {
         name: "ood-dtd".into(),
-        frames: Components::of_all(&ood_f, &head, &head, &params).unwrap(),
+        frames: Components::of_all(&ood_f, &head, &head, &vec![0.0; ood_f.len()], &params).unwrap(),
     };
     let methods = [Method::Energy, Method::Nap, Method::NapE];
     let ours = evaluate(&id, &[ood], &methods, &params.weights).unwrap();

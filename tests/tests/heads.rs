@@ -320,8 +320,8 @@ fn write_frames(dir: &std::path::Path, n: u32, noisy: bool) {
 }
 
 /// quantize, calibrate and eval on a bundle with a head graph: quantizing keeps the head graph
-/// (and makes the last dense layer int8 rows), DICE's mean is taken over the last dense layer's
-/// input (1280 values, the head graph's output), and every method scores.
+/// (and makes the last dense layer int8 rows), DICE's mean and ViM's subspace are taken over the
+/// last dense layer's input (1280 values, the head graph's output), and every method scores.
 #[test]
 fn calibrate_and_eval_run_a_head_graph_bundle() {
     let dir = Scratch::new("heads-calibrate");
@@ -391,7 +391,7 @@ fn calibrate_and_eval_run_a_head_graph_bundle() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let methods = report["ood"][0]["methods"].as_object().unwrap();
-    assert_eq!(methods.len(), 15, "{methods:?}");
+    assert_eq!(methods.len(), 16, "{methods:?}");
     for (name, m) in methods {
         let auroc = m["auroc"].as_f64();
         assert!(
@@ -399,4 +399,35 @@ fn calibrate_and_eval_run_a_head_graph_bundle() {
             "{name}: {m}"
         );
     }
+
+    // ViM deciding: the bundle stores its subspace of the head graph's output, of one
+    // dimension for 12 ID frames, and the detector scores with it on that output.
+    let vim_bundle = dir.path("vim.nap");
+    let mut vim_calibrate = calibrate.to_vec();
+    vim_calibrate[7] = &vim_bundle;
+    vim_calibrate.extend(["--method", "ViM"]);
+    let out = napctl(&vim_calibrate);
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains(
+            "ViM: 1-dimensional principal subspace (not the paper's 512: 32 ID images per dimension"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    let b = Bundle::read(&vim_bundle).unwrap();
+    assert_eq!(b.manifest.scorer.method, Method::Vim);
+    let vim = b.manifest.vim.as_ref().expect("ViM's statistics");
+    assert_eq!((vim.origin.len(), vim.dims()), (1280, 1));
+    assert_eq!(cal.manifest.vim, None, "stored only when ViM decides");
+    let detector = Detector::new(&b).unwrap();
+    let mut worker = detector.worker().unwrap();
+    let analysis = detector.analyze(&mut worker, frame_input(3)).unwrap();
+    let offset = vim.offset();
+    let virtual_logit = vim
+        .view(&offset)
+        .virtual_logit(worker.dense_input(), &mut [0.0; 1]);
+    assert!(virtual_logit > 0.0);
+    let energy = nap_core::score::logits::neg_energy(worker.logits());
+    assert_eq!(analysis.score, energy - virtual_logit);
 }

@@ -122,6 +122,7 @@ pub fn build_bundle(
         scorer: ScorerConfig::default(),
         dice: None,
         neck: head.neck.as_ref().map(|n| n.spec.clone()),
+        vim: None,
     };
     let neck = match &head.neck {
         Some(n) => {

@@ -5,8 +5,9 @@
 use crate::eval::features::Features;
 use crate::eval::metrics::{MetricsError, percentile, threshold_at_tpr};
 use crate::eval::{Components, ComponentsError, FUSED_METHODS, HostHead, mean_fpr_auroc, scores};
+use nap_core::score::Head;
 use nap_core::score::{Method, Params, ScoreError};
-use nap_runtime::bundle::DiceSpec;
+use nap_runtime::bundle::{DiceSpec, VimSpec};
 
 /// Percentile of the ID pooled activations ReAct clips at (Sun et al.; DESIGN.md section 1).
 pub const REACT_PERCENTILE: f64 = 90.0;
@@ -26,6 +27,9 @@ pub enum CalibrateError {
     /// Nothing to calibrate on.
     #[error("{0}")]
     Input(String),
+    /// ViM's subspace could not be computed.
+    #[error("ViM: {0}")]
+    Vim(#[from] nap_linalg::LinalgError),
 }
 
 /// ReAct's clip `c`: the 90th percentile of every pooled activation of the ID frames.
@@ -59,6 +63,167 @@ pub fn dice_spec(
     Ok(DiceSpec {
         mean: sum.iter().map(|s| (s / id.len() as f64) as f32).collect(),
         sparsity,
+    })
+}
+
+/// ViM's statistics from the ID frames, and what the fit says about them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VimFit {
+    /// The origin, principal subspace and scale the bundle stores.
+    pub spec: VimSpec,
+    /// Share of the ID inputs' second moment about the origin the subspace holds.
+    pub captured: f64,
+    /// The paper's dimension, where too few ID frames made the subspace smaller.
+    pub capped_from: Option<usize>,
+}
+
+/// ViM's principal subspace dimension for `features` inputs (Wang et al.: 1000 from 1500
+/// features, 512 from 768, half below).
+pub fn vim_paper_dims(features: usize) -> usize {
+    match features {
+        1500.. => 1000,
+        768.. => 512,
+        _ => (features / 2).max(1),
+    }
+}
+
+/// ID frames each dimension of ViM's default subspace needs. On the shared MobileNetV2 (229
+/// frames per half-fit) ViM's AUROC on ood-dtd falls from 93.4% at 4 dimensions and 92.0% at 16
+/// to 78.6% at 64 (BENCHMARKS.md).
+pub const VIM_FRAMES_PER_DIM: usize = 16;
+
+/// ViM's statistics fit to all ID frames, and each ID frame's virtual logit from a fit that did
+/// not see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VimCalibration {
+    /// The fit to every ID frame, which the bundle stores.
+    pub fit: VimFit,
+    /// Each ID frame's virtual logit, out of sample.
+    pub id_logits: Vec<f32>,
+}
+
+/// ViM's statistics from the ID frames by 2-fold cross-fitting: the frames alternate between two
+/// halves, and each half's fit scores the other half, so the ID scores that rank methods and set
+/// the threshold are those of unseen frames (a fit scores its own frames far too well); the
+/// bundle gets the fit to all frames. `dims` defaults to [`vim_paper_dims`], meant for a whole
+/// training set, but at most [`VIM_FRAMES_PER_DIM`]th of a half's frames: directions estimated
+/// from fewer frames than that fit the sample, not the distribution.
+pub fn vim_calibration(
+    head: &HostHead<'_>,
+    id: &[Features],
+    dims: Option<usize>,
+) -> Result<VimCalibration, CalibrateError> {
+    let half = id.len() / 2;
+    let paper = vim_paper_dims(head.dense.features());
+    let (dims, capped_from) = match dims {
+        Some(d) if d >= half => {
+            return Err(CalibrateError::Input(format!(
+                "ViM's subspace of {d} dimensions needs more than {} ID frames, got {}",
+                2 * d + 1,
+                id.len()
+            )));
+        }
+        Some(d) => (d, None),
+        None if half < 4 => {
+            return Err(CalibrateError::Input(format!(
+                "ViM needs at least 8 ID frames to fit and check its subspace, got {}",
+                id.len()
+            )));
+        }
+        None if paper > half / VIM_FRAMES_PER_DIM => {
+            ((half / VIM_FRAMES_PER_DIM).max(1), Some(paper))
+        }
+        None => (paper, None),
+    };
+    let (even, odd): (Vec<_>, Vec<_>) = id
+        .iter()
+        .cloned()
+        .enumerate()
+        .partition(|(i, _)| i % 2 == 0);
+    let strip =
+        |v: Vec<(usize, Features)>| -> Vec<Features> { v.into_iter().map(|(_, f)| f).collect() };
+    let (even, odd) = (strip(even), strip(odd));
+    let logits = |fit_on: &[Features], score: &[Features]| -> Result<Vec<f32>, CalibrateError> {
+        let fit = vim_fit(head, fit_on, dims)?;
+        head.vim_logits(score, &fit.spec)
+            .map_err(|e| CalibrateError::Components(e.into()))
+    };
+    let (on_even, on_odd) = (logits(&odd, &even)?, logits(&even, &odd)?);
+    let mut id_logits = Vec::with_capacity(id.len());
+    for i in 0..id.len() {
+        id_logits.push(if i % 2 == 0 {
+            on_even[i / 2]
+        } else {
+            on_odd[i / 2]
+        });
+    }
+    let mut fit = vim_fit(head, id, dims)?;
+    fit.capped_from = capped_from;
+    Ok(VimCalibration { fit, id_logits })
+}
+
+/// ViM's statistics from `frames` (Wang et al. 2022): the origin `-pinv(W) b` of `head`'s dense
+/// layer, the `dims`-dimensional principal subspace of the frames' dense-layer inputs about it,
+/// and `alpha`, their mean largest logit over their mean residual norm.
+pub fn vim_fit(
+    head: &HostHead<'_>,
+    frames: &[Features],
+    dims: usize,
+) -> Result<VimFit, CalibrateError> {
+    let dense = &head.dense;
+    let features = dense.features();
+    if dims == 0 || dims >= features || dims >= frames.len() {
+        return Err(CalibrateError::Input(format!(
+            "ViM's subspace of {dims} dimensions needs 1 to {} (fewer than the {features} \
+             features and the {} frames it is fit to)",
+            (features - 1).min(frames.len().saturating_sub(1)),
+            frames.len()
+        )));
+    }
+    let id = frames;
+    let inputs = head
+        .dense_inputs(id)
+        .map_err(|e| CalibrateError::Components(e.into()))?;
+    let origin = nap_linalg::zero_output_origin(dense.weights(), dense.bias(), features)?;
+    let centered: Vec<Vec<f32>> = inputs
+        .iter()
+        .map(|x| x.iter().zip(&origin).map(|(x, u)| x - u).collect())
+        .collect();
+    let subspace = nap_linalg::principal_subspace(&centered, features, dims)?;
+    let mut spec = VimSpec {
+        origin,
+        basis: subspace.basis,
+        alpha: 1.0,
+    };
+    let offset = spec.offset();
+    let vim = spec.view(&offset);
+    let (mut logit_sum, mut residual_sum, mut norm_sum) = (0.0f64, 0.0f64, 0.0f64);
+    let (mut logits, mut projection) = (vec![0.0; dense.classes()], vec![0.0; dims]);
+    for (input, z) in inputs.iter().zip(&centered) {
+        dense.logits(input, &mut logits);
+        logit_sum += f64::from(logits.iter().copied().fold(f32::NEG_INFINITY, f32::max));
+        residual_sum += f64::from(vim.residual_norm(input, &mut projection));
+        norm_sum += z.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
+    }
+    // Residuals within f32 rounding of zero (the projection's, about 3e-4 of the norm): the ID
+    // frames lie in the subspace, and alpha would scale rounding noise.
+    let alpha = (logit_sum / residual_sum) as f32;
+    if residual_sum <= 1e-3 * norm_sum || !(alpha > 0.0 && alpha.is_finite()) {
+        return Err(CalibrateError::Input(format!(
+            "the ID frames' mean largest logit ({:.4}) over their mean residual off the \
+             subspace ({:.3e}, of mean norm {:.4}) makes no scale: ViM needs ID frames whose \
+             largest logit is positive on average and which do not lie in a {dims}-dimensional \
+             subspace",
+            logit_sum / id.len() as f64,
+            residual_sum / id.len() as f64,
+            norm_sum / id.len() as f64,
+        )));
+    }
+    spec.alpha = alpha;
+    Ok(VimFit {
+        spec,
+        captured: subspace.captured,
+        capped_from: None,
     })
 }
 
@@ -140,6 +305,9 @@ pub struct Calibration {
     pub params: Params,
     /// DICE's statistics from the ID frames.
     pub dice: DiceSpec,
+    /// ViM's statistics from the ID frames, or why they could not be fit (ViM is then left
+    /// out of the ranking and cannot decide).
+    pub vim: Result<VimCalibration, String>,
     /// The `w` search of each fused method, in [`FUSED_METHODS`] order.
     pub searches: Vec<(Method, WChoice)>,
     /// Every method against the OOD sets, best first; empty without OOD sets.
@@ -163,6 +331,8 @@ pub struct Settings {
     pub ash_percentile: f32,
     /// DICE's sparsity, percent, in [0, 100).
     pub dice_sparsity: f32,
+    /// ViM's subspace dimension; `None`: [`vim_fit`]'s default.
+    pub vim_dims: Option<usize>,
 }
 
 impl Settings {
@@ -174,12 +344,13 @@ impl Settings {
             tpr: 0.95,
             ash_percentile: 90.0,
             dice_sparsity: nap_core::score::dice::DEFAULT_SPARSITY,
+            vim_dims: None,
         }
     }
 }
 
 /// Calibrates on ID features against OOD (real or pseudo) feature sets: ReAct clip from ID, the
-/// given ASH percentile, DICE's ID mean at `dice_sparsity`, each fused method's `w` by [`search_w`] on the mean FPR at `tpr` over
+/// given ASH percentile, DICE's ID mean at `dice_sparsity`, ViM's subspace, each fused method's `w` by [`search_w`] on the mean FPR at `tpr` over
 /// the OOD sets, every method ranked by the same criterion, the deciding method, and its
 /// threshold at `tpr` on ID. With no OOD sets the weights of `base` are kept and only the rest
 /// is calibrated (and the deciding method must be named).
@@ -195,6 +366,7 @@ pub fn calibrate(
         tpr,
         ash_percentile,
         dice_sparsity,
+        vim_dims,
     } = settings;
     if !(tpr > 0.0 && tpr < 1.0) {
         return Err(MetricsError::InvalidTpr(tpr).into());
@@ -221,10 +393,29 @@ pub fn calibrate(
         )));
     }
     let dice = dice_spec(head, id, dice_sparsity)?;
-    let id_c = head.components(id, &dice, &params)?;
+    let vim = match vim_calibration(head, id, vim_dims) {
+        Err(e) if deciding == Deciding::Method(Method::Vim) => return Err(e),
+        fit => fit.map_err(|e| e.to_string()),
+    };
+    let (id_vim, ood_vim) = match &vim {
+        Ok(v) => {
+            let ood: Vec<Vec<f32>> = oods
+                .iter()
+                .map(|o| head.vim_logits(o, &v.fit.spec))
+                .collect::<Result<_, _>>()
+                .map_err(|e| CalibrateError::Components(e.into()))?;
+            (v.id_logits.clone(), ood)
+        }
+        Err(_) => (
+            vec![f32::NAN; id.len()],
+            oods.iter().map(|o| vec![f32::NAN; o.len()]).collect(),
+        ),
+    };
+    let id_c = head.components(id, &dice, &id_vim, &params)?;
     let ood_c: Vec<Vec<Components>> = oods
         .iter()
-        .map(|o| head.components(o, &dice, &params))
+        .zip(&ood_vim)
+        .map(|(o, vim)| head.components(o, &dice, vim, &params))
         .collect::<Result<_, _>>()?;
     let sets: Vec<&[Components]> = ood_c.iter().map(Vec::as_slice).collect();
     let mut searches = Vec::new();
@@ -241,7 +432,12 @@ pub fn calibrate(
         searches.push((m, choice));
     }
     let mut ranking = Vec::new();
-    for m in Method::ALL.into_iter().filter(|_| !sets.is_empty()) {
+    let scored = |m: &Method| *m != Method::Vim || vim.is_ok();
+    for m in Method::ALL
+        .into_iter()
+        .filter(scored)
+        .filter(|_| !sets.is_empty())
+    {
         let w = params.weights.of(m);
         let (fpr, auroc) = mean_fpr_auroc(&id_c, &sets, m, w, tpr)?;
         ranking.push(Standing {
@@ -266,6 +462,7 @@ pub fn calibrate(
     Ok(Calibration {
         params,
         dice,
+        vim,
         searches,
         ranking,
         method,
@@ -278,6 +475,91 @@ pub fn calibrate(
 mod tests {
     use super::*;
     use nap_core::score::LinearHead;
+
+    #[test]
+    fn vim_fit_holds_the_subspace_origin_and_scale_it_promises() {
+        // 6 features, 3 classes; 60 frames spread over all 6 directions, most along 2.
+        let weights: Vec<f32> = (0..18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
+        let bias = [0.5, -0.25, 1.0];
+        let dense = LinearHead::new(&weights, &bias, 6).unwrap();
+        let head = HostHead::dense(dense);
+        let id: Vec<Features> = (0..60)
+            .map(|i| {
+                let t = i as f32;
+                let pooled = vec![
+                    3.0 + (t * 0.37).sin() * 2.0,
+                    1.0 + (t * 0.91).cos() * 1.5,
+                    0.2 + (t * 1.7).sin() * 0.1,
+                    0.5 + (t * 2.3).cos() * 0.1,
+                    0.1 * (t * 0.13).sin(),
+                    0.3 + 0.05 * (t * 3.1).cos(),
+                ];
+                Features {
+                    max: pooled.iter().map(|p| p * 2.0).collect(),
+                    pooled,
+                }
+            })
+            .collect();
+        let fit = vim_fit(&head, &id, 3).unwrap();
+        let spec = &fit.spec;
+        assert_eq!(spec.dims(), 3);
+        assert!(fit.captured > 0.9 && fit.captured < 1.0, "{}", fit.captured);
+        // The origin zeroes the logits; the basis rows are orthonormal.
+        let mut logits = [0.0; 3];
+        dense.logits(&spec.origin, &mut logits);
+        assert!(logits.iter().all(|l| l.abs() < 1e-4), "{logits:?}");
+        for (i, a) in spec.basis.chunks(6).enumerate() {
+            for (j, b) in spec.basis.chunks(6).enumerate() {
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((dot - want).abs() < 1e-5, "rows {i} {j}: {dot}");
+            }
+        }
+        // alpha: mean largest logit over mean residual norm.
+        let offset = spec.offset();
+        let vim = spec.view(&offset);
+        let (mut top, mut residual) = (0.0f64, 0.0f64);
+        for f in &id {
+            dense.logits(&f.pooled, &mut logits);
+            top += f64::from(logits.iter().copied().fold(f32::MIN, f32::max));
+            residual += f64::from(vim.residual_norm(&f.pooled, &mut [0.0; 3]));
+        }
+        assert!(((top / residual) as f32 - spec.alpha).abs() < 1e-5 * spec.alpha);
+
+        for dims in [0, 6] {
+            let err = vim_fit(&head, &id, dims).unwrap_err().to_string();
+            assert!(err.contains("needs 1 to 5"), "{err}");
+        }
+
+        // Cross-fitting: the stored fit is the one to all frames, and each frame's logit comes
+        // from the other half's fit.
+        let cal = vim_calibration(&head, &id, Some(3)).unwrap();
+        assert_eq!(cal.fit, fit);
+        let odd: Vec<Features> = id.iter().skip(1).step_by(2).cloned().collect();
+        let on_even = vim_fit(&head, &odd, 3).unwrap();
+        let want = head.vim_logits(&id[..1], &on_even.spec).unwrap()[0];
+        assert_eq!(cal.id_logits[0], want);
+        assert_ne!(
+            cal.id_logits[0],
+            head.vim_logits(&id[..1], spec).unwrap()[0]
+        );
+        // By default a dimension per 16 frames of a half, not the paper's 3 (half the
+        // features); a chosen dimension must fit a half.
+        let default = vim_calibration(&head, &id, None).unwrap();
+        assert_eq!(
+            (default.fit.spec.dims(), default.fit.capped_from),
+            (1, Some(3))
+        );
+        let few = vim_calibration(&head, &id[..8], None).unwrap();
+        assert_eq!((few.fit.spec.dims(), few.fit.capped_from), (1, Some(3)));
+        assert_eq!(few.id_logits.len(), 8);
+        assert!(vim_calibration(&head, &id[..7], None).is_err());
+        let err = vim_calibration(&head, &id[..8], Some(4)).unwrap_err();
+        assert!(
+            err.to_string().contains("needs more than 9 ID frames"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn search_finds_the_known_best_w_and_breaks_ties_by_auroc() {
@@ -330,7 +612,10 @@ mod tests {
             Params::default(),
             &id,
             &[ood_a.clone(), ood_b.clone()],
-            Settings::new(Deciding::Method(Method::NapE)),
+            Settings {
+                vim_dims: Some(2),
+                ..Settings::new(Deciding::Method(Method::NapE))
+            },
         )
         .unwrap();
         let (_, e) = cal.searches[0];
@@ -340,7 +625,8 @@ mod tests {
         // Energy alone (w = 1) or NAP alone (w = 0) each leave one set fully accepted.
         let sparse = cal.dice.sparsified(dense.weights());
         let dice = LinearHead::new(&sparse, &bias, c).unwrap();
-        let ids = Components::of_all(&id, &dense, &dice, &cal.params).unwrap();
+        let no_vim = vec![f32::NAN; id.len()];
+        let ids = Components::of_all(&id, &dense, &dice, &no_vim, &cal.params).unwrap();
         let ids_scores = scores(&ids, Method::NapE, e.w);
         let kept = ids_scores
             .iter()
@@ -350,8 +636,15 @@ mod tests {
         assert!((cal.id_rejection - 0.05).abs() < 1e-9);
         assert!(cal.params.react_clip.is_some());
 
-        // Every method is ranked; Energy and NAP alone each leave a set accepted.
-        assert_eq!(cal.ranking.len(), Method::ALL.len());
+        // The ID frames span two dimensions, ViM's whole subspace at --vim-dims 2: it is left
+        // out, and every other method is ranked; Energy and NAP alone each leave a set accepted.
+        let why = cal.vim.as_ref().unwrap_err();
+        assert!(
+            why.contains("do not lie in a 2-dimensional subspace"),
+            "{why}"
+        );
+        assert_eq!(cal.ranking.len(), Method::ALL.len() - 1);
+        assert!(cal.ranking.iter().all(|s| s.method != Method::Vim));
         let standing = |m| cal.ranking.iter().find(|s| s.method == m).unwrap();
         assert_eq!(standing(Method::NapE).fpr, 0.0);
         assert!(standing(Method::Energy).fpr >= 0.5 && standing(Method::Nap).fpr >= 0.5);
@@ -364,13 +657,16 @@ mod tests {
             Params::default(),
             &id,
             &ood,
-            Settings::new(Deciding::Auto),
+            Settings {
+                vim_dims: Some(2),
+                ..Settings::new(Deciding::Auto)
+            },
         )
         .unwrap();
         assert_eq!(auto.method, auto.ranking[0].method);
         assert_eq!(auto.ranking[0].fpr, 0.0);
         let chosen = scores(
-            &Components::of_all(&id, &dense, &dice, &auto.params).unwrap(),
+            &Components::of_all(&id, &dense, &dice, &no_vim, &auto.params).unwrap(),
             auto.method,
             auto.params.weights.of(auto.method),
         );

@@ -6,7 +6,9 @@ use super::shared::write_bundle;
 use anyhow::{Result, bail};
 use nap_core::score::Method;
 use nap_core::score::dice::DEFAULT_SPARSITY;
-use napctl::bundle::calibrate::{Calibration as Chosen, Deciding, Settings, calibrate};
+use napctl::bundle::calibrate::{
+    Calibration as Chosen, Deciding, Settings, VIM_FRAMES_PER_DIM, calibrate,
+};
 use napctl::eval::FUSED_METHODS;
 use napctl::eval::corrupt::Corruption;
 use napctl::eval::extract::FrameSet;
@@ -32,8 +34,9 @@ pub struct CalibrateArgs {
     #[arg(long, default_value_t = 0.95)]
     tpr: f64,
     /// The deciding method (MSP, MaxLogit, Energy, GEN, ReAct, ASH-S, ASH-B, ASH-P, SCALE, DICE,
-    /// NAP, NAP-E, NAP-R, NAP-A, NAP-M, NAP-D), or auto: the one with the lowest mean FPR against the OOD
-    /// (or pseudo-OOD) sets, the criterion w is chosen by. The report ranks them either way.
+    /// ViM, NAP, NAP-E, NAP-R, NAP-A, NAP-M, NAP-D), or auto: the one with the lowest mean FPR
+    /// against the OOD (or pseudo-OOD) sets, the criterion w is chosen by. The report ranks
+    /// them either way.
     #[arg(long, default_value = "NAP-E", value_parser = parse_deciding)]
     method: Deciding,
     /// ASH pruning percentile p, in [0, 100).
@@ -43,6 +46,11 @@ pub struct CalibrateArgs {
     /// NAP-D need the ID mean calibration stores with it.
     #[arg(long, default_value_t = DEFAULT_SPARSITY)]
     dice_sparsity: f32,
+    /// ViM's principal subspace dimension D. Default: the paper's (1000 from 1500 features,
+    /// 512 from 768, half the features below), at most one per 32 ID images. The bundle stores
+    /// the subspace (D x features floats) only when ViM decides.
+    #[arg(long)]
+    vim_dims: Option<usize>,
     /// Where to write the calibrated bundle.
     #[arg(short, long)]
     output: PathBuf,
@@ -89,6 +97,7 @@ impl CalibrateArgs {
             method: self.method,
             ash_percentile: self.ash_percentile,
             dice_sparsity: self.dice_sparsity,
+            vim_dims: self.vim_dims,
             output: &self.output,
             cache: &self.cache,
         })?;
@@ -123,6 +132,8 @@ pub struct Calibration<'a> {
     pub ash_percentile: f32,
     /// DICE's sparsity, percent.
     pub dice_sparsity: f32,
+    /// ViM's subspace dimension, or the default.
+    pub vim_dims: Option<usize>,
     /// Where the calibrated bundle goes.
     pub output: &'a Path,
     /// The feature cache and worker pool.
@@ -165,6 +176,7 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
             tpr: c.tpr,
             ash_percentile: c.ash_percentile,
             dice_sparsity: c.dice_sparsity,
+            vim_dims: c.vim_dims,
         },
     )?;
 
@@ -174,6 +186,10 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
     bundle.manifest.scorer.threshold = Some(cal.threshold);
     bundle.manifest.scorer.tpr = Some(c.tpr as f32);
     bundle.manifest.dice = Some(cal.dice.clone());
+    bundle.manifest.vim = match &cal.vim {
+        Ok(vim) if cal.method == Method::Vim => Some(vim.fit.spec.clone()),
+        _ => None,
+    };
     write_bundle(&bundle, c.output)?;
 
     if field.captured > 0 {
@@ -212,6 +228,7 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
         id_features.len(),
         cal.dice.sparsity
     );
+    report_vim(&cal);
     if !cal.searches.is_empty() {
         println!(
             "w search (minimize mean FPR at TPR {:.0}% over {} set(s); ties: higher AUROC):",
@@ -247,6 +264,35 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
     );
     println!("Wrote {}", c.output.display());
     Ok(())
+}
+
+/// ViM's fit in a line: its subspace, or why ViM was left out.
+fn report_vim(cal: &Chosen) {
+    match &cal.vim {
+        Ok(vim) => {
+            let fit = &vim.fit;
+            let capped = fit.capped_from.map_or(String::new(), |paper| {
+                format!(
+                    " (not the paper's {paper}: {} ID images per dimension, --vim-dims sets it)",
+                    2 * VIM_FRAMES_PER_DIM
+                )
+            });
+            let stored = if cal.method == Method::Vim {
+                "stored in the bundle"
+            } else {
+                "not stored: ViM does not decide"
+            };
+            println!(
+                "ViM: {}-dimensional principal subspace{capped} holding {:.1}% of the ID \
+                 features' second moment, alpha = {:.4}; ID scores from the fit to the other \
+                 half of the images; {stored}",
+                fit.spec.dims(),
+                100.0 * fit.captured,
+                fit.spec.alpha
+            );
+        }
+        Err(why) => println!("ViM left out: {why}"),
+    }
 }
 
 /// How many methods of the ranking the report lists.

@@ -118,6 +118,7 @@ impl DemoArgs {
             method: Deciding::Method(Method::NapE),
             ash_percentile: 90.0,
             dice_sparsity: nap_core::score::dice::DEFAULT_SPARSITY,
+            vim_dims: None,
             output: &out("int8-calibrated.nap"),
             cache: &cache,
         })?;
@@ -136,6 +137,7 @@ impl DemoArgs {
             json: Some(&out("eval.json")),
             plots: Some(&out("plots")),
             channel: None,
+            vim_dims: None,
             cache: &cache,
         })?;
 

@@ -4,10 +4,10 @@
 use super::features::{CacheOptions, Session};
 use super::shared::write_file;
 use anyhow::{Result, bail};
-use nap_core::score::Params;
 use nap_core::score::dice::DEFAULT_SPARSITY;
-use nap_runtime::bundle::DiceSpec;
-use napctl::bundle::calibrate::{dice_spec, react_clip};
+use nap_core::score::{Method, Params};
+use nap_runtime::bundle::{DiceSpec, VimSpec};
+use napctl::bundle::calibrate::{dice_spec, react_clip, vim_calibration};
 use napctl::eval::corrupt::Corruption;
 use napctl::eval::extract::FrameSet;
 use napctl::eval::features::Features;
@@ -55,6 +55,10 @@ pub struct EvalArgs {
     /// Corruptions making the pseudo-OOD sets, comma separated.
     #[arg(long, value_delimiter = ',', default_values_t = Corruption::ALL)]
     corruptions: Vec<Corruption>,
+    /// ViM's subspace dimension when the bundle has no ViM statistics and they are fit to the
+    /// ID images (default: as `calibrate`).
+    #[arg(long)]
+    vim_dims: Option<usize>,
     #[command(flatten)]
     cache: CacheOptions,
 }
@@ -76,6 +80,7 @@ impl EvalArgs {
             json: self.json.as_deref(),
             plots: self.plots.as_deref(),
             channel: self.channel,
+            vim_dims: self.vim_dims,
             cache: &self.cache,
         })?;
         Ok(ExitCode::SUCCESS)
@@ -102,6 +107,8 @@ pub struct Evaluation<'a> {
     pub plots: Option<&'a Path>,
     /// The scatter's channel (default: the most telling one).
     pub channel: Option<usize>,
+    /// ViM's subspace dimension where it is fit here, or the default.
+    pub vim_dims: Option<usize>,
     /// The feature cache and worker pool.
     pub cache: &'a CacheOptions,
 }
@@ -130,8 +137,9 @@ pub fn evaluate_bundle(e: &Evaluation) -> Result<()> {
     let pseudo = sets[0].pseudo_ood(e.pseudo_ood);
     sets.extend(pseudo);
     let features = session.features(&sets)?;
-    let (params, dice) = scoring(&session, &features[0], true)?;
-    let scored = score_sets(&session, &sets, &features, &params, &dice)?;
+    let scoring = Scoring::of(&session, &features[0], e.vim_dims, true)?;
+    let (params, dice) = (scoring.params, &scoring.dice);
+    let scored = score_sets(&session, &sets, &features, &scoring)?;
     let (id, oods) = scored.split_first().expect("the ID set is first");
     let w = params.weights;
     println!(
@@ -147,8 +155,12 @@ pub fn evaluate_bundle(e: &Evaluation) -> Result<()> {
         dice.sparsity
     );
     println!("FPR95 at TPR 95%; ID+ = NAP paper (ID positive), OOD+ = OpenOOD; all in percent.\n");
-    let mut report = evaluate(id, oods, &EVAL_METHODS, &params.weights)?;
-    print!("{}", report.table(&EVAL_METHODS));
+    let methods: Vec<Method> = EVAL_METHODS
+        .into_iter()
+        .filter(|&m| m != Method::Vim || scoring.vim.is_some())
+        .collect();
+    let mut report = evaluate(id, oods, &methods, &params.weights)?;
+    print!("{}", report.table(&methods));
     report.at_threshold = at_thresholds(e, &session, &params, &sets, &scored, &compared)?;
     if !report.at_threshold.is_empty() {
         println!("Frames flagged OOD at each bundle's own threshold (deciding method), percent:");
@@ -188,33 +200,79 @@ pub fn evaluate_bundle(e: &Evaluation) -> Result<()> {
     Ok(())
 }
 
-/// The bundle's scoring parameters and DICE statistics, with what calibration would store taken
-/// from the ID features where the bundle has none (said on stdout when `say`).
-fn scoring(session: &Session, id: &[Features], say: bool) -> Result<(Params, DiceSpec)> {
-    let mut params = session.bundle.manifest.scorer.params;
-    if params.react_clip.is_none() {
-        let c = react_clip(id)?;
-        if say {
-            println!(
+/// What a bundle scores with: its parameters and ID statistics, with what calibration would
+/// store taken from the ID features where the bundle has none (said on stdout when `say`).
+struct Scoring {
+    params: Params,
+    dice: DiceSpec,
+    /// `None` when ViM could not be fit on the ID images (it is then left out).
+    vim: Option<VimScoring>,
+}
+
+/// ViM's statistics, and the ID frames' out-of-sample virtual logits when they were fit here.
+struct VimScoring {
+    spec: VimSpec,
+    cross_fit_id: Option<Vec<f32>>,
+}
+
+impl Scoring {
+    fn of(
+        session: &Session,
+        id: &[Features],
+        vim_dims: Option<usize>,
+        say: bool,
+    ) -> Result<Scoring> {
+        let say = |text: String| {
+            if say {
+                println!("{text}");
+            }
+        };
+        let mut params = session.bundle.manifest.scorer.params;
+        if params.react_clip.is_none() {
+            let c = react_clip(id)?;
+            say(format!(
                 "The bundle has no ReAct clip: using c = {c:.4}, the 90th percentile of the ID \
                  pooled activations (napctl calibrate stores one)."
-            );
+            ));
+            params.react_clip = Some(c);
         }
-        params.react_clip = Some(c);
-    }
-    let dice = match &session.bundle.manifest.dice {
-        Some(dice) => dice.clone(),
-        None => {
-            if say {
-                println!(
+        let dice = match &session.bundle.manifest.dice {
+            Some(dice) => dice.clone(),
+            None => {
+                say(format!(
                     "The bundle has no DICE statistics: using the ID images' mean pooled feature \
                      at sparsity {DEFAULT_SPARSITY}% (napctl calibrate stores them)."
-                );
+                ));
+                dice_spec(&session.head()?, id, DEFAULT_SPARSITY)?
             }
-            dice_spec(&session.head()?, id, DEFAULT_SPARSITY)?
-        }
-    };
-    Ok((params, dice))
+        };
+        let vim = match &session.bundle.manifest.vim {
+            Some(vim) => Some(VimScoring {
+                spec: vim.clone(),
+                cross_fit_id: None,
+            }),
+            None => match vim_calibration(&session.head()?, id, vim_dims) {
+                Ok(vim) => {
+                    say(format!(
+                        "The bundle has no ViM subspace: fitting a {}-dimensional one to these \
+                         ID images ({:.1}% of their second moment); each ID image is scored by \
+                         the fit to the other half (napctl calibrate --method ViM stores one).",
+                        vim.fit.spec.dims(),
+                        100.0 * vim.fit.captured
+                    ));
+                    Some(VimScoring {
+                        spec: vim.fit.spec,
+                        cross_fit_id: Some(vim.id_logits),
+                    })
+                }
+                Err(e) => {
+                    say(format!("ViM left out: {e}"));
+                    None
+                }
+            },
+        };
+        Ok(Scoring { params, dice, vim })
+    }
 }
 
 /// Every method's components for every frame of every set.
@@ -222,16 +280,24 @@ fn score_sets(
     session: &Session,
     sets: &[FrameSet],
     features: &[Vec<Features>],
-    params: &Params,
-    dice: &DiceSpec,
+    scoring: &Scoring,
 ) -> Result<Vec<ScoredSet>> {
     let head = session.head()?;
     sets.iter()
         .zip(features)
-        .map(|(set, f)| {
+        .enumerate()
+        .map(|(i, (set, f))| {
+            let vim_logits = match &scoring.vim {
+                None => vec![f32::NAN; f.len()],
+                Some(VimScoring {
+                    cross_fit_id: Some(id),
+                    ..
+                }) if i == 0 => id.clone(),
+                Some(vim) => head.vim_logits(f, &vim.spec)?,
+            };
             Ok(ScoredSet {
                 name: set.name.clone(),
-                frames: head.components(f, dice, params)?,
+                frames: head.components(f, &scoring.dice, &vim_logits, &scoring.params)?,
             })
         })
         .collect()
@@ -263,9 +329,9 @@ fn at_thresholds(
     let mut rows: Vec<AtThreshold> = row(e.bundle, session, params, scored).into_iter().collect();
     for (path, other) in e.compare.iter().zip(compared) {
         let features = other.features(sets)?;
-        let (params, dice) = scoring(other, &features[0], false)?;
-        let scored = score_sets(other, sets, &features, &params, &dice)?;
-        rows.extend(row(path, other, &params, &scored));
+        let scoring = Scoring::of(other, &features[0], e.vim_dims, false)?;
+        let scored = score_sets(other, sets, &features, &scoring)?;
+        rows.extend(row(path, other, &scoring.params, &scored));
     }
     Ok(rows)
 }

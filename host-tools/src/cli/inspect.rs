@@ -9,8 +9,9 @@ use napctl::onnx;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// How many values of DICE's mean the text output shows (`--json` has them all).
-const DICE_MEAN_SHOWN: usize = 4;
+/// How many values of DICE's mean and ViM's subspace the text output shows (`--json` has them
+/// all).
+const STATISTICS_SHOWN: usize = 4;
 
 /// Arguments of `napctl inspect`.
 #[derive(clap::Args)]
@@ -58,15 +59,27 @@ impl InspectArgs {
                         LayerCounts::of(program)
                     );
                 }
-                // DICE's mean has one value per feature: only its start is shown.
+                // DICE's mean and ViM's subspace have a value per feature (or many): only their
+                // starts are shown.
                 let mut manifest = bundle.manifest.clone();
                 if let Some(dice) = &mut manifest.dice {
                     println!(
                         "DICE's ID mean pooled feature: {} values, the first {} shown",
                         dice.mean.len(),
-                        DICE_MEAN_SHOWN.min(dice.mean.len())
+                        STATISTICS_SHOWN.min(dice.mean.len())
                     );
-                    dice.mean.truncate(DICE_MEAN_SHOWN);
+                    dice.mean.truncate(STATISTICS_SHOWN);
+                }
+                if let Some(vim) = &mut manifest.vim {
+                    println!(
+                        "ViM's principal subspace: {} dimensions of {} features, alpha {}; the \
+                         first {STATISTICS_SHOWN} values of its origin and basis shown",
+                        vim.dims(),
+                        vim.origin.len(),
+                        vim.alpha
+                    );
+                    vim.origin.truncate(STATISTICS_SHOWN);
+                    vim.basis.truncate(STATISTICS_SHOWN);
                 }
                 println!("{manifest:#?}");
             }

@@ -7,12 +7,12 @@ use nap_core::score::{
     Evidence, FusionWeights, Head, HeadError, LinearHead, Method, Params, ScoreError, Workspace,
     fuse,
 };
-use nap_runtime::bundle::DiceSpec;
+use nap_runtime::bundle::{DiceSpec, VimSpec};
 use nap_runtime::neck::{Neck, NeckError, NeckThen};
 use rayon::prelude::*;
 
 /// The methods `eval` reports, in the paper's order.
-pub const EVAL_METHODS: [Method; 15] = [
+pub const EVAL_METHODS: [Method; 16] = [
     Method::Msp,
     Method::MaxLogit,
     Method::Energy,
@@ -22,6 +22,7 @@ pub const EVAL_METHODS: [Method; 15] = [
     Method::AshB,
     Method::Scale,
     Method::Dice,
+    Method::Vim,
     Method::Nap,
     Method::NapE,
     Method::NapR,
@@ -83,12 +84,24 @@ impl<'a> HostHead<'a> {
             .collect()
     }
 
-    /// Every method's components of many frames, in parallel, DICE's head masked as `dice`
-    /// says.
+    /// ViM's virtual logit of each frame, from its dense layer's input.
+    pub fn vim_logits(&self, frames: &[Features], vim: &VimSpec) -> Result<Vec<f32>, NeckError> {
+        let offset = vim.offset();
+        let vim = vim.view(&offset);
+        Ok(self
+            .dense_inputs(frames)?
+            .par_iter()
+            .map(|input| vim.virtual_logit(input, &mut vec![0.0; vim.dims()]))
+            .collect())
+    }
+
+    /// Every method's components of many frames, in parallel, with DICE's statistics and each
+    /// frame's ViM virtual logit (NaN where ViM is left out).
     pub fn components(
         &self,
         frames: &[Features],
         dice: &DiceSpec,
+        vim_logits: &[f32],
         params: &Params,
     ) -> Result<Vec<Components>, ComponentsError> {
         let sparse = dice.sparsified(self.dense.weights());
@@ -99,6 +112,7 @@ impl<'a> HostHead<'a> {
                 frames,
                 &self.dense,
                 &dice_dense,
+                vim_logits,
                 params,
             )?);
         };
@@ -106,7 +120,7 @@ impl<'a> HostHead<'a> {
             NeckThen::new(neck, self.dense),
             NeckThen::new(neck, dice_dense),
         );
-        let components = Components::of_all(frames, &head, &dice, params)?;
+        let components = Components::of_all(frames, &head, &dice, vim_logits, params)?;
         head.check()?;
         dice.check()?;
         Ok(components)
@@ -138,15 +152,19 @@ pub struct Components {
     pub scale: f32,
     /// Negative energy of DICE's sparsified head.
     pub dice: f32,
+    /// Negative energy less ViM's virtual logit.
+    pub vim: f32,
 }
 
 impl Components {
     /// Computes the components of one frame with the core's own method code, so the numbers are
-    /// the device's. `params.react_clip` must be set; `dice` is the head with DICE's mask.
+    /// the device's. `params.react_clip` must be set; `dice` is the head with DICE's mask,
+    /// `vim_logit` the frame's ViM virtual logit.
     pub fn of<H: Head>(
         features: &Features,
         head: &H,
         dice: &H,
+        vim_logit: f32,
         params: &Params,
     ) -> Result<Self, ScoreError> {
         let nap = features.nap(params.eps);
@@ -160,6 +178,7 @@ impl Components {
             pooled: &features.pooled,
             logits: &logits,
             dice_logits: Some(&dice_logits),
+            vim_logit: Some(vim_logit),
         };
         let mut score = |m: Method| -> Result<f32, ScoreError> {
             Ok(
@@ -179,19 +198,29 @@ impl Components {
             ash_p: score(Method::AshP)?,
             scale: score(Method::Scale)?,
             dice: score(Method::Dice)?,
+            vim: score(Method::Vim)?,
         })
     }
 
-    /// Components of many frames, in parallel.
+    /// Components of many frames, in parallel; `vim_logits` holds one per frame.
     pub fn of_all<H: Head + Sync>(
         features: &[Features],
         head: &H,
         dice: &H,
+        vim_logits: &[f32],
         params: &Params,
     ) -> Result<Vec<Self>, ScoreError> {
+        if vim_logits.len() != features.len() {
+            return Err(ScoreError::Length {
+                what: "ViM's virtual logits",
+                expected: features.len(),
+                got: vim_logits.len(),
+            });
+        }
         features
             .par_iter()
-            .map(|f| Components::of(f, head, dice, params))
+            .zip(vim_logits)
+            .map(|(f, &vim)| Components::of(f, head, dice, vim, params))
             .collect()
     }
 
@@ -216,6 +245,7 @@ impl Components {
             Method::Scale => self.scale,
             Method::Dice => self.dice,
             Method::NapD => fused(self.dice),
+            Method::Vim => self.vim,
         }
     }
 
@@ -281,8 +311,9 @@ mod tests {
             },
             ..Params::default()
         };
-        for f in &features {
-            let comps = Components::of(f, &head, &dice, &params).unwrap();
+        for (i, f) in features.iter().enumerate() {
+            let vim_logit = 0.5 * i as f32;
+            let comps = Components::of(f, &head, &dice, vim_logit, &params).unwrap();
             let nap = f.nap(params.eps);
             let mut logits = vec![0.0; 5];
             head.logits(&f.pooled, &mut logits);
@@ -293,6 +324,7 @@ mod tests {
                 pooled: &f.pooled,
                 logits: &logits,
                 dice_logits: Some(&dice_logits),
+                vim_logit: Some(vim_logit),
             };
             let mut buf = vec![0.0; Workspace::required(12, 5)];
             for m in Method::ALL {
@@ -305,6 +337,6 @@ mod tests {
         }
         // ReAct without a clip is refused, not silently scored.
         let unset = Params::default();
-        assert!(Components::of(&features[0], &head, &dice, &unset).is_err());
+        assert!(Components::of(&features[0], &head, &dice, 0.0, &unset).is_err());
     }
 }

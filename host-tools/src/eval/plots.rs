@@ -433,6 +433,7 @@ mod tests {
             ash_p: k,
             scale: k,
             dice: k,
+            vim: k,
         };
         let id = ScoredSet {
             name: "id".into(),

@@ -375,6 +375,7 @@ mod tests {
                     ash_p: lse,
                     scale: lse,
                     dice: lse,
+                    vim: lse,
                 })
                 .collect(),
         }

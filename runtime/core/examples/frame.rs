@@ -11,6 +11,7 @@ use nap_core::nap::{DEFAULT_EPS, nap_u8};
 use nap_core::protocol::{FrameDecoder, MAX_FRAME_LEN, Message, Verdict, encode};
 use nap_core::reduce::{Reducer, Shape};
 use nap_core::score::dice::{DEFAULT_SPARSITY, sparsify};
+use nap_core::score::vim::{self, Vim};
 use nap_core::score::{Evidence, Head, LinearHead, Method, Params, Workspace};
 
 const CHANNELS: usize = 64;
@@ -88,6 +89,14 @@ fn main() {
         &mut vec![0.0; weights.len()],
     );
     let dice_head = LinearHead::new(&sparse, &bias, CHANNELS).expect("same shape");
+    // ViM's principal subspace: one direction, the familiar frame's (calibration fits D of
+    // them to the ID frames), about the origin.
+    let norm = id_mean.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let basis: Vec<f32> = id_mean.iter().map(|x| x / norm).collect();
+    let origin = vec![0.0f32; CHANNELS];
+    let mut offset = [0.0f32];
+    vim::offset(&basis, &origin, &mut offset);
+    let vim = Vim::new(&origin, &basis, &offset, 1.0).expect("same shape");
 
     let mut scores = Vec::new();
     for (name, activation) in &frames {
@@ -102,6 +111,7 @@ fn main() {
             pooled: &pooled,
             logits: &logits,
             dice_logits: Some(&dice_logits),
+            vim_logit: Some(vim.virtual_logit(&pooled, &mut [0.0])),
         };
         let mut buffer = vec![0.0f32; Workspace::required(CHANNELS, CLASSES)];
         let row: Vec<f32> = Method::ALL

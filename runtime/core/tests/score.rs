@@ -16,10 +16,14 @@ const ID_MEAN: [f32; 3] = [1.0, 1.0, 0.1];
 const DICE_SPARSITY: f32 = 67.0;
 
 fn score(method: Method, params: &Params) -> Result<f32, ScoreError> {
-    score_with_dice(method, params, true)
+    score_with(method, params, true)
 }
 
-fn score_with_dice(method: Method, params: &Params, dice: bool) -> Result<f32, ScoreError> {
+/// ViM's virtual logit, as the detector would compute it from the bundle's subspace.
+const VIM_LOGIT: f32 = 0.7;
+
+/// A method's score; `calibrated` gives it DICE's logits and ViM's virtual logit.
+fn score_with(method: Method, params: &Params, calibrated: bool) -> Result<f32, ScoreError> {
     let head = LinearHead::new(&WEIGHTS, &BIAS, 3).unwrap();
     let mut logits = [0.0; 2];
     head.logits(&POOLED, &mut logits);
@@ -34,7 +38,8 @@ fn score_with_dice(method: Method, params: &Params, dice: bool) -> Result<f32, S
         nap: E,
         pooled: &POOLED,
         logits: &logits,
-        dice_logits: dice.then_some(&dice_logits[..]),
+        dice_logits: calibrated.then_some(&dice_logits[..]),
+        vim_logit: calibrated.then_some(VIM_LOGIT),
     };
     let mut buffer = [0.0; Workspace::required(3, 2)];
     let mut workspace = Workspace::new(&mut buffer);
@@ -76,6 +81,7 @@ fn every_method_by_hand() {
         (Method::Scale, lse(&[2.0 * ash_s, 3.5 * ash_s]) as f32), // 10.525560
         (Method::Dice, 2.201_413_3), // lse(2, 0.5)
         (Method::NapD, 0.831_279_6), // 0.8 ln 2.201413 + 0.2
+        (Method::Vim, 3.001_413_3),  // lse(2, 3.5) - 0.7
     ];
     assert_eq!(expected.len(), Method::ALL.len());
     for (method, want) in expected {
@@ -134,14 +140,15 @@ fn react_without_calibration_is_an_error() {
 }
 
 #[test]
-fn dice_without_its_sparsified_head_is_an_error() {
-    for method in [Method::Dice, Method::NapD] {
-        assert_eq!(
-            score_with_dice(method, &calibrated(), false),
-            Err(ScoreError::DiceUncalibrated)
-        );
+fn dice_and_vim_without_their_statistics_are_errors() {
+    for (method, error) in [
+        (Method::Dice, ScoreError::DiceUncalibrated),
+        (Method::NapD, ScoreError::DiceUncalibrated),
+        (Method::Vim, ScoreError::VimUncalibrated),
+    ] {
+        assert_eq!(score_with(method, &calibrated(), false), Err(error));
     }
-    assert!(score_with_dice(Method::Energy, &calibrated(), false).is_ok());
+    assert!(score_with(Method::Energy, &calibrated(), false).is_ok());
 }
 
 #[test]
@@ -154,6 +161,7 @@ fn buffers_that_do_not_match_the_head_are_errors() {
         pooled: &POOLED,
         logits: &logits,
         dice_logits: None,
+        vim_logit: None,
     };
     let err = Method::AshS.score(
         &calibrated(),

@@ -1,5 +1,5 @@
-//! Manifests of bundle format versions 2 to 5, read into today's [`Manifest`]. Versions 2 to 5
-//! predate the neck (their heads are one dense layer), versions 2 to 4 NAP-D's fusion weight and
+//! Manifests of bundle format versions 2 to 6, read into today's [`Manifest`]. Versions 2 to 6
+//! predate ViM's statistics, versions 2 to 5 the neck (their heads are one dense layer), versions 2 to 4 NAP-D's fusion weight and
 //! DICE's statistics, and versions 2 and 3 the calibrated TPR: those take their defaults (the
 //! paper's weight, no DICE, no TPR).
 
@@ -43,11 +43,13 @@ struct WeightsV4 {
     nap_m: f32,
 }
 
-/// Decodes the manifest of a bundle of format `version` (2 to 5).
+/// Decodes the manifest of a bundle of format `version` (2 to 6).
 pub(super) fn read_manifest(bytes: &[u8], version: u16) -> Result<Manifest, postcard::Error> {
-    if version == 5 {
-        // Version 5 ends before `neck`: one zero byte (`None`) appended completes it.
-        return postcard::from_bytes(&[bytes, &[0]].concat());
+    if version >= 5 {
+        // Version 6 ends before `vim`, version 5 before `neck` too: a zero byte (`None`) for
+        // each missing field completes them.
+        let missing: &[u8] = if version == 6 { &[0] } else { &[0, 0] };
+        return postcard::from_bytes(&[bytes, missing].concat());
     }
     let old: ManifestV4 = if version >= 4 {
         postcard::from_bytes(bytes)?
@@ -82,5 +84,6 @@ pub(super) fn read_manifest(bytes: &[u8], version: u16) -> Result<Manifest, post
         },
         dice: None,
         neck: None,
+        vim: None,
     })
 }

@@ -26,6 +26,9 @@ pub struct Manifest {
     /// The layers between pooling and the head's last dense layer, for a classifier that has
     /// more than one (MobileNetV3, ConvNeXt); `None` when the dense layer follows pooling.
     pub neck: Option<NeckSpec>,
+    /// ViM's principal subspace and scale, from `napctl calibrate` when ViM decides; `None`
+    /// otherwise (megabytes that other methods do not need).
+    pub vim: Option<VimSpec>,
 }
 
 impl Manifest {
@@ -78,6 +81,39 @@ impl DiceSpec {
         let mut scratch = vec![0.0; sparse.len()];
         nap_core::score::dice::sparsify(&mut sparse, &self.mean, self.sparsity, &mut scratch);
         sparse
+    }
+}
+
+/// ViM's statistics of the ID frames' dense-layer inputs (the head's last dense layer, after the
+/// head graph if any), stored as the scorer reads them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VimSpec {
+    /// `-pinv(W) b`, where the dense layer's logits are all zero; one value per head feature.
+    pub origin: Vec<f32>,
+    /// The principal subspace, orthonormal rows `[dims][features]`, by decreasing variance.
+    pub basis: Vec<f32>,
+    /// Scales the residual's norm to the ID logits: their mean largest logit over their mean
+    /// residual norm.
+    pub alpha: f32,
+}
+
+impl VimSpec {
+    /// The principal subspace's dimension `D`.
+    pub fn dims(&self) -> usize {
+        self.basis.len() / self.origin.len().max(1)
+    }
+
+    /// The projection's constant term `-B u` that [`nap_core::score::vim::Vim`] borrows.
+    pub fn offset(&self) -> Vec<f32> {
+        let mut offset = vec![0.0; self.dims()];
+        nap_core::score::vim::offset(&self.basis, &self.origin, &mut offset);
+        offset
+    }
+
+    /// The scorer's view, given [`VimSpec::offset`]'s output.
+    pub fn view<'a>(&'a self, offset: &'a [f32]) -> nap_core::score::vim::Vim<'a> {
+        nap_core::score::vim::Vim::new(&self.origin, &self.basis, offset, self.alpha)
+            .expect("bundle validation checked ViM's lengths")
     }
 }
 

@@ -26,7 +26,8 @@
 //! files (no program length, a 32-byte header) still load: they have no program, so an int8 one
 //! runs its backbone in tract as before. Versions 2 and 3 have no flags (never signed) and a
 //! manifest without the calibrated TPR; versions 2 to 4 a manifest without NAP-D's weight and
-//! DICE's statistics, and versions 2 to 5 one without the neck ([`legacy`] reads them).
+//! DICE's statistics, versions 2 to 5 one without the neck, and versions 2 to 6 one without
+//! ViM's statistics ([`legacy`] reads them).
 //!
 //! A signed bundle has flag bit 0 set and a signature trailer after the checksum
 //! ([`signature`]).
@@ -41,7 +42,7 @@ pub mod signature;
 
 pub use manifest::{
     ActivationStorage, BackboneSpec, ChannelOrder, DiceSpec, HeadForm, HeadSpec, HeadStorage,
-    InputSpec, Manifest, ModelFormat, NeckSpec, PrePoolSpec, Precision, ScorerConfig,
+    InputSpec, Manifest, ModelFormat, NeckSpec, PrePoolSpec, Precision, ScorerConfig, VimSpec,
 };
 
 use crate::integer::Program;
@@ -55,7 +56,7 @@ pub const MAGIC: [u8; 8] = *b"NAPBNDL\0";
 
 /// The bundle format this runtime reads and writes. Bump it for any change to the layout or to
 /// the manifest's encoding.
-pub const FORMAT_VERSION: u16 = 6;
+pub const FORMAT_VERSION: u16 = 7;
 
 /// The oldest format version this runtime still reads.
 pub const OLDEST_VERSION: u16 = 2;
@@ -439,6 +440,9 @@ impl Bundle {
                 ));
             }
         }
+        if let Some(vim) = &m.vim {
+            validate_vim(vim, features)?;
+        }
         Ok(())
     }
 
@@ -448,6 +452,39 @@ impl Bundle {
         let dice = self.manifest.dice.as_ref()?;
         Some(dice.sparsified(&self.head_weights))
     }
+}
+
+/// ViM's statistics fit the head's dense layer: lengths, finite values, a subspace of 1 to
+/// `features - 1` unit rows (a garbled basis would score every frame wrongly), a positive scale.
+fn validate_vim(vim: &VimSpec, features: usize) -> Result<(), BundleError> {
+    let invalid = |msg: String| Err(BundleError::Invalid(format!("ViM's statistics: {msg}")));
+    if vim.origin.len() != features {
+        return invalid(format!(
+            "origin of {} values, the head has {features} features",
+            vim.origin.len()
+        ));
+    }
+    let dims = vim.dims();
+    if !vim.basis.len().is_multiple_of(features) || !(1..features).contains(&dims) {
+        return invalid(format!(
+            "basis of {} values is not 1 to {} rows of {features}",
+            vim.basis.len(),
+            features - 1
+        ));
+    }
+    if vim.origin.iter().chain(&vim.basis).any(|x| !x.is_finite()) {
+        return invalid("a value is not finite".into());
+    }
+    if let Some(row) = vim.basis.chunks_exact(features).position(|row| {
+        let norm: f64 = row.iter().map(|&x| f64::from(x).powi(2)).sum();
+        (norm - 1.0).abs() > 1e-3
+    }) {
+        return invalid(format!("basis row {row} is not of unit length"));
+    }
+    if !(vim.alpha > 0.0 && vim.alpha.is_finite()) {
+        return invalid(format!("scale alpha {} is not positive", vim.alpha));
+    }
+    Ok(())
 }
 
 impl Bundle {

@@ -59,6 +59,9 @@ pub enum Method {
     /// NAP fused with DICE's energy.
     #[serde(rename = "NAP-D")]
     NapD,
+    /// Energy less the feature's norm off the ID principal subspace (Wang et al. 2022).
+    #[serde(rename = "ViM")]
+    Vim,
 }
 
 /// How a method shapes the pooled feature before the head runs again.
@@ -87,6 +90,8 @@ pub enum LogitScore {
     MaxLogit,
     /// GEN's negative generalized entropy.
     GeneralizedEntropy,
+    /// `logsumexp` of the logits less ViM's virtual logit.
+    VimEnergy,
 }
 
 /// A method spelled out as its three steps.
@@ -103,7 +108,7 @@ pub struct Recipe {
 impl Method {
     /// Every method: the logit scores, the shaping methods, then NAP and its fusions, as the
     /// paper's tables list them.
-    pub const ALL: [Method; 16] = [
+    pub const ALL: [Method; 17] = [
         Method::Msp,
         Method::MaxLogit,
         Method::Energy,
@@ -114,6 +119,7 @@ impl Method {
         Method::AshP,
         Method::Scale,
         Method::Dice,
+        Method::Vim,
         Method::Nap,
         Method::NapE,
         Method::NapR,
@@ -141,6 +147,7 @@ impl Method {
             Method::Scale => "SCALE",
             Method::Dice => "DICE",
             Method::NapD => "NAP-D",
+            Method::Vim => "ViM",
         }
     }
 
@@ -172,6 +179,7 @@ impl Method {
             Method::Scale => (Shaping::Ash(Ash::Scale), NegEnergy, false),
             Method::Dice => (Shaping::Dice, NegEnergy, false),
             Method::NapD => (Shaping::Dice, NegEnergy, true),
+            Method::Vim => (Shaping::None, VimEnergy, false),
         };
         Recipe {
             shaping,
@@ -205,6 +213,9 @@ impl Method {
             match recipe.logit_score {
                 LogitScore::MaxSoftmax => max_softmax(logits),
                 LogitScore::MaxLogit => max_logit(logits).unwrap_or(f32::NEG_INFINITY),
+                LogitScore::VimEnergy => {
+                    neg_energy(logits) - evidence.vim_logit.ok_or(ScoreError::VimUncalibrated)?
+                }
                 _ => neg_energy(logits),
             }
         };
@@ -408,6 +419,9 @@ pub struct Evidence<'a> {
     /// DICE's sparsified head's logits for `pooled`, where the bundle has DICE's ID statistics;
     /// DICE and NAP-D need them.
     pub dice_logits: Option<&'a [f32]>,
+    /// ViM's virtual logit for the head's dense input, where the bundle has ViM's subspace;
+    /// ViM needs it.
+    pub vim_logit: Option<f32>,
 }
 
 /// Caller-provided scratch space, so scoring never allocates.
@@ -464,6 +478,8 @@ pub enum ScoreError {
     /// DICE needs its sparsified head: the ID statistics calibration stores, loaded when DICE
     /// or NAP-D decides.
     DiceUncalibrated,
+    /// ViM needs its principal subspace, which calibration stores when ViM decides.
+    VimUncalibrated,
     /// A buffer does not match the head.
     Length {
         /// Which buffer.
@@ -488,6 +504,10 @@ impl core::fmt::Display for ScoreError {
             ScoreError::DiceUncalibrated => f.write_str(
                 "DICE needs its sparsified head, made from the ID mean pooled feature napctl \
                  calibrate stores when DICE or NAP-D decides",
+            ),
+            ScoreError::VimUncalibrated => f.write_str(
+                "ViM needs the principal subspace of ID features napctl calibrate stores when \
+                 ViM decides",
             ),
             ScoreError::Length {
                 what,

@@ -13,6 +13,7 @@
 //! | ASH-S/B/P | ASH at percentile p        | negative energy  | no               |
 //! | SCALE  | all scaled by ASH-S's factor at p | negative energy | no             |
 //! | DICE   | none, head sparsified by ID contributions | negative energy | no     |
+//! | ViM    | none                          | negative energy less alpha x the residual off the ID principal subspace | no |
 //! | NAP    | -                             | - (S_NAP alone)  | -                |
 //! | NAP-E  | none                          | negative energy  | weight w         |
 //! | NAP-R  | clip at c                     | negative energy  | weight w         |
@@ -26,6 +27,7 @@ pub mod head;
 pub mod logits;
 pub mod method;
 pub mod shaping;
+pub mod vim;
 
 pub use fusion::{FUSION_FLOOR, Fused, fuse};
 pub use head::{Head, HeadError, Int8Head, LinearHead};

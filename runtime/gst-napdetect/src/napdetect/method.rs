@@ -53,6 +53,11 @@ pub enum MethodChoice {
     Dice,
     #[enum_value(name = "NAP-D: NAP fused with DICE", nick = "NAP-D")]
     NapD,
+    #[enum_value(
+        name = "ViM: energy less the residual off the ID principal subspace",
+        nick = "ViM"
+    )]
+    Vim,
 }
 
 impl MethodChoice {
@@ -76,6 +81,7 @@ impl MethodChoice {
             MethodChoice::Scale => Method::Scale,
             MethodChoice::Dice => Method::Dice,
             MethodChoice::NapD => Method::NapD,
+            MethodChoice::Vim => Method::Vim,
         })
     }
 }
