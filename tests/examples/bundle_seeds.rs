@@ -1,12 +1,13 @@
 //! Writes the seed bundles of the `bundle_onnx` fuzz target: tiny classifiers whose backbones
 //! tract loads (float, int8-weights, f16-weights, int8 for tract), small enough for the fuzzer
 //! to mutate quickly, with the ops MobileNet-style backbones hand to tract (convolutions,
-//! depthwise convolution, ReLU6 clips, residual add, squeeze-excite), and a head graph before
-//! the dense layer.
+//! depthwise convolution, ReLU6 clips, residual add, squeeze-excite), a head graph before the
+//! dense layer, and ViM deciding with its subspace.
 //!
 //! `cargo run -p nap-tests --example bundle_seeds -- runtime/fuzz/corpus/bundle_onnx`
 
-use nap_runtime::bundle::Bundle;
+use nap_core::score::Method;
+use nap_runtime::bundle::{Bundle, VimSpec};
 use nap_test_support::onnx::{self, SIZE, TinyCnn, values};
 use napctl::bundle::quantize::{Options, RangeMethod, Target, quantize};
 
@@ -29,6 +30,19 @@ fn main() {
     for (name, model) in models {
         let float = onnx::float_bundle(&model, name);
         write(&out, &format!("{name}-f32"), &float);
+        if name == "conv_head" {
+            let mut vim = float.clone();
+            let features = vim.manifest.head.features as usize;
+            let mut basis = vec![0.0; features];
+            basis[0] = 1.0;
+            vim.manifest.vim = Some(VimSpec {
+                origin: vec![0.0; features],
+                basis,
+                alpha: 0.5,
+            });
+            vim.manifest.scorer.method = Method::Vim;
+            write(&out, &format!("{name}-vim"), &vim);
+        }
         if name != "inverted_residual" {
             continue;
         }

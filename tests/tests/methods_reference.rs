@@ -14,7 +14,7 @@ use nap_test_support::cli::Scratch;
 use nap_test_support::data::{shared_data_file, workspace_root};
 use nap_test_support::mobilenet::float_bundle;
 use nap_test_support::tools::require_python_module;
-use napctl::bundle::calibrate::vim_fit;
+use napctl::bundle::vim;
 use napctl::eval::HostHead;
 use napctl::eval::features::Features;
 use std::process::Command;
@@ -93,7 +93,7 @@ fn methods_agree_with_an_independent_numpy_implementation_on_real_photos() {
             max: p.to_vec(),
         })
         .collect();
-    let fit = vim_fit(&HostHead::dense(head), &id_features, id.len() / 2).unwrap();
+    let fit = vim::fit(&HostHead::dense(head), &id_features, id.len() / 2).unwrap();
     let vim_offset = fit.spec.offset();
     let vim = fit.spec.view(&vim_offset);
 

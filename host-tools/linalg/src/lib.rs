@@ -70,10 +70,24 @@ pub fn zero_output_origin(
 /// moment `1/n sum x x^T`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Subspace {
-    /// Orthonormal basis, row-major `[dims][features]`, by decreasing eigenvalue.
+    /// Orthonormal basis, row-major `[dims][features]`, by decreasing eigenvalue; its first `d`
+    /// rows are the `d`-dimensional principal subspace.
     pub basis: Vec<f32>,
-    /// Share of the second moment's trace the subspace holds, in [0, 1].
-    pub captured: f64,
+    /// Every eigenvalue of the second moment, decreasing.
+    pub eigenvalues: Vec<f64>,
+}
+
+impl Subspace {
+    /// Share of the second moment's trace the leading `dims` directions hold, in [0, 1].
+    pub fn captured(&self, dims: usize) -> f64 {
+        let trace: f64 = self.eigenvalues.iter().sum();
+        let kept: f64 = self.eigenvalues.iter().take(dims).sum();
+        if trace > 0.0 {
+            (kept / trace).clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
 }
 
 /// The `dims`-dimensional principal subspace of `rows` (each `features` long).
@@ -103,8 +117,6 @@ pub fn principal_subspace(
         .ok_or(LinalgError::NoConvergence("eigendecomposition"))?;
     let mut order: Vec<usize> = (0..features).collect();
     order.sort_by(|&a, &b| eigen.eigenvalues[b].total_cmp(&eigen.eigenvalues[a]));
-    let trace: f64 = eigen.eigenvalues.iter().sum();
-    let kept: f64 = order[..dims].iter().map(|&i| eigen.eigenvalues[i]).sum();
     let basis = order[..dims]
         .iter()
         .flat_map(|&i| {
@@ -118,11 +130,7 @@ pub fn principal_subspace(
         .collect();
     Ok(Subspace {
         basis,
-        captured: if trace > 0.0 {
-            (kept / trace).clamp(0.0, 1.0)
-        } else {
-            0.0
-        },
+        eigenvalues: order.iter().map(|&i| eigen.eigenvalues[i]).collect(),
     })
 }
 
@@ -170,10 +178,11 @@ mod tests {
         let one = principal_subspace(&rows, 3, 1).unwrap();
         assert_eq!(one.basis.len(), 3);
         assert!((one.basis[0].abs() - 1.0).abs() < 1e-6, "{one:?}");
-        assert!(one.captured > 0.99 && one.captured < 1.0, "{one:?}");
+        assert!(one.captured(1) > 0.99 && one.captured(1) < 1.0, "{one:?}");
+        assert!(one.eigenvalues.windows(2).all(|w| w[0] >= w[1]));
         let two = principal_subspace(&rows, 3, 2).unwrap();
         assert!((two.basis[4].abs() - 1.0).abs() < 1e-6, "{two:?}");
-        assert!((two.captured - 1.0).abs() < 1e-12);
+        assert!((two.captured(2) - 1.0).abs() < 1e-12);
         assert_eq!(
             principal_subspace(&rows, 3, 3),
             Err(LinalgError::Dims {

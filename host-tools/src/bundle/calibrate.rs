@@ -1,13 +1,14 @@
 //! Calibration of a bundle's scorer from cached features: ReAct's clip, ASH's percentile, the
-//! fusion weights `w`, the deciding method when asked to choose it, and the decision threshold,
-//! as `napctl calibrate` does it.
+//! fusion weights `w`, ViM's subspace dimension, the deciding method when asked to choose it, and
+//! the decision threshold, as `napctl calibrate` does it.
 
+use super::vim::{self, DimsChoice, VimCalibration};
 use crate::eval::features::Features;
 use crate::eval::metrics::{MetricsError, percentile, threshold_at_tpr};
 use crate::eval::{Components, ComponentsError, FUSED_METHODS, HostHead, mean_fpr_auroc, scores};
 use nap_core::score::Head;
 use nap_core::score::{Method, Params, ScoreError};
-use nap_runtime::bundle::{DiceSpec, VimSpec};
+use nap_runtime::bundle::DiceSpec;
 
 /// Percentile of the ID pooled activations ReAct clips at (Sun et al.; DESIGN.md section 1).
 pub const REACT_PERCENTILE: f64 = 90.0;
@@ -66,165 +67,76 @@ pub fn dice_spec(
     })
 }
 
-/// ViM's statistics from the ID frames, and what the fit says about them.
-#[derive(Clone, Debug, PartialEq)]
-pub struct VimFit {
-    /// The origin, principal subspace and scale the bundle stores.
-    pub spec: VimSpec,
-    /// Share of the ID inputs' second moment about the origin the subspace holds.
-    pub captured: f64,
-    /// The paper's dimension, where too few ID frames made the subspace smaller.
-    pub capped_from: Option<usize>,
-}
-
-/// ViM's principal subspace dimension for `features` inputs (Wang et al.: 1000 from 1500
-/// features, 512 from 768, half below).
-pub fn vim_paper_dims(features: usize) -> usize {
-    match features {
-        1500.. => 1000,
-        768.. => 512,
-        _ => (features / 2).max(1),
-    }
-}
-
-/// ID frames each dimension of ViM's default subspace needs. On the shared MobileNetV2 (229
-/// frames per half-fit) ViM's AUROC on ood-dtd falls from 93.4% at 4 dimensions and 92.0% at 16
-/// to 78.6% at 64 (BENCHMARKS.md).
-pub const VIM_FRAMES_PER_DIM: usize = 16;
-
-/// ViM's statistics fit to all ID frames, and each ID frame's virtual logit from a fit that did
-/// not see it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct VimCalibration {
-    /// The fit to every ID frame, which the bundle stores.
-    pub fit: VimFit,
-    /// Each ID frame's virtual logit, out of sample.
-    pub id_logits: Vec<f32>,
-}
-
-/// ViM's statistics from the ID frames by 2-fold cross-fitting: the frames alternate between two
-/// halves, and each half's fit scores the other half, so the ID scores that rank methods and set
-/// the threshold are those of unseen frames (a fit scores its own frames far too well); the
-/// bundle gets the fit to all frames. `dims` defaults to [`vim_paper_dims`], meant for a whole
-/// training set, but at most [`VIM_FRAMES_PER_DIM`]th of a half's frames: directions estimated
-/// from fewer frames than that fit the sample, not the distribution.
-pub fn vim_calibration(
+/// ViM calibrated on the ID frames, its scores written into the frames' components: at `dims`,
+/// or the default without OOD sets, or else at the candidate dimension with the lowest mean FPR
+/// at `tpr` against them (ties: higher AUROC, then fewer dimensions), the criterion `w` is
+/// chosen by.
+fn calibrate_vim(
     head: &HostHead<'_>,
     id: &[Features],
+    oods: &[Vec<Features>],
     dims: Option<usize>,
+    tpr: f64,
+    id_c: &mut [Components],
+    ood_c: &mut [Vec<Components>],
 ) -> Result<VimCalibration, CalibrateError> {
-    let half = id.len() / 2;
-    let paper = vim_paper_dims(head.dense.features());
-    let (dims, capped_from) = match dims {
-        Some(d) if d >= half => {
-            return Err(CalibrateError::Input(format!(
-                "ViM's subspace of {d} dimensions needs more than {} ID frames, got {}",
-                2 * d + 1,
-                id.len()
-            )));
-        }
-        Some(d) => (d, None),
-        None if half < 4 => {
-            return Err(CalibrateError::Input(format!(
-                "ViM needs at least 8 ID frames to fit and check its subspace, got {}",
-                id.len()
-            )));
-        }
-        None if paper > half / VIM_FRAMES_PER_DIM => {
-            ((half / VIM_FRAMES_PER_DIM).max(1), Some(paper))
-        }
-        None => (paper, None),
-    };
-    let (even, odd): (Vec<_>, Vec<_>) = id
+    let ood_inputs: Vec<Vec<Vec<f32>>> = oods
         .iter()
-        .cloned()
-        .enumerate()
-        .partition(|(i, _)| i % 2 == 0);
-    let strip =
-        |v: Vec<(usize, Features)>| -> Vec<Features> { v.into_iter().map(|(_, f)| f).collect() };
-    let (even, odd) = (strip(even), strip(odd));
-    let logits = |fit_on: &[Features], score: &[Features]| -> Result<Vec<f32>, CalibrateError> {
-        let fit = vim_fit(head, fit_on, dims)?;
-        head.vim_logits(score, &fit.spec)
-            .map_err(|e| CalibrateError::Components(e.into()))
+        .map(|o| head.dense_inputs(o))
+        .collect::<Result<_, _>>()
+        .map_err(|e| CalibrateError::Components(e.into()))?;
+    let fill = |cal: &VimCalibration, id_c: &mut [Components], ood_c: &mut [Vec<Components>]| {
+        for (c, &v) in id_c.iter_mut().zip(&cal.id_logits) {
+            *c = c.with_vim_logit(v);
+        }
+        for (set, inputs) in ood_c.iter_mut().zip(&ood_inputs) {
+            let logits = vim::virtual_logits(&cal.fit.spec, inputs);
+            for (c, v) in set.iter_mut().zip(logits) {
+                *c = c.with_vim_logit(v);
+            }
+        }
     };
-    let (on_even, on_odd) = (logits(&odd, &even)?, logits(&even, &odd)?);
-    let mut id_logits = Vec::with_capacity(id.len());
-    for i in 0..id.len() {
-        id_logits.push(if i % 2 == 0 {
-            on_even[i / 2]
-        } else {
-            on_odd[i / 2]
-        });
-    }
-    let mut fit = vim_fit(head, id, dims)?;
-    fit.capped_from = capped_from;
-    Ok(VimCalibration { fit, id_logits })
+    let candidates = vim::candidate_dims(head.dense.features(), id.len());
+    let searched = match (dims, candidates.last()) {
+        (None, Some(&max)) if !oods.is_empty() => {
+            let cross = vim::CrossFit::new(head, id, max)?;
+            let mut tried = Vec::new();
+            let mut best: Option<(f64, f64, VimCalibration)> = None;
+            for d in candidates {
+                // A dimension whose subspace holds the ID frames is no candidate.
+                let Ok(cal) = cross.at(d, DimsChoice::Given) else {
+                    continue;
+                };
+                fill(&cal, id_c, ood_c);
+                let sets: Vec<&[Components]> = ood_c.iter().map(Vec::as_slice).collect();
+                let (fpr, auroc) = mean_fpr_auroc(id_c, &sets, Method::Vim, 1.0, tpr)?;
+                tried.push((d, fpr, auroc));
+                if best
+                    .as_ref()
+                    .is_none_or(|(f, a, _)| better(fpr, auroc, *f, *a))
+                {
+                    best = Some((fpr, auroc, cal));
+                }
+            }
+            best.map(|(_, _, cal)| VimCalibration {
+                dims: DimsChoice::Searched(tried),
+                ..cal
+            })
+        }
+        _ => None,
+    };
+    let cal = match searched {
+        Some(cal) => cal,
+        None => vim::calibration(head, id, dims)?,
+    };
+    fill(&cal, id_c, ood_c);
+    Ok(cal)
 }
 
-/// ViM's statistics from `frames` (Wang et al. 2022): the origin `-pinv(W) b` of `head`'s dense
-/// layer, the `dims`-dimensional principal subspace of the frames' dense-layer inputs about it,
-/// and `alpha`, their mean largest logit over their mean residual norm.
-pub fn vim_fit(
-    head: &HostHead<'_>,
-    frames: &[Features],
-    dims: usize,
-) -> Result<VimFit, CalibrateError> {
-    let dense = &head.dense;
-    let features = dense.features();
-    if dims == 0 || dims >= features || dims >= frames.len() {
-        return Err(CalibrateError::Input(format!(
-            "ViM's subspace of {dims} dimensions needs 1 to {} (fewer than the {features} \
-             features and the {} frames it is fit to)",
-            (features - 1).min(frames.len().saturating_sub(1)),
-            frames.len()
-        )));
-    }
-    let id = frames;
-    let inputs = head
-        .dense_inputs(id)
-        .map_err(|e| CalibrateError::Components(e.into()))?;
-    let origin = nap_linalg::zero_output_origin(dense.weights(), dense.bias(), features)?;
-    let centered: Vec<Vec<f32>> = inputs
-        .iter()
-        .map(|x| x.iter().zip(&origin).map(|(x, u)| x - u).collect())
-        .collect();
-    let subspace = nap_linalg::principal_subspace(&centered, features, dims)?;
-    let mut spec = VimSpec {
-        origin,
-        basis: subspace.basis,
-        alpha: 1.0,
-    };
-    let offset = spec.offset();
-    let vim = spec.view(&offset);
-    let (mut logit_sum, mut residual_sum, mut norm_sum) = (0.0f64, 0.0f64, 0.0f64);
-    let (mut logits, mut projection) = (vec![0.0; dense.classes()], vec![0.0; dims]);
-    for (input, z) in inputs.iter().zip(&centered) {
-        dense.logits(input, &mut logits);
-        logit_sum += f64::from(logits.iter().copied().fold(f32::NEG_INFINITY, f32::max));
-        residual_sum += f64::from(vim.residual_norm(input, &mut projection));
-        norm_sum += z.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-    }
-    // Residuals within f32 rounding of zero (the projection's, about 3e-4 of the norm): the ID
-    // frames lie in the subspace, and alpha would scale rounding noise.
-    let alpha = (logit_sum / residual_sum) as f32;
-    if residual_sum <= 1e-3 * norm_sum || !(alpha > 0.0 && alpha.is_finite()) {
-        return Err(CalibrateError::Input(format!(
-            "the ID frames' mean largest logit ({:.4}) over their mean residual off the \
-             subspace ({:.3e}, of mean norm {:.4}) makes no scale: ViM needs ID frames whose \
-             largest logit is positive on average and which do not lie in a {dims}-dimensional \
-             subspace",
-            logit_sum / id.len() as f64,
-            residual_sum / id.len() as f64,
-            norm_sum / id.len() as f64,
-        )));
-    }
-    spec.alpha = alpha;
-    Ok(VimFit {
-        spec,
-        captured: subspace.captured,
-        capped_from: None,
-    })
+/// Whether `(fpr, auroc)` beats `(best_fpr, best_auroc)`: a lower FPR, or the same and a higher
+/// AUROC, beyond rounding. Calibration's one criterion.
+fn better(fpr: f64, auroc: f64, best_fpr: f64, best_auroc: f64) -> bool {
+    fpr < best_fpr - 1e-12 || ((fpr - best_fpr).abs() <= 1e-12 && auroc > best_auroc + 1e-12)
 }
 
 /// The outcome of one `w` search.
@@ -248,13 +160,11 @@ const FINE_STEP: f32 = 0.005;
 pub fn search_w(
     objective: impl Fn(f32) -> Result<(f64, f64), MetricsError>,
 ) -> Result<WChoice, MetricsError> {
-    let better = |a: &WChoice, b: &WChoice| {
-        a.fpr < b.fpr - 1e-12 || ((a.fpr - b.fpr).abs() <= 1e-12 && a.auroc > b.auroc + 1e-12)
-    };
+    let beats = |a: &WChoice, b: &WChoice| better(a.fpr, a.auroc, b.fpr, b.auroc);
     let consider = |best: &mut Option<WChoice>, w: f32| -> Result<(), MetricsError> {
         let (fpr, auroc) = objective(w)?;
         let c = WChoice { w, fpr, auroc };
-        if best.as_ref().is_none_or(|b| better(&c, b)) {
+        if best.as_ref().is_none_or(|b| beats(&c, b)) {
             *best = Some(c);
         }
         Ok(())
@@ -331,7 +241,8 @@ pub struct Settings {
     pub ash_percentile: f32,
     /// DICE's sparsity, percent, in [0, 100).
     pub dice_sparsity: f32,
-    /// ViM's subspace dimension; `None`: [`vim_fit`]'s default.
+    /// ViM's subspace dimension; `None`: the best of [`vim::candidate_dims`] against the OOD
+    /// sets, or [`vim::default_dims`] without them.
     pub vim_dims: Option<usize>,
 }
 
@@ -393,30 +304,16 @@ pub fn calibrate(
         )));
     }
     let dice = dice_spec(head, id, dice_sparsity)?;
-    let vim = match vim_calibration(head, id, vim_dims) {
+    let no_vim = |frames: &[Features]| vec![f32::NAN; frames.len()];
+    let mut id_c = head.components(id, &dice, &no_vim(id), &params)?;
+    let mut ood_c: Vec<Vec<Components>> = oods
+        .iter()
+        .map(|o| head.components(o, &dice, &no_vim(o), &params))
+        .collect::<Result<_, _>>()?;
+    let vim = match calibrate_vim(head, id, oods, vim_dims, tpr, &mut id_c, &mut ood_c) {
         Err(e) if deciding == Deciding::Method(Method::Vim) => return Err(e),
         fit => fit.map_err(|e| e.to_string()),
     };
-    let (id_vim, ood_vim) = match &vim {
-        Ok(v) => {
-            let ood: Vec<Vec<f32>> = oods
-                .iter()
-                .map(|o| head.vim_logits(o, &v.fit.spec))
-                .collect::<Result<_, _>>()
-                .map_err(|e| CalibrateError::Components(e.into()))?;
-            (v.id_logits.clone(), ood)
-        }
-        Err(_) => (
-            vec![f32::NAN; id.len()],
-            oods.iter().map(|o| vec![f32::NAN; o.len()]).collect(),
-        ),
-    };
-    let id_c = head.components(id, &dice, &id_vim, &params)?;
-    let ood_c: Vec<Vec<Components>> = oods
-        .iter()
-        .zip(&ood_vim)
-        .map(|(o, vim)| head.components(o, &dice, vim, &params))
-        .collect::<Result<_, _>>()?;
     let sets: Vec<&[Components]> = ood_c.iter().map(Vec::as_slice).collect();
     let mut searches = Vec::new();
     for m in FUSED_METHODS.into_iter().filter(|_| !sets.is_empty()) {
@@ -475,91 +372,6 @@ pub fn calibrate(
 mod tests {
     use super::*;
     use nap_core::score::LinearHead;
-
-    #[test]
-    fn vim_fit_holds_the_subspace_origin_and_scale_it_promises() {
-        // 6 features, 3 classes; 60 frames spread over all 6 directions, most along 2.
-        let weights: Vec<f32> = (0..18).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
-        let bias = [0.5, -0.25, 1.0];
-        let dense = LinearHead::new(&weights, &bias, 6).unwrap();
-        let head = HostHead::dense(dense);
-        let id: Vec<Features> = (0..60)
-            .map(|i| {
-                let t = i as f32;
-                let pooled = vec![
-                    3.0 + (t * 0.37).sin() * 2.0,
-                    1.0 + (t * 0.91).cos() * 1.5,
-                    0.2 + (t * 1.7).sin() * 0.1,
-                    0.5 + (t * 2.3).cos() * 0.1,
-                    0.1 * (t * 0.13).sin(),
-                    0.3 + 0.05 * (t * 3.1).cos(),
-                ];
-                Features {
-                    max: pooled.iter().map(|p| p * 2.0).collect(),
-                    pooled,
-                }
-            })
-            .collect();
-        let fit = vim_fit(&head, &id, 3).unwrap();
-        let spec = &fit.spec;
-        assert_eq!(spec.dims(), 3);
-        assert!(fit.captured > 0.9 && fit.captured < 1.0, "{}", fit.captured);
-        // The origin zeroes the logits; the basis rows are orthonormal.
-        let mut logits = [0.0; 3];
-        dense.logits(&spec.origin, &mut logits);
-        assert!(logits.iter().all(|l| l.abs() < 1e-4), "{logits:?}");
-        for (i, a) in spec.basis.chunks(6).enumerate() {
-            for (j, b) in spec.basis.chunks(6).enumerate() {
-                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-                let want = if i == j { 1.0 } else { 0.0 };
-                assert!((dot - want).abs() < 1e-5, "rows {i} {j}: {dot}");
-            }
-        }
-        // alpha: mean largest logit over mean residual norm.
-        let offset = spec.offset();
-        let vim = spec.view(&offset);
-        let (mut top, mut residual) = (0.0f64, 0.0f64);
-        for f in &id {
-            dense.logits(&f.pooled, &mut logits);
-            top += f64::from(logits.iter().copied().fold(f32::MIN, f32::max));
-            residual += f64::from(vim.residual_norm(&f.pooled, &mut [0.0; 3]));
-        }
-        assert!(((top / residual) as f32 - spec.alpha).abs() < 1e-5 * spec.alpha);
-
-        for dims in [0, 6] {
-            let err = vim_fit(&head, &id, dims).unwrap_err().to_string();
-            assert!(err.contains("needs 1 to 5"), "{err}");
-        }
-
-        // Cross-fitting: the stored fit is the one to all frames, and each frame's logit comes
-        // from the other half's fit.
-        let cal = vim_calibration(&head, &id, Some(3)).unwrap();
-        assert_eq!(cal.fit, fit);
-        let odd: Vec<Features> = id.iter().skip(1).step_by(2).cloned().collect();
-        let on_even = vim_fit(&head, &odd, 3).unwrap();
-        let want = head.vim_logits(&id[..1], &on_even.spec).unwrap()[0];
-        assert_eq!(cal.id_logits[0], want);
-        assert_ne!(
-            cal.id_logits[0],
-            head.vim_logits(&id[..1], spec).unwrap()[0]
-        );
-        // By default a dimension per 16 frames of a half, not the paper's 3 (half the
-        // features); a chosen dimension must fit a half.
-        let default = vim_calibration(&head, &id, None).unwrap();
-        assert_eq!(
-            (default.fit.spec.dims(), default.fit.capped_from),
-            (1, Some(3))
-        );
-        let few = vim_calibration(&head, &id[..8], None).unwrap();
-        assert_eq!((few.fit.spec.dims(), few.fit.capped_from), (1, Some(3)));
-        assert_eq!(few.id_logits.len(), 8);
-        assert!(vim_calibration(&head, &id[..7], None).is_err());
-        let err = vim_calibration(&head, &id[..8], Some(4)).unwrap_err();
-        assert!(
-            err.to_string().contains("needs more than 9 ID frames"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn search_finds_the_known_best_w_and_breaks_ties_by_auroc() {

@@ -6,6 +6,7 @@ mod build;
 pub mod calibrate;
 pub mod input;
 pub mod quantize;
+pub mod vim;
 
 pub use build::{BuildError, BuildOptions, Built, build_bundle};
 pub use input::{InputRequest, Preset, ResolvedInput};

@@ -6,9 +6,8 @@ use super::shared::write_bundle;
 use anyhow::{Result, bail};
 use nap_core::score::Method;
 use nap_core::score::dice::DEFAULT_SPARSITY;
-use napctl::bundle::calibrate::{
-    Calibration as Chosen, Deciding, Settings, VIM_FRAMES_PER_DIM, calibrate,
-};
+use napctl::bundle::calibrate::{Calibration as Chosen, Deciding, Settings, calibrate};
+use napctl::bundle::vim::{self, DimsChoice};
 use napctl::eval::FUSED_METHODS;
 use napctl::eval::corrupt::Corruption;
 use napctl::eval::extract::FrameSet;
@@ -46,9 +45,11 @@ pub struct CalibrateArgs {
     /// NAP-D need the ID mean calibration stores with it.
     #[arg(long, default_value_t = DEFAULT_SPARSITY)]
     dice_sparsity: f32,
-    /// ViM's principal subspace dimension D. Default: the paper's (1000 from 1500 features,
-    /// 512 from 768, half the features below), at most one per 32 ID images. The bundle stores
-    /// the subspace (D x features floats) only when ViM decides.
+    /// ViM's principal subspace dimension D. Default: the one of 1, 2, 4, ... and the paper's
+    /// (1000 from 1500 features, 512 from 768, half the features below), under a quarter of the
+    /// ID images, with the lowest mean FPR against the OOD or pseudo-OOD sets; with --keep-w,
+    /// the paper's but at most one per 32 ID images. The bundle stores the subspace (D x
+    /// features floats) only when ViM decides.
     #[arg(long)]
     vim_dims: Option<usize>,
     /// Where to write the calibrated bundle.
@@ -266,32 +267,43 @@ pub fn calibrate_bundle(c: &Calibration) -> Result<()> {
     Ok(())
 }
 
-/// ViM's fit in a line: its subspace, or why ViM was left out.
+/// ViM's fit: its subspace and how its dimension was chosen, or why ViM was left out.
 fn report_vim(cal: &Chosen) {
-    match &cal.vim {
-        Ok(vim) => {
-            let fit = &vim.fit;
-            let capped = fit.capped_from.map_or(String::new(), |paper| {
-                format!(
-                    " (not the paper's {paper}: {} ID images per dimension, --vim-dims sets it)",
-                    2 * VIM_FRAMES_PER_DIM
-                )
-            });
-            let stored = if cal.method == Method::Vim {
-                "stored in the bundle"
-            } else {
-                "not stored: ViM does not decide"
-            };
-            println!(
-                "ViM: {}-dimensional principal subspace{capped} holding {:.1}% of the ID \
-                 features' second moment, alpha = {:.4}; ID scores from the fit to the other \
-                 half of the images; {stored}",
-                fit.spec.dims(),
-                100.0 * fit.captured,
-                fit.spec.alpha
-            );
+    let vim = match &cal.vim {
+        Ok(vim) => vim,
+        Err(why) => return println!("ViM left out: {why}"),
+    };
+    let fit = &vim.fit;
+    let how = match &vim.dims {
+        DimsChoice::Given => "--vim-dims".to_string(),
+        DimsChoice::Paper => "the paper's".to_string(),
+        DimsChoice::Capped { paper } => format!(
+            "not the paper's {paper}: one per {} ID images; --vim-dims sets it",
+            2 * vim::FRAMES_PER_DIM
+        ),
+        DimsChoice::Searched(_) => {
+            "the lowest mean FPR of those below; --vim-dims sets it".to_string()
         }
-        Err(why) => println!("ViM left out: {why}"),
+    };
+    let stored = if cal.method == Method::Vim {
+        "stored in the bundle"
+    } else {
+        "not stored: ViM does not decide"
+    };
+    println!(
+        "ViM: {}-dimensional principal subspace ({how}) holding {:.1}% of the ID features' \
+         second moment, alpha = {:.4}; ID scores from the fit to the other half of the images; \
+         {stored}",
+        fit.spec.dims(),
+        100.0 * fit.captured,
+        fit.spec.alpha
+    );
+    if let DimsChoice::Searched(tried) = &vim.dims {
+        let tried: Vec<String> = tried
+            .iter()
+            .map(|(d, fpr, auroc)| format!("{d}: {:.2}% / {:.2}%", 100.0 * fpr, 100.0 * auroc))
+            .collect();
+        println!("  ViM by dimension, FPR / AUROC: {}", tried.join(", "));
     }
 }
 

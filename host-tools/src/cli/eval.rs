@@ -7,7 +7,8 @@ use anyhow::{Result, bail};
 use nap_core::score::dice::DEFAULT_SPARSITY;
 use nap_core::score::{Method, Params};
 use nap_runtime::bundle::{DiceSpec, VimSpec};
-use napctl::bundle::calibrate::{dice_spec, react_clip, vim_calibration};
+use napctl::bundle::calibrate::{dice_spec, react_clip};
+use napctl::bundle::vim;
 use napctl::eval::corrupt::Corruption;
 use napctl::eval::extract::FrameSet;
 use napctl::eval::features::Features;
@@ -251,7 +252,7 @@ impl Scoring {
                 spec: vim.clone(),
                 cross_fit_id: None,
             }),
-            None => match vim_calibration(&session.head()?, id, vim_dims) {
+            None => match vim::calibration(&session.head()?, id, vim_dims) {
                 Ok(vim) => {
                     say(format!(
                         "The bundle has no ViM subspace: fitting a {}-dimensional one to these \
@@ -293,7 +294,7 @@ fn score_sets(
                     cross_fit_id: Some(id),
                     ..
                 }) if i == 0 => id.clone(),
-                Some(vim) => head.vim_logits(f, &vim.spec)?,
+                Some(scoring) => vim::virtual_logits(&scoring.spec, &head.dense_inputs(f)?),
             };
             Ok(ScoredSet {
                 name: set.name.clone(),

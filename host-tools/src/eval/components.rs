@@ -7,7 +7,7 @@ use nap_core::score::{
     Evidence, FusionWeights, Head, HeadError, LinearHead, Method, Params, ScoreError, Workspace,
     fuse,
 };
-use nap_runtime::bundle::{DiceSpec, VimSpec};
+use nap_runtime::bundle::DiceSpec;
 use nap_runtime::neck::{Neck, NeckError, NeckThen};
 use rayon::prelude::*;
 
@@ -82,17 +82,6 @@ impl<'a> HostHead<'a> {
                 neck.run(&f.pooled, &mut out).map(|()| out)
             })
             .collect()
-    }
-
-    /// ViM's virtual logit of each frame, from its dense layer's input.
-    pub fn vim_logits(&self, frames: &[Features], vim: &VimSpec) -> Result<Vec<f32>, NeckError> {
-        let offset = vim.offset();
-        let vim = vim.view(&offset);
-        Ok(self
-            .dense_inputs(frames)?
-            .par_iter()
-            .map(|input| vim.virtual_logit(input, &mut vec![0.0; vim.dims()]))
-            .collect())
     }
 
     /// Every method's components of many frames, in parallel, with DICE's statistics and each
@@ -224,6 +213,15 @@ impl Components {
             .collect()
     }
 
+    /// The frame's components with ViM's virtual logit `vim_logit`: what [`Components::of`]
+    /// gives with it, as ViM's score is the energy less it.
+    pub fn with_vim_logit(self, vim_logit: f32) -> Self {
+        Components {
+            vim: self.lse - vim_logit,
+            ..self
+        }
+    }
+
     /// The score of `method` with fusion weight `w` (ignored by unfused methods). Equals
     /// `Method::score` with `w` as the method's weight.
     pub fn score_with_w(&self, method: Method, w: f32) -> f32 {
@@ -314,6 +312,8 @@ mod tests {
         for (i, f) in features.iter().enumerate() {
             let vim_logit = 0.5 * i as f32;
             let comps = Components::of(f, &head, &dice, vim_logit, &params).unwrap();
+            let without = Components::of(f, &head, &dice, f32::NAN, &params).unwrap();
+            assert_eq!(without.with_vim_logit(vim_logit), comps);
             let nap = f.nap(params.eps);
             let mut logits = vec![0.0; 5];
             head.logits(&f.pooled, &mut logits);
