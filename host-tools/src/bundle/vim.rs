@@ -119,6 +119,12 @@ impl Fitted {
     /// The fit cut to its leading `dims` directions, with its own `alpha`.
     fn cut(&self, dims: usize) -> Result<VimFit, CalibrateError> {
         let features = self.origin.len();
+        let fitted = self.subspace.basis.len() / features;
+        if dims == 0 || dims > fitted {
+            return Err(CalibrateError::Input(format!(
+                "ViM's subspace was fit to 1 to {fitted} dimensions, not {dims}"
+            )));
+        }
         let mut spec = VimSpec {
             origin: self.origin.clone(),
             basis: self.subspace.basis[..dims * features].to_vec(),
@@ -353,6 +359,7 @@ mod tests {
         // A cross-fit at more dimensions cut to fewer is the fit at those.
         let wide = CrossFit::new(&head, &id, 4).unwrap();
         assert_eq!(wide.at(3, DimsChoice::Given).unwrap(), cal);
+        assert!(wide.at(5, DimsChoice::Given).is_err());
         // By default a dimension per 16 frames of a half, not the paper's 3 (half the
         // features); a chosen dimension must fit a half.
         let capped = DimsChoice::Capped { paper: 3 };

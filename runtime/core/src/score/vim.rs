@@ -48,11 +48,17 @@ impl<'a> Vim<'a> {
         let whole: f64 = input
             .iter()
             .zip(self.origin)
-            .map(|(&x, &u)| f64::from(x - u).powi(2))
+            .map(|(&x, &u)| {
+                let z = f64::from(x - u);
+                z * z
+            })
             .sum();
-        let inside: f64 = projection.iter().map(|&p| f64::from(p).powi(2)).sum();
+        let inside: f64 = projection
+            .iter()
+            .map(|&p| f64::from(p) * f64::from(p))
+            .sum();
         // Rounding can leave a feature inside the subspace a tiny negative remainder.
-        (whole - inside).max(0.0).sqrt() as f32
+        libm::sqrt((whole - inside).max(0.0)) as f32
     }
 
     /// The virtual logit `alpha * residual_norm`, which ViM subtracts from the logsumexp.
