@@ -159,6 +159,52 @@ fn torchvision_heads_split_and_match_tract_on_the_whole_graph() {
     }
 }
 
+/// Quantizing stores a head graph's dense layers as int8 rows, in each form an exporter writes
+/// (1x1 Conv, MatMul and Gemm with `[in, out]` weights), and the runtime computes them from the
+/// rows: its head graph equals tract running the stored graph, and stays close to the float one.
+#[test]
+fn quantized_head_graph_dense_layers_run_from_int8_rows() {
+    use nap_runtime::neck::Neck;
+    use napctl::bundle::quantize::{Options, RangeMethod, Target, quantize};
+    let float = float_bundle(&heads::dense_forms(), "dense_forms");
+    let options = Options {
+        target: Target::Int8Weights,
+        ranges: RangeMethod::Minmax,
+        per_channel: true,
+    };
+    let quantized = quantize(&float, &[], options, || ()).unwrap().bundle;
+    assert!(
+        quantized.neck.len() * 2 < float.neck.len(),
+        "int8 rows shrink the head graph: {} -> {} bytes",
+        float.neck.len(),
+        quantized.neck.len()
+    );
+    let quantized = Bundle::from_bytes(&quantized.to_bytes().unwrap()).unwrap();
+    let float_neck = Neck::load(&float).unwrap().unwrap();
+    let neck = Neck::load(&quantized).unwrap().unwrap();
+    assert_eq!(float_neck.int8_layers(), 0, "f32 weights stay with tract");
+    assert_eq!(neck.int8_layers(), 3, "the Conv, the MatMul and the Gemm");
+
+    for seed in 1..=3 {
+        let pooled: Vec<f32> =
+            nap_test_support::onnx::values(seed, heads::DENSE_FORMS_FEATURES, 1.0)
+                .iter()
+                .map(|v| v.abs())
+                .collect();
+        let mut out = vec![0.0; neck.width()];
+        neck.run(&pooled, &mut out).unwrap();
+        let stored = run_neck(&quantized, &pooled);
+        let diff = max_rel_diff(&out, &stored);
+        assert!(diff <= 1e-5, "seed {seed}: {diff:e} from the stored graph");
+        let float_out = run_neck(&float, &pooled);
+        let diff = max_rel_diff(&out, &float_out);
+        assert!(
+            (1e-5..0.05).contains(&diff),
+            "seed {seed}: int8 rows are {diff:e} from float"
+        );
+    }
+}
+
 /// ReAct clips the pooled feature and runs the whole head again: with a head graph, the graph
 /// takes the clipped feature.
 #[test]
@@ -320,7 +366,7 @@ fn write_frames(dir: &std::path::Path, n: u32, noisy: bool) {
 }
 
 /// quantize, calibrate and eval on a bundle with a head graph: quantizing keeps the head graph
-/// (and makes the last dense layer int8 rows), DICE's mean and ViM's subspace are taken over the
+/// (and makes its dense layer and the last one int8 rows), DICE's mean and ViM's subspace are taken over the
 /// last dense layer's input (1280 values, the head graph's output), and every method scores.
 #[test]
 fn calibrate_and_eval_run_a_head_graph_bundle() {
@@ -347,8 +393,16 @@ fn calibrate_and_eval_run_a_head_graph_bundle() {
         &bundle,
     ]);
     assert_ok(&out);
+    assert!(
+        stdout(&out).contains("head graph             1 dense layer(s) as int8 rows"),
+        "{}",
+        stdout(&out)
+    );
     let quantized = Bundle::read(&bundle).unwrap();
-    assert_eq!(quantized.neck, Bundle::read(&float).unwrap().neck);
+    let int8_layers = nap_runtime::neck::Neck::load(&quantized)
+        .unwrap()
+        .map(|n| n.int8_layers());
+    assert_eq!(int8_layers, Some(1), "the head graph's Gemm as int8 rows");
     assert_eq!(quantized.manifest.head.storage, HeadStorage::I8);
     let calibrate = [
         "calibrate",

@@ -4,6 +4,7 @@
 use super::shared::{Rate, init_threads, progress_bar, read_bundle, write_bundle, write_file};
 use anyhow::{Context, Result, bail};
 use nap_runtime::detector::Detector;
+use nap_runtime::neck::Neck;
 use nap_runtime::preprocess::Preprocessor;
 use napctl::bundle::quantize::{self, Options, RangeMethod, Target};
 use napctl::images::{self, ImageFile};
@@ -161,6 +162,12 @@ pub fn quantize_bundle(q: &Quantization) -> Result<()> {
             println!("  integer program        none: {why} (the backbone runs in tract)")
         }
         (None, None) => {}
+    }
+    if let Some(neck) = Neck::load(&quantized)? {
+        println!(
+            "  head graph             {} dense layer(s) as int8 rows",
+            neck.int8_layers()
+        );
     }
 
     // The comparison: the validation folder without the calibration images.

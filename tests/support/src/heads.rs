@@ -280,6 +280,64 @@ pub fn efficientnet_b0() -> ModelProto {
     finish(b, c, CLASSES)
 }
 
+/// Pooled channels of [`dense_forms`].
+pub const DENSE_FORMS_FEATURES: usize = 64;
+
+/// A head graph with a dense layer in each form exporters write (C = 64, K = 10): `pooled` ->
+/// 1x1 Conv `proj` (64->128, weights `[out, in, 1, 1]`) -> Relu -> Flatten -> MatMul `mlp.0`
+/// (128->96, weights `[in, out]`) -> Add bias -> HardSwish -> Gemm `mlp.2` (96->80, transB = 0,
+/// weights `[in, out]`) -> Relu -> Gemm `fc` (80->10) -> `logits`. Opset 17.
+pub fn dense_forms() -> ModelProto {
+    let (c, k) = (DENSE_FORMS_FEATURES, 10);
+    let b = pooled(17, c, 600)
+        .init(tensor(
+            "proj.weight",
+            &[128, 64, 1, 1],
+            &values(601, 128 * 64, 0.125),
+        ))
+        .init(tensor("proj.bias", &[128], &values(602, 128, 0.1)))
+        .node(
+            "Conv",
+            "proj",
+            &["pooled", "proj.weight", "proj.bias"],
+            &["projected"],
+            vec![attr_ints("kernel_shape", &[1, 1])],
+        )
+        .node("Relu", "proj.act", &["projected"], &["proj.out"], vec![]);
+    let b = flatten(b, "flatten", "proj.out", "flat")
+        .init(tensor(
+            "mlp.0.weight",
+            &[128, 96],
+            &values(603, 128 * 96, 0.09),
+        ))
+        .init(tensor("mlp.0.bias", &[96], &values(604, 96, 0.1)))
+        .node(
+            "MatMul",
+            "mlp.0",
+            &["flat", "mlp.0.weight"],
+            &["mm"],
+            vec![],
+        )
+        .node("Add", "mlp.0.add", &["mm", "mlp.0.bias"], &["h1"], vec![])
+        .node("HardSwish", "mlp.1", &["h1"], &["a1"], vec![])
+        .init(tensor(
+            "mlp.2.weight",
+            &[96, 80],
+            &values(605, 96 * 80, 0.1),
+        ))
+        .init(tensor("mlp.2.bias", &[80], &values(606, 80, 0.1)))
+        .node(
+            "Gemm",
+            "mlp.2",
+            &["a1", "mlp.2.weight", "mlp.2.bias"],
+            &["h2"],
+            vec![attr_int("transB", 0)],
+        )
+        .node("Relu", "mlp.3", &["h2"], &["a2"], vec![]);
+    let b = linear(b, "fc", "a2", "logits", [k, 80], 607);
+    finish(b, c, k)
+}
+
 /// The start of every bad-input head (C = 16): `pooled` -> Flatten `flatten` -> Gemm `fc1`
 /// (16->32) -> `hidden`.
 fn bad_head_start(seed: u64) -> Builder {

@@ -2,11 +2,13 @@
 //!
 //! The backbone's convolutions are found (`sites`); calibration frames give the range of every
 //! activation that becomes u8 codes (`ranges`, coded by `codes`); the backbone graph is
-//! rewritten into a form tract runs well (`rewrite`); the head is stored as int8 rows. The result is compared with the float bundle frame by frame
+//! rewritten into a form tract runs well (`rewrite`); the head's dense layers are stored as int8
+//! rows (`neck` for those of a head graph). The result is compared with the float bundle frame by frame
 //! (`compare`), so a user sees what quantization cost before flashing it.
 
 mod codes;
 mod compare;
+mod neck;
 mod program;
 mod ranges;
 mod rewrite;
@@ -174,6 +176,9 @@ pub fn quantize(
     }
     out.manifest.backbone.precision = options.target.precision();
     out.quantize_head();
+    if !out.neck.is_empty() {
+        out.neck = neck::int8_rows(&out.neck).map_err(QuantizeError::Graph)?;
+    }
     let mut no_program = None;
     if let (Some(plan), Some(pre_pool)) = (plan, pre_pool) {
         let program = plan.and_then(|plan| {

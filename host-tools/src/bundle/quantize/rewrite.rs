@@ -21,15 +21,15 @@ use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 
 /// Builds new nodes and initializers with names that cannot clash with the graph's.
-struct Emitter {
-    nodes: Vec<NodeProto>,
-    initializers: Vec<TensorProto>,
+pub(super) struct Emitter {
+    pub nodes: Vec<NodeProto>,
+    pub initializers: Vec<TensorProto>,
     taken: HashSet<String>,
 }
 
 impl Emitter {
     /// An emitter for new parts of `graph`: every name the graph uses is taken.
-    fn for_graph(graph: &GraphProto) -> Emitter {
+    pub fn for_graph(graph: &GraphProto) -> Emitter {
         let mut taken: HashSet<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
         taken.extend(graph.input.iter().map(|i| i.name.clone()));
         for n in &graph.node {
@@ -43,7 +43,7 @@ impl Emitter {
         }
     }
 
-    fn fresh(&mut self, base: &str) -> String {
+    pub fn fresh(&mut self, base: &str) -> String {
         let mut name = base.to_string();
         let mut n = 1;
         while !self.taken.insert(name.clone()) {
@@ -54,13 +54,19 @@ impl Emitter {
     }
 
     /// A new initializer holding `values`, named after `base`.
-    fn constant<T: Element>(&mut self, base: &str, dims: &[i64], values: &[T]) -> String {
+    pub fn constant<T: Element>(&mut self, base: &str, dims: &[i64], values: &[T]) -> String {
         let name = self.fresh(base);
         self.initializers.push(proto::tensor(&name, dims, values));
         name
     }
 
-    fn node(&mut self, op: &str, inputs: &[&str], output: &str, attributes: Vec<AttributeProto>) {
+    pub fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attributes: Vec<AttributeProto>,
+    ) {
         let name = self.fresh(&format!("{output}/{op}"));
         self.nodes
             .push(proto::node(op, &name, inputs, &[output], attributes));
@@ -108,13 +114,15 @@ impl Emitter {
 
     /// The weights of `site` as int8 codes with a `DequantizeLinear` producing `output`.
     fn dequantized_weights(&mut self, site: &ConvSite, per_channel: bool, output: &str) {
-        let q = quantize_weights(&site.weights, site.outputs(), per_channel);
-        let codes = self.constant(&format!("{output}/codes"), &site.dims, &q.codes);
-        let scale_dims: Vec<i64> = if per_channel {
-            vec![site.dims[0]]
-        } else {
-            vec![]
-        };
+        self.dequantized(&site.weights, &site.dims, per_channel, output);
+    }
+
+    /// `weights` of dimensions `dims` (outputs first) as int8 codes, one scale per output or one
+    /// for all, with a `DequantizeLinear` producing `output`.
+    pub fn dequantized(&mut self, weights: &[f32], dims: &[i64], per_channel: bool, output: &str) {
+        let q = quantize_weights(weights, dims[0] as usize, per_channel);
+        let codes = self.constant(&format!("{output}/codes"), dims, &q.codes);
+        let scale_dims: Vec<i64> = if per_channel { vec![dims[0]] } else { vec![] };
         let scales = self.constant(&format!("{output}/scales"), &scale_dims, &q.scales);
         let zeros = self.constant(
             &format!("{output}/zero_points"),
@@ -378,7 +386,7 @@ fn quantize_output(graph: &mut GraphProto, q: Quant) -> Result<(), String> {
     Ok(())
 }
 
-fn drop_unused_initializers(graph: &mut GraphProto) {
+pub(super) fn drop_unused_initializers(graph: &mut GraphProto) {
     let used: HashSet<String> = graph
         .node
         .iter()

@@ -46,7 +46,7 @@ impl ConvSite {
 }
 
 /// Convolutions with fewer weights than this stay float.
-const SMALL_LAYER: usize = 4096;
+pub(super) const SMALL_LAYER: usize = 4096;
 
 /// An expansion layer: a pointwise convolution whose only use is a ReLU6-style clip whose only
 /// use is a depthwise convolution. Its bias and clip run on the int32 accumulator and its

@@ -78,7 +78,7 @@ impl<K: Kernel> TypedOp for NapOp<K> {
 }
 
 /// Bit patterns, so that equality is reflexive even for NaN.
-fn float_bits(v: &[f32]) -> Vec<u32> {
+pub(crate) fn float_bits(v: &[f32]) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 

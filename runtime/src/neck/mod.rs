@@ -3,7 +3,13 @@
 //! pooled feature. One plan per detector serves every worker; the dense layer after it keeps
 //! the head's fast path.
 //!
+//! Its dense layers whose weights `napctl quantize` stored as int8 rows run from those rows
+//! ([`rows`]), as the last dense layer does.
+//!
 //! Without the `tract` feature [`Neck`] has no values: such a build refuses bundles with a neck.
+
+#[cfg(feature = "tract")]
+pub mod rows;
 
 #[cfg(not(feature = "tract"))]
 use crate::bundle::Bundle;
@@ -32,6 +38,7 @@ mod with_tract {
         input_shape: TVec<usize>,
         channels: usize,
         width: usize,
+        int8_layers: usize,
     }
 
     impl Neck {
@@ -60,11 +67,14 @@ mod with_tract {
                 tvec![1, channels]
             };
             let tract = |e: TractError| NeckError(format!("{e:#}"));
-            let model = guarded("reading the head graph", || {
-                tract_onnx::onnx()
+            let (model, int8_layers) = guarded("reading the head graph", || {
+                let mut model = tract_onnx::onnx()
                     .model_for_read(&mut &*onnx)?
                     .with_input_fact(0, f32::fact(&input_shape).into())?
-                    .into_optimized()
+                    .into_typed()?
+                    .into_decluttered()?;
+                let int8_layers = super::rows::replace_int8_rows(&mut model)?;
+                Ok((model.into_optimized()?, int8_layers))
             })
             .map_err(tract)?;
             let outlets = model.output_outlets().map_err(tract)?;
@@ -93,6 +103,7 @@ mod with_tract {
                 input_shape,
                 channels,
                 width,
+                int8_layers,
             })
         }
 
@@ -104,6 +115,11 @@ mod with_tract {
         /// Values it gives: the dense layer's input.
         pub fn width(&self) -> usize {
             self.width
+        }
+
+        /// How many of its dense layers run from int8 rows.
+        pub fn int8_layers(&self) -> usize {
+            self.int8_layers
         }
 
         /// The dense layer's input for one pooled feature of [`Neck::channels`] values, written
@@ -160,6 +176,11 @@ impl Neck {
 
     /// Values it gives: the dense layer's input.
     pub fn width(&self) -> usize {
+        match *self {}
+    }
+
+    /// How many of its dense layers run from int8 rows.
+    pub fn int8_layers(&self) -> usize {
         match *self {}
     }
 
