@@ -1,5 +1,6 @@
-//! The classifier head on MobileNetV2's shape (1000 classes x 1280 features): the f32 head, and
-//! the int8 head on every implementation this CPU runs, side by side in one run.
+//! The classifier head on MobileNetV2's shape (1000 classes x 1280 features): the f32 head, the
+//! int8 head, and its row products on every implementation this CPU runs (with the vector as f32
+//! and as i16 codes), side by side in one run.
 //!
 //! `cargo bench -p nap-core --bench head`
 
@@ -41,10 +42,28 @@ fn heads(c: &mut Criterion) {
     group.bench_function("int8 head (fastest path)", |b| {
         b.iter(|| int8.logits(black_box(&pooled), black_box(&mut out)))
     });
+    let largest = pooled.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let pooled_i16: Vec<i16> = pooled
+        .iter()
+        .map(|x| (x * 32767.0 / largest).round() as i16)
+        .collect();
     for path in Isa::ALL.into_iter().filter_map(Int8Gemv::with_isa) {
-        group.bench_function(format!("int8 rows, {}", path.isa().name()), |b| {
-            b.iter(|| path.dots(black_box(&codes), black_box(&pooled), black_box(&mut out)))
-        });
+        group.bench_function(
+            format!("int8 rows, f32 vector, {}", path.isa().name()),
+            |b| b.iter(|| path.dots(black_box(&codes), black_box(&pooled), black_box(&mut out))),
+        );
+        group.bench_function(
+            format!("int8 rows, i16 vector, {}", path.isa().name()),
+            |b| {
+                b.iter(|| {
+                    path.dots_i16(
+                        black_box(&codes),
+                        black_box(&pooled_i16),
+                        black_box(&mut out),
+                    )
+                })
+            },
+        );
     }
     group.finish();
 }

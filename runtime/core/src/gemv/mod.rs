@@ -11,6 +11,10 @@
 //! [`scalar`] is the reference. The fast paths ([`Isa::Sse2`], [`Isa::Avx2`], [`Isa::Neon`]) sum
 //! in another order (the last two also fuse multiply and add), so they agree with it to float
 //! rounding; an [`Int8Gemv`] only ever runs a path the CPU supports.
+//!
+//! [`Int8Gemv::dots_i16`] takes the vector as i16 codes instead: integer products, twice as many
+//! per instruction as widening the codes to f32, summed exactly, so every path equals the
+//! reference bit for bit.
 
 pub mod scalar;
 
@@ -20,6 +24,10 @@ mod neon;
 mod x86;
 
 pub use crate::isa::Isa;
+
+/// Steps each i32 lane of the i16 paths takes before its sum moves into i64. A step adds at most
+/// two products of `128 * 32767`, so 256 steps stay below 2^31.
+pub(crate) const I16_BLOCK: usize = 256;
 
 /// The fast paths, fastest first.
 const PATHS: [Isa; 3] = [Isa::Avx2, Isa::Neon, Isa::Sse2];
@@ -75,6 +83,31 @@ impl Int8Gemv {
             Isa::Neon => unsafe { neon::dots(codes, x, out) },
             Isa::Sse2 => scalar::dots_lanes(codes, x, out),
             _ => scalar::dots(codes, x, out),
+        }
+    }
+
+    /// `out[k] = sum_i codes[k * x.len() + i] * x[i]` for every row `k` of `codes`, the sum exact
+    /// and rounded once to f32: the same on every path. `x` must not hold `i16::MIN` (the
+    /// lanes' bound counts on `|x[i]| <= 32767`).
+    ///
+    /// # Panics
+    /// When `codes.len() != out.len() * x.len()`: the caller's head validation guarantees it.
+    pub fn dots_i16(&self, codes: &[i8], x: &[i16], out: &mut [f32]) {
+        assert_eq!(
+            Some(codes.len()),
+            out.len().checked_mul(x.len()),
+            "int8 rows do not match the vector and the output"
+        );
+        debug_assert!(!x.contains(&i16::MIN));
+        match self.isa {
+            // SAFETY: as in `dots`.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { x86::dots_i16_avx2(codes, x, out) },
+            // SAFETY: as in `dots`.
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => unsafe { neon::dots_i16(codes, x, out) },
+            Isa::Sse2 => scalar::dots_i16_lanes(codes, x, out),
+            _ => scalar::dots_i16(codes, x, out),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use core::arch::x86_64::*;
 
-use super::scalar;
+use super::{I16_BLOCK, scalar};
 
 const LANES: usize = 8;
 
@@ -45,5 +45,46 @@ pub(super) unsafe fn dots_avx2(codes: &[i8], x: &[f32], out: &mut [f32]) {
         let tail = scalar::dot(&row[body..], &x[body..]);
         let sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
         *o = hsum(sum) + tail;
+    }
+}
+
+/// The sum of eight i32 lanes, in i64.
+#[target_feature(enable = "avx2")]
+fn hsum_i64(v: __m256i) -> i64 {
+    let mut lanes = [0i32; 8];
+    // SAFETY: `lanes` holds 32 bytes.
+    unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), v) };
+    lanes.iter().map(|&l| i64::from(l)).sum()
+}
+
+/// See `Int8Gemv::dots_i16`: thirty-two codes per step, widened to i16 and multiplied in pairs
+/// (`vpmaddwd`) into two i32 sums, moved into i64 every [`I16_BLOCK`] steps.
+///
+/// # Safety
+/// The CPU must have AVX2, `codes.len() == out.len() * x.len()`, and `x` must not hold
+/// `i16::MIN`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn dots_i16_avx2(codes: &[i8], x: &[i16], out: &mut [f32]) {
+    const STEP: usize = 32;
+    let features = x.len();
+    let body = features / STEP * STEP;
+    for (o, row) in out.iter_mut().zip(codes.chunks_exact(features.max(1))) {
+        let mut sum = 0i64;
+        for block in (0..body).step_by(STEP * I16_BLOCK) {
+            let mut acc = [_mm256_setzero_si256(); 2];
+            for i in (block..body.min(block + STEP * I16_BLOCK)).step_by(STEP) {
+                // SAFETY: i + 32 <= body <= features, the length of `x` and of the row.
+                unsafe {
+                    let lo = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().add(i).cast()));
+                    let hi = _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().add(i + 16).cast()));
+                    let v0 = _mm256_loadu_si256(x.as_ptr().add(i).cast());
+                    let v1 = _mm256_loadu_si256(x.as_ptr().add(i + 16).cast());
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(lo, v0));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(hi, v1));
+                }
+            }
+            sum += hsum_i64(acc[0]) + hsum_i64(acc[1]);
+        }
+        *o = (sum + scalar::dot_i16(&row[body..], &x[body..])) as f32;
     }
 }

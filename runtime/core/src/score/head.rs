@@ -130,7 +130,11 @@ impl Head for LinearHead<'_> {
 /// weights `scale[k] * codes[k][i]`.
 ///
 /// The head's time goes into reading its weights (a 1000 x 1280 f32 head is 5 MB per frame);
-/// codes are a quarter of that, and the device computes with them as stored.
+/// codes are a quarter of that, and the device computes with them as stored. The pooled feature
+/// becomes i16 codes first (one scale, its largest magnitude at 32767: within 1.6e-5 of that
+/// magnitude per value), so the products are integer ones, summed exactly; a feature with a
+/// value that is not finite, or longer than [`Int8Head::MAX_I16_FEATURES`], takes the f32
+/// products instead.
 #[derive(Clone, Copy, Debug)]
 pub struct Int8Head<'a> {
     codes: &'a [i8],
@@ -165,6 +169,11 @@ impl<'a> Int8Head<'a> {
     }
 }
 
+impl Int8Head<'_> {
+    /// The longest pooled feature quantized to i16 (a stack buffer of 8 KiB); ResNet-50 has 2048.
+    pub const MAX_I16_FEATURES: usize = 4096;
+}
+
 impl Head for Int8Head<'_> {
     fn features(&self) -> usize {
         self.features
@@ -176,11 +185,53 @@ impl Head for Int8Head<'_> {
 
     fn logits(&self, pooled: &[f32], out: &mut [f32]) {
         let out = &mut out[..self.bias.len()];
-        self.gemv.dots(self.codes, pooled, out);
-        for ((o, &scale), &b) in out.iter_mut().zip(self.scales).zip(self.bias) {
-            *o = b + scale * *o;
+        let mut codes = [0i16; Int8Head::MAX_I16_FEATURES];
+        let scale = match codes.get_mut(..pooled.len()) {
+            Some(codes) => quantize_i16(pooled, codes).map(|scale| (codes, scale)),
+            None => None,
+        };
+        let scale = match scale {
+            Some((codes, scale)) => {
+                self.gemv.dots_i16(self.codes, codes, out);
+                scale
+            }
+            None => {
+                self.gemv.dots(self.codes, pooled, out);
+                1.0
+            }
+        };
+        for ((o, &row_scale), &b) in out.iter_mut().zip(self.scales).zip(self.bias) {
+            *o = b + (row_scale * scale) * *o;
         }
     }
+}
+
+/// Writes `x` as i16 codes in `-32767..=32767`, its largest magnitude at 32767, and returns the
+/// value of one code; `None` when some value is not finite.
+fn quantize_i16(x: &[f32], codes: &mut [i16]) -> Option<f32> {
+    // Magnitudes compare as their bit patterns, which vectorizes; infinities and NaNs are the
+    // patterns from 0x7f80_0000 up.
+    let largest = x
+        .iter()
+        .map(|v| v.to_bits() & 0x7fff_ffff)
+        .max()
+        .unwrap_or(0);
+    if largest >= 0x7f80_0000 {
+        return None;
+    }
+    let max = f32::from_bits(largest);
+    if max == 0.0 {
+        codes.fill(0);
+        return Some(0.0);
+    }
+    let inv = 32767.0 / max;
+    for (c, &v) in codes.iter_mut().zip(x) {
+        // Rounded half away from zero (`f32::round` is not in core); at most 32767 in
+        // magnitude, since `|v| <= max`, to float rounding that truncation absorbs.
+        let scaled = v * inv;
+        *c = (scaled + if scaled < 0.0 { -0.5 } else { 0.5 }) as i32 as i16;
+    }
+    Some(max / 32767.0)
 }
 
 /// Independent partial sums of [`dot`]: one running sum would serialize every add on its
