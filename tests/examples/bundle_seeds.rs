@@ -2,12 +2,13 @@
 //! tract loads (float, int8-weights, f16-weights, int8 for tract), small enough for the fuzzer
 //! to mutate quickly, with the ops MobileNet-style backbones hand to tract (convolutions,
 //! depthwise convolution, ReLU6 clips, residual add, squeeze-excite), a head graph before the
-//! dense layer, and ViM deciding with its subspace.
+//! dense layer, one whose dense layers are int8 rows, and ViM deciding with its subspace.
 //!
 //! `cargo run -p nap-tests --example bundle_seeds -- runtime/fuzz/corpus/bundle_onnx`
 
 use nap_core::score::Method;
 use nap_runtime::bundle::{Bundle, VimSpec};
+use nap_test_support::heads;
 use nap_test_support::onnx::{self, SIZE, TinyCnn, values};
 use napctl::bundle::quantize::{Options, RangeMethod, Target, quantize};
 
@@ -27,6 +28,14 @@ fn main() {
     let frames: Vec<Vec<f32>> = (0..4)
         .map(|i| values(100 + i, 3 * SIZE * SIZE, 2.0))
         .collect();
+    let int8_weights = Options {
+        target: Target::Int8Weights,
+        ranges: RangeMethod::Minmax,
+        per_channel: true,
+    };
+    let dense_forms = onnx::float_bundle(&heads::dense_forms(), "dense_forms");
+    let rows = quantize(&dense_forms, &[], int8_weights, || {}).expect("the fixture quantizes");
+    write(&out, "dense_forms-int8-weights", &rows.bundle);
     for (name, model) in models {
         let float = onnx::float_bundle(&model, name);
         write(&out, &format!("{name}-f32"), &float);
