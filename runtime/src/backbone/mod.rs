@@ -32,6 +32,8 @@ pub use graph::{
 pub(crate) use guard::guarded;
 #[cfg(feature = "tract")]
 pub use guard::quiet_guarded_panics;
+#[cfg(feature = "tract")]
+pub(crate) use rewrite::float_product;
 
 /// How the backbone's graph is prepared.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

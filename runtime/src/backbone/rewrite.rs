@@ -163,14 +163,7 @@ fn pointwise_plan(
         "NIHW,OI->NOHW",
     ];
     let node = model.node(id);
-    let Some(einsum) = node.op_as::<EinSum>() else {
-        return Ok(None);
-    };
-    if einsum.q_params.is_some()
-        || einsum.operating_dt != f32::datum_type()
-        || node.inputs.len() != 2
-        || !FORMS.contains(&&*einsum.axes.to_string())
-    {
+    if float_product(node).is_none_or(|e| !FORMS.contains(&&*e.axes.to_string())) {
         return Ok(None);
     }
     let input = model.outlet_fact(node.inputs[0])?;
@@ -236,6 +229,14 @@ fn pointwise_plan(
         op: PointwiseOp::new(pointwise_shape, packed, bias, clip, output_shape, kernel),
         replaces,
     }))
+}
+
+/// The node's op when it is a float matrix product of two inputs (tract's `EinSum`, not a
+/// quantized one): what a Gemm, a MatMul or a 1x1 convolution becomes in declutter.
+pub(crate) fn float_product(node: &TypedNode) -> Option<&EinSum> {
+    node.op_as::<EinSum>().filter(|e| {
+        e.q_params.is_none() && e.operating_dt == f32::datum_type() && node.inputs.len() == 2
+    })
 }
 
 /// The values of a constant f32 outlet.

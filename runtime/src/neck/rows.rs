@@ -5,12 +5,12 @@
 //!
 //! Weights that are not on such a grid (every f32 bundle's) stay with tract.
 
+use crate::backbone::float_product;
 use crate::backbone::ops::{Kernel, NapOp, float_bits};
 use nap_core::gemv::Int8Gemv;
 use std::fmt;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::einsum::EinSum;
 
 /// A dense layer without its bias on one vector: `out[n] = scale[n] * (codes[n] . x)`.
 #[derive(Clone)]
@@ -109,15 +109,9 @@ fn int8_rows_plan(
     gemv: Int8Gemv,
 ) -> TractResult<Option<Int8RowsOp>> {
     let node = model.node(id);
-    let Some(einsum) = node.op_as::<EinSum>() else {
+    let Some(einsum) = float_product(node) else {
         return Ok(None);
     };
-    if einsum.q_params.is_some()
-        || einsum.operating_dt != f32::datum_type()
-        || node.inputs.len() != 2
-    {
-        return Ok(None);
-    }
     let x = model.outlet_fact(node.inputs[0])?;
     let w = model.outlet_fact(node.inputs[1])?;
     let y = model.outlet_fact(OutletId::new(id, 0))?;
