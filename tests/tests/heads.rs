@@ -161,7 +161,8 @@ fn torchvision_heads_split_and_match_tract_on_the_whole_graph() {
 
 /// Quantizing stores a head graph's dense layers as int8 rows, in each form an exporter writes
 /// (1x1 Conv, MatMul and Gemm with `[in, out]` weights), and the runtime computes them from the
-/// rows: its head graph equals tract running the stored graph, and stays close to the float one.
+/// rows: its head graph equals tract running the stored graph (to the i16 coding of each layer's
+/// input), and stays close to the float one.
 #[test]
 fn quantized_head_graph_dense_layers_run_from_int8_rows() {
     use nap_runtime::neck::Neck;
@@ -194,8 +195,9 @@ fn quantized_head_graph_dense_layers_run_from_int8_rows() {
         let mut out = vec![0.0; neck.width()];
         neck.run(&pooled, &mut out).unwrap();
         let stored = run_neck(&quantized, &pooled);
+        // Each int8-row layer takes its input as i16 codes, as the last dense layer does.
         let diff = max_rel_diff(&out, &stored);
-        assert!(diff <= 1e-5, "seed {seed}: {diff:e} from the stored graph");
+        assert!(diff <= 1e-4, "seed {seed}: {diff:e} from the stored graph");
         let float_out = run_neck(&float, &pooled);
         let diff = max_rel_diff(&out, &float_out);
         assert!(

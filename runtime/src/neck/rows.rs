@@ -8,19 +8,22 @@
 use crate::backbone::float_product;
 use crate::backbone::ops::{Kernel, NapOp, float_bits};
 use nap_core::gemv::Int8Gemv;
+use nap_core::score::{Head, Int8Head};
 use std::fmt;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-/// A dense layer without its bias on one vector: `out[n] = scale[n] * (codes[n] . x)`.
+/// A dense layer without its bias on one vector: `out[n] = scale[n] * (codes[n] . x)`, computed
+/// as nap-core's [`Int8Head`] computes the last dense layer.
 #[derive(Clone)]
 pub struct Int8RowsOp {
     /// Row-major, one row of `inputs` codes per output.
     codes: Vec<i8>,
     scales: Vec<f32>,
+    /// The head's bias, zero: tract adds the layer's own after this op.
+    zeros: Vec<f32>,
     inputs: usize,
     output_shape: TVec<usize>,
-    gemv: Int8Gemv,
 }
 
 impl fmt::Debug for Int8RowsOp {
@@ -29,7 +32,7 @@ impl fmt::Debug for Int8RowsOp {
         f.debug_struct("Int8RowsOp")
             .field("inputs", &self.inputs)
             .field("outputs", &self.scales.len())
-            .field("isa", &self.gemv.isa())
+            .field("isa", &Int8Gemv::new().isa())
             .finish_non_exhaustive()
     }
 }
@@ -37,7 +40,6 @@ impl fmt::Debug for Int8RowsOp {
 impl PartialEq for Int8RowsOp {
     fn eq(&self, other: &Self) -> bool {
         self.inputs == other.inputs
-            && self.gemv == other.gemv
             && self.output_shape == other.output_shape
             && self.codes == other.codes
             && float_bits(&self.scales) == float_bits(&other.scales)
@@ -54,7 +56,7 @@ impl Kernel for Int8RowsOp {
             "{} -> {} ({:?})",
             self.inputs,
             self.scales.len(),
-            self.gemv.isa()
+            Int8Gemv::new().isa()
         )]
     }
 
@@ -71,10 +73,9 @@ impl Kernel for Int8RowsOp {
             input.len(),
             output.len()
         );
-        self.gemv.dots(&self.codes, input, output);
-        for (o, &scale) in output.iter_mut().zip(&self.scales) {
-            *o *= scale;
-        }
+        Int8Head::new(&self.codes, &self.scales, &self.zeros, self.inputs)
+            .map_err(|e| anyhow!("int8 rows: {e}"))?
+            .logits(input, output);
         Ok(())
     }
 }
@@ -84,10 +85,9 @@ impl Kernel for Int8RowsOp {
 /// `DequantizeLinear` into a constant and turns Gemm, MatMul and 1x1 Conv into `EinSum`) and its
 /// optimization.
 pub(super) fn replace_int8_rows(model: &mut TypedModel) -> TractResult<usize> {
-    let gemv = Int8Gemv::new();
     let mut replaced = 0;
     for id in model.eval_order()? {
-        let Some(op) = int8_rows_plan(model, id, gemv)? else {
+        let Some(op) = int8_rows_plan(model, id)? else {
             continue;
         };
         let node = model.node(id);
@@ -103,11 +103,7 @@ pub(super) fn replace_int8_rows(model: &mut TypedModel) -> TractResult<usize> {
 
 /// The replacement for node `id`, if it is an f32 `EinSum` of a vector (every axis but the
 /// summed one of size 1) by constant weights that are int8 rows.
-fn int8_rows_plan(
-    model: &TypedModel,
-    id: usize,
-    gemv: Int8Gemv,
-) -> TractResult<Option<Int8RowsOp>> {
+fn int8_rows_plan(model: &TypedModel, id: usize) -> TractResult<Option<Int8RowsOp>> {
     let node = model.node(id);
     let Some(einsum) = float_product(node) else {
         return Ok(None);
@@ -170,10 +166,10 @@ fn int8_rows_plan(
     };
     Ok(Some(Int8RowsOp {
         codes,
+        zeros: vec![0.0; scales.len()],
         scales,
         inputs,
         output_shape: y_shape.into(),
-        gemv,
     }))
 }
 
