@@ -74,9 +74,12 @@ pub struct VimCalibration {
 struct Fitted {
     origin: Vec<f32>,
     subspace: Subspace,
-    /// The frames' dense-layer inputs and largest logits, which `alpha` is computed from.
+    /// The frames' dense-layer inputs, whose residuals `alpha` is computed from.
     inputs: Vec<Vec<f32>>,
-    top_logits: Vec<f32>,
+    /// The sums over the frames of their largest logit and of their norm about the origin:
+    /// the same for every cut.
+    logit_sum: f64,
+    norm_sum: f64,
 }
 
 impl Fitted {
@@ -100,19 +103,24 @@ impl Fitted {
             .map(|x| x.iter().zip(&origin).map(|(x, u)| x - u).collect())
             .collect();
         let subspace = nap_linalg::principal_subspace(&centered, features, dims)?;
-        let top_logits = inputs
+        let logit_sum = inputs
             .iter()
             .map(|input| {
                 let mut logits = vec![0.0; dense.classes()];
                 dense.logits(input, &mut logits);
-                logits.into_iter().fold(f32::NEG_INFINITY, f32::max)
+                f64::from(logits.into_iter().fold(f32::NEG_INFINITY, f32::max))
             })
-            .collect();
+            .sum();
+        let norm_sum = centered
+            .iter()
+            .map(|x| x.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt())
+            .sum();
         Ok(Fitted {
             origin,
             subspace,
             inputs,
-            top_logits,
+            logit_sum,
+            norm_sum,
         })
     }
 
@@ -132,18 +140,7 @@ impl Fitted {
         };
         let residuals = virtual_logits(&spec, &self.inputs);
         let residual_sum: f64 = residuals.iter().map(|&r| f64::from(r)).sum();
-        let logit_sum: f64 = self.top_logits.iter().map(|&l| f64::from(l)).sum();
-        let norm_sum: f64 = self
-            .inputs
-            .iter()
-            .map(|x| {
-                x.iter()
-                    .zip(&self.origin)
-                    .map(|(&x, &u)| f64::from(x - u).powi(2))
-                    .sum::<f64>()
-                    .sqrt()
-            })
-            .sum();
+        let (logit_sum, norm_sum) = (self.logit_sum, self.norm_sum);
         let n = self.inputs.len() as f64;
         // Residuals within f32 rounding of zero (the projection's, about 3e-4 of the norm): the
         // frames lie in the subspace, and alpha would scale rounding noise.
