@@ -11,8 +11,9 @@ use crate::onnx::tensor::{attr_i, f32_values};
 use std::collections::HashMap;
 use tract_onnx::pb::tensor_proto::DataType;
 
-/// The head graph `neck` (ONNX bytes) with its dense layers' weights as int8 rows. Layers with fewer weights than the backbone's smallest quantized ones, and
-/// weights that are not an f32 initializer used by that layer alone, stay as they are.
+/// The head graph `neck` (ONNX bytes) with its dense layers' weights as int8 rows. Layers with
+/// fewer weights than the backbone's smallest quantized ones, and weights that are not an f32
+/// initializer used by that layer alone, stay as they are.
 pub(super) fn int8_rows(neck: &[u8]) -> Result<Vec<u8>, String> {
     let mut model = onnx::decode(neck).map_err(|e| format!("the head graph: {e}"))?;
     let graph = model.graph.as_mut().ok_or("the head graph has no graph")?;
@@ -26,7 +27,8 @@ pub(super) fn int8_rows(neck: &[u8]) -> Result<Vec<u8>, String> {
         .enumerate()
         .map(|(i, t)| (t.name.as_str(), i))
         .collect();
-    // Per node: the weights' new name, and what makes it.
+    // Per layer: its node, its float weights, their dimensions, and whether they are
+    // `[inputs, outputs]`.
     let mut replaced: Vec<(usize, Vec<f32>, Vec<i64>, bool)> = Vec::new();
     for (i, node) in graph.node.iter().enumerate() {
         let Some(name) = node.input.get(1) else {

@@ -185,14 +185,14 @@ impl Head for Int8Head<'_> {
 
     fn logits(&self, pooled: &[f32], out: &mut [f32]) {
         let out = &mut out[..self.bias.len()];
-        let mut codes = [0i16; Int8Head::MAX_I16_FEATURES];
-        let scale = match codes.get_mut(..pooled.len()) {
-            Some(codes) => quantize_i16(pooled, codes).map(|scale| (codes, scale)),
-            None => None,
-        };
-        let scale = match scale {
-            Some((codes, scale)) => {
-                self.gemv.dots_i16(self.codes, codes, out);
+        let mut buffer = [0i16; Int8Head::MAX_I16_FEATURES];
+        let coded = buffer
+            .get_mut(..pooled.len())
+            .and_then(|x| quantize_i16(pooled, x).map(|scale| (x, scale)));
+        // The value of one unit of the products' vector: an i16 code's, or 1 for f32 values.
+        let scale = match coded {
+            Some((x, scale)) => {
+                self.gemv.dots_i16(self.codes, x, out);
                 scale
             }
             None => {
