@@ -27,10 +27,6 @@ const LAYERS: [(usize, usize, usize); 5] = [
 /// (channels, side) of residual adds.
 const ADDS: [(usize, usize); 2] = [(24, 56), (96, 14)];
 
-fn bytes(n: usize, rng: &mut XorShift64) -> Vec<u8> {
-    (0..n).map(|_| rng.next_u64() as u8).collect()
-}
-
 fn depthwise(c: &mut Criterion) {
     let mut rng = XorShift64::new(0x1234_5678);
     let stage = OutputStage {
@@ -65,7 +61,7 @@ fn depthwise(c: &mut Criterion) {
         let mut pp = vec![0; Packed::params_len(channels).unwrap()];
         let packed = pack(&weights, &bias, &requant, &mut pw, &mut pp).unwrap();
         let sc = stride(channels);
-        let input = bytes(sc * side * side, &mut rng);
+        let input = rng.bytes(sc * side * side);
         let mut scratch = vec![0; scratch_len(&g).unwrap()];
         let mut output = vec![0; sc * out * out];
         let mut group = c.benchmark_group(format!("int8-depthwise-{channels}x{side}x{side}-s{s}"));
@@ -110,7 +106,7 @@ fn depthwise(c: &mut Criterion) {
         .collect();
     for (channels, side) in ADDS {
         let len = stride(channels) * side * side;
-        let (a, b) = (bytes(len, &mut rng), bytes(len, &mut rng));
+        let (a, b) = (rng.bytes(len), rng.bytes(len));
         let mut out = vec![0; len];
         let mut group = c.benchmark_group(format!("int8-add-{channels}x{side}x{side}"));
         group.throughput(Throughput::Elements(len as u64));

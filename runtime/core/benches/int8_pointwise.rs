@@ -23,16 +23,6 @@ const LAYERS: [(usize, usize, usize); 5] = [
     (320, 1280, 7),
 ];
 
-fn bytes(rng: &mut XorShift64, n: usize) -> Vec<u8> {
-    (0..n).map(|_| rng.next_u64() as u8).collect()
-}
-
-fn weights(rng: &mut XorShift64, n: usize) -> Vec<i8> {
-    (0..n)
-        .map(|_| ((rng.next_u64() % 255) as i32 - 127) as i8)
-        .collect()
-}
-
 /// A layer's parameters: random weights and biases, a typical rescale, ReLU6-like clamp.
 struct Params {
     weights: Vec<i8>,
@@ -44,7 +34,7 @@ impl Params {
     fn new(rng: &mut XorShift64, k: usize, m: usize) -> Params {
         let scale = 1.0 / ((k as f64).sqrt() * 127.0 * 40.0);
         Params {
-            weights: weights(rng, k * m),
+            weights: rng.codes(k * m),
             bias: (0..m)
                 .map(|_| (rng.next_u64() % 4001) as i32 - 2000)
                 .collect(),
@@ -79,7 +69,7 @@ fn pointwise(c: &mut Criterion) {
             out_channels: m,
         };
         let params = Params::new(&mut rng, k, m);
-        let input = bytes(&mut rng, shape.input_len().unwrap());
+        let input = rng.bytes(shape.input_len().unwrap());
         let mut output = vec![0; shape.output_len().unwrap()];
         let mut group = c.benchmark_group(format!("int8-pointwise-{k}to{m}-{side}x{side}"));
         group.throughput(Throughput::Elements(shape.macs()));
@@ -110,7 +100,7 @@ fn stem(c: &mut Criterion) {
         out_channels: 32,
     };
     let params = Params::new(&mut rng, 27, 32);
-    let frame = bytes(&mut rng, shape.input_len().unwrap());
+    let frame = rng.bytes(shape.input_len().unwrap());
     let mut output = vec![0; shape.output_len().unwrap()];
     let mut scratch = vec![0; SCRATCH_LEN];
     let mut group = c.benchmark_group("int8-stem-3to32-224");

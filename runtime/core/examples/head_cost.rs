@@ -10,6 +10,10 @@
 //! products); `--f32-vector` runs only the row products on the f32 feature instead, the codes
 //! widened to f32. The data are deterministic pseudo-random; the work does not depend on them.
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::XorShift64;
 use nap_core::gemv::Int8Gemv;
 use nap_core::score::{Head, Int8Head};
 use std::hint::black_box;
@@ -24,17 +28,9 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .expect("usage: head_cost N [--f32-vector]");
     let f32_vector = args.next().as_deref() == Some("--f32-vector");
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let codes: Vec<i8> = (0..CLASSES * FEATURES).map(|_| next() as i8).collect();
-    let pooled: Vec<f32> = (0..FEATURES)
-        .map(|_| (next() % 6000) as f32 / 1000.0)
-        .collect();
+    let mut rng = XorShift64::new(0x9e37_79b9_7f4a_7c15);
+    let codes = rng.codes(CLASSES * FEATURES);
+    let pooled = rng.uniform(FEATURES, 0.0, 6.0);
     let scales = vec![1.0 / 127.0; CLASSES];
     let bias = vec![0.0; CLASSES];
     let head = Int8Head::new(&codes, &scales, &bias, FEATURES).expect("a valid head");

@@ -10,6 +10,10 @@
 //! `--scalar` runs the reference instead of the fastest path; `--dw I` / `--add I` run only
 //! depthwise layer I (0..17) or add I (0..10) of the lists below, N times.
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::XorShift64;
 use nap_core::depthwise::{Geometry, TAPS};
 use nap_core::int8::add::{Add, AddParams};
 use nap_core::int8::depthwise::{Depthwise, Packed, pack, scratch_len};
@@ -55,20 +59,6 @@ const ADDS: [(usize, usize); 10] = [
     (160, 7),
 ];
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 /// One depthwise layer's buffers.
 struct Layer {
     g: Geometry,
@@ -79,7 +69,10 @@ struct Layer {
 }
 
 /// A layer with random numbers, and its packed weights and parameters.
-fn layer((c, side, s): (usize, usize, usize), rng: &mut Rng) -> (Layer, (Vec<i8>, Vec<i32>)) {
+fn layer(
+    (c, side, s): (usize, usize, usize),
+    rng: &mut XorShift64,
+) -> (Layer, (Vec<i8>, Vec<i32>)) {
     let out = side / s;
     let g = Geometry {
         channels: c,
@@ -91,16 +84,14 @@ fn layer((c, side, s): (usize, usize, usize), rng: &mut Rng) -> (Layer, (Vec<i8>
         out_height: out,
         out_width: out,
     };
-    let w: Vec<i8> = (0..c * TAPS)
-        .map(|_| ((rng.next() % 255) as i32 - 127) as i8)
-        .collect();
+    let w = rng.codes(c * TAPS);
     let zero_point = 0;
     let mut bias: Vec<i32> = (0..c)
-        .map(|_| (rng.next() % 20_000) as i32 - 10_000)
+        .map(|_| (rng.next_u64() % 20_000) as i32 - 10_000)
         .collect();
     fold_zero_point(&mut bias, &w, TAPS, zero_point).unwrap();
     let requant: Vec<Requant> = (0..c)
-        .map(|_| Requant::from_scale(0.002 + (rng.next() % 1000) as f64 * 1e-5).unwrap())
+        .map(|_| Requant::from_scale(0.002 + (rng.next_u64() % 1000) as f64 * 1e-5).unwrap())
         .collect();
     let mut weights = vec![0; Packed::weights_len(c).unwrap()];
     let mut params = vec![0; Packed::params_len(c).unwrap()];
@@ -138,7 +129,7 @@ fn main() {
     } else {
         (Depthwise::new(), Add::new())
     };
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = XorShift64::new(0x9e37_79b9_7f4a_7c15);
     let (mut layers, buffers): (Vec<Layer>, Vec<_>) = DEPTHWISE
         .iter()
         .enumerate()

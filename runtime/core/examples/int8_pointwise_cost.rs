@@ -14,6 +14,10 @@
 //!
 //! The data are deterministic pseudo-random codes; the work does not depend on them.
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::XorShift64;
 use nap_core::int8::pointwise::{Isa, Layer, Pointwise, Shape};
 use nap_core::int8::stem::{Frame, SCRATCH_LEN, Stem, StemShape};
 use nap_core::int8::{OutputStage, Requant, stride};
@@ -74,28 +78,6 @@ fn layers() -> Vec<Spec> {
     out
 }
 
-/// xorshift64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-
-    fn weights(&mut self, n: usize) -> Vec<i8> {
-        (0..n)
-            .map(|_| ((self.next() % 255) as i32 - 127) as i8)
-            .collect()
-    }
-}
-
 /// A packed layer, ready to run.
 struct Ready {
     spec: Spec,
@@ -126,7 +108,7 @@ fn main() {
     };
     let kernel = Pointwise::with_isa(isa).unwrap();
     let stem = Stem::with_isa(isa).unwrap();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = XorShift64::new(0x9e37_79b9_7f4a_7c15);
     let requant = |m: usize, k: usize| {
         let scale = 1.0 / ((k as f64).sqrt() * 127.0 * 40.0);
         vec![Requant::from_scale(scale).unwrap(); m]
@@ -148,9 +130,9 @@ fn main() {
             };
             let len = kernel.packed_len(&shape).unwrap();
             let (mut weights, mut params) = (vec![0; len.weights], vec![0; len.params]);
-            let w = rng.weights(spec.k * spec.m);
+            let w = rng.codes(spec.k * spec.m);
             let bias: Vec<i32> = (0..spec.m)
-                .map(|_| (rng.next() % 4001) as i32 - 2000)
+                .map(|_| (rng.next_u64() % 4001) as i32 - 2000)
                 .collect();
             let layer = Layer {
                 weights: &w,
@@ -181,8 +163,10 @@ fn main() {
     };
     let stem_len = stem.packed_len(&stem_shape).unwrap();
     let (mut stem_w, mut stem_p) = (vec![0; stem_len.weights], vec![0; stem_len.params]);
-    let sw = rng.weights(32 * 27);
-    let sb: Vec<i32> = (0..32).map(|_| (rng.next() % 4001) as i32 - 2000).collect();
+    let sw = rng.codes(32 * 27);
+    let sb: Vec<i32> = (0..32)
+        .map(|_| (rng.next_u64() % 4001) as i32 - 2000)
+        .collect();
     stem.pack(
         &stem_shape,
         &Layer {

@@ -1,5 +1,6 @@
-//! Data for the benchmarks: deterministic pseudo-random values, so every run (and every machine)
-//! measures the same inputs, without a dependency for it.
+//! Data for the benchmarks and the ARM cost examples (which include this file by path):
+//! deterministic pseudo-random values, so every run (and every machine) measures the same
+//! inputs, without a dependency for it.
 
 #![allow(dead_code)] // each benchmark uses a different part
 
@@ -19,6 +20,18 @@ impl XorShift64 {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+
+    /// `n` bytes.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+
+    /// `n` int8 weight codes in `-127..=127`, as `napctl quantize` makes them.
+    pub fn codes(&mut self, n: usize) -> Vec<i8> {
+        (0..n)
+            .map(|_| ((self.next_u64() % 255) as i32 - 127) as i8)
+            .collect()
     }
 
     /// `n` values uniform in `lo..hi`, from the top 24 bits of each step (what an f32 holds).
