@@ -243,18 +243,25 @@ proptest! {
     ) {
         let program = program(seed, size, blocks);
         let input = frame(seed ^ 0x5eed, size);
-        let fast = IntegerBackbone::new(&program).unwrap();
         let reference = IntegerBackbone::with_isa(&program, Isa::Scalar).unwrap();
-        let (mut fa, mut ra) = (fast.activations(), reference.activations());
-        let got = fast.run(&mut fa, &input).unwrap().to_vec();
-        let want = reference.run(&mut ra, &input).unwrap();
-        prop_assert_eq!(&got[..], want, "paths {:?}", fast.paths());
+        let mut ra = reference.activations();
+        let want = reference.run(&mut ra, &input).unwrap().to_vec();
+        // The default choice, then each path family on its own (AVX2 where VNNI is the default).
+        let fast = IntegerBackbone::new(&program).unwrap();
+        let each = Isa::ALL.into_iter().filter(|isa| isa.is_supported());
+        for backbone in [fast].into_iter().chain(each.map(|isa| {
+            IntegerBackbone::with_isa(&program, isa).unwrap()
+        })) {
+            let mut fa = backbone.activations();
+            let got = backbone.run(&mut fa, &input).unwrap();
+            prop_assert_eq!(got, &want[..], "paths {:?}", backbone.paths());
+        }
 
         // Each layer against float from the same input codes: within one code (the rounding of
         // the fixed-point rescale against float's), so every layer reads the tensors, zero
         // points and buffers the program says.
         let tensors = integer_tensors(&program, &input);
-        prop_assert_eq!(tensors.last().unwrap(), &got);
+        prop_assert_eq!(tensors.last().unwrap(), &want);
         for i in 0..program.layers.len() {
             let float = float_layer(&program, &tensors, i);
             let worst = tensors[i + 1].iter().zip(&float).map(|(a, b)| a.abs_diff(*b)).max();

@@ -12,6 +12,9 @@ pub enum Isa {
     Sse2,
     /// x86_64 with AVX2 and FMA, chosen at run time when the `std` feature can detect them.
     Avx2,
+    /// x86_64 with AVX-512 VNNI and VL (`VPDPBUSD`: Ice Lake, Sapphire Rapids, Zen 4 and later),
+    /// chosen at run time when the `std` feature can detect it.
+    Avx512Vnni,
     /// aarch64 Advanced SIMD (every aarch64 CPU has it).
     Neon,
     /// aarch64 Advanced SIMD with the dot-product instructions (SDOT/UDOT: Cortex-A76 and later,
@@ -21,7 +24,14 @@ pub enum Isa {
 
 impl Isa {
     /// Every implementation, fastest last.
-    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Sse2, Isa::Avx2, Isa::Neon, Isa::NeonDot];
+    pub const ALL: [Isa; 6] = [
+        Isa::Scalar,
+        Isa::Sse2,
+        Isa::Avx2,
+        Isa::Avx512Vnni,
+        Isa::Neon,
+        Isa::NeonDot,
+    ];
 
     /// Short lowercase name, as used in logs and benchmarks.
     pub const fn name(self) -> &'static str {
@@ -29,6 +39,7 @@ impl Isa {
             Isa::Scalar => "scalar",
             Isa::Sse2 => "sse2",
             Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512-vnni",
             Isa::Neon => "neon",
             Isa::NeonDot => "neon-dotprod",
         }
@@ -56,6 +67,7 @@ impl Isa {
             Isa::Scalar => true,
             Isa::Sse2 => cfg!(target_arch = "x86_64"),
             Isa::Avx2 => avx2_supported(),
+            Isa::Avx512Vnni => vnni_supported(),
             Isa::Neon => cfg!(target_arch = "aarch64"),
             Isa::NeonDot => dotprod_supported(),
         }
@@ -76,6 +88,26 @@ fn avx2_supported() -> bool {
 
 #[cfg(not(target_arch = "x86_64"))]
 fn avx2_supported() -> bool {
+    false
+}
+
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
+fn vnni_supported() -> bool {
+    // The kernels use VPDPBUSD on 256-bit vectors (VL) and AVX2 around it, which AVX-512
+    // implies.
+    std::is_x86_feature_detected!("avx512vnni") && std::is_x86_feature_detected!("avx512vl")
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+fn vnni_supported() -> bool {
+    cfg!(all(
+        target_feature = "avx512vnni",
+        target_feature = "avx512vl"
+    ))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn vnni_supported() -> bool {
     false
 }
 

@@ -23,24 +23,28 @@
 //! # Paths
 //!
 //! [`scalar`] is the reference. The fast paths ([`Isa::Neon`]: 16 channels per step,
-//! [`Isa::Avx2`]: 8) equal it byte for byte on the real channels. Both first copy the three
-//! input rows an output row reads into a scratch row ring with the borders filled with the
-//! zero point code, so every output pixel, edges included, runs the same vector code; the copy
-//! also flips each code's top bit (`x ^ 0x80`, which is `x - 128` as an i8), so that the
-//! products are i8 x i8. The packed bias has the flip folded back in
-//! (`bias + 128 * sum w`), and weights of -128 are refused at pack time: then every product
-//! lies within ±16256 and two of them add up within i16, which lets NEON form two taps' products
-//! with one SMULL and one SMLAL into 16-bit lanes before widening them into the i32 accumulator
-//! (and AVX2 pair two taps in one VPMADDWD).
+//! [`Isa::Avx2`]: 8, [`Isa::Avx512Vnni`]: 32) equal it byte for byte on the real channels. All
+//! first copy the three input rows an output row reads into a scratch row ring with the borders
+//! filled with the zero point code, so every output pixel, edges included, runs the same vector
+//! code. For NEON and AVX2 the copy also flips each code's top bit (`x ^ 0x80`, which is
+//! `x - 128` as an i8), so that the products are i8 x i8. The packed bias has the flip folded
+//! back in (`bias + 128 * sum w`), and weights of -128 are refused at pack time: then every
+//! product lies within ±16256 and two of them add up within i16, which lets NEON form two taps'
+//! products with one SMULL and one SMLAL into 16-bit lanes before widening them into the i32
+//! accumulator (and AVX2 pair two taps in one VPMADDWD). VNNI's `VPDPBUSD` multiplies unsigned
+//! codes by signed weights, four taps at once, so that path reads the codes unflipped after
+//! regrouping each channel's taps into adjacent bytes.
 //!
-//! No dot-product (SDOT) path: SDOT sums four adjacent bytes, but a channel's nine taps come
-//! from nine different pixels, so the bytes would first have to be regrouped per channel.
+//! No dot-product (SDOT) path on aarch64 yet: SDOT sums four adjacent bytes too, so it would
+//! need the same regrouping, which NEON's `ZIP1`/`ZIP2` could do.
 //! Instructions per frame: `BENCHMARKS.md`, "int8 kernels".
 
 pub mod scalar;
 
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -253,6 +257,12 @@ impl<'a> Packed<'a> {
         &self.weights[t * self.padded..(t + 1) * self.padded]
     }
 
+    /// The biases, `P` long.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn biases(&self) -> &'a [i32] {
+        &self.params[..self.padded]
+    }
+
     /// The biases for flipped inputs, `P` long.
     fn flipped_biases(&self) -> &'a [i32] {
         &self.params[self.padded..2 * self.padded]
@@ -370,9 +380,9 @@ fn tensor_lengths(g: &Geometry) -> Option<(usize, usize)> {
 }
 
 /// The fast paths, fastest first.
-const PATHS: [Isa; 2] = [Isa::Avx2, Isa::Neon];
+const PATHS: [Isa; 3] = [Isa::Avx512Vnni, Isa::Avx2, Isa::Neon];
 
-/// One output row of a fast path: the three flipped scratch rows its windows read (each
+/// One output row of a fast path: the three scratch rows its windows read (each
 /// `((out_width - 1) * stride + 3) * stride(C)` bytes), the stride,
 /// `stride(C)`, the layer, the stage, and the row (`out_width * stride(C)` bytes).
 type RowFn = unsafe fn([&[u8]; 3], usize, usize, &Packed<'_>, OutputStage, &mut [u8]);
@@ -471,6 +481,8 @@ impl Depthwise {
         let row: Option<RowFn> = match self.isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Some(x86::row),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Some(vnni::row),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Some(neon::row),
             _ => None,
@@ -479,6 +491,8 @@ impl Depthwise {
             scalar::run(g, packed, input_zero_point, stage, input, output);
             return Ok(());
         };
+        // Signed products want `x - 128`; VNNI multiplies the codes as they are.
+        let flip = if self.isa == Isa::Avx512Vnni { 0 } else { FLIP };
         let sc = stride(g.channels);
         let pitch = scratch_width(g) * sc;
         let scratch = &mut scratch[..3 * pitch];
@@ -487,12 +501,12 @@ impl Depthwise {
             // Scratch row `r` is input row `r - pad_top`, in ring slot `r % 3`.
             while filled <= oy * g.stride + 2 {
                 let slot = &mut scratch[filled % 3 * pitch..][..pitch];
-                fill_row(g, input, input_zero_point ^ FLIP, filled, slot);
+                fill_row(g, input, input_zero_point, flip, filled, slot);
                 filled += 1;
             }
             let slots: &[u8] = scratch;
             let rows = [0, 1, 2].map(|ky| &slots[(oy * g.stride + ky) % 3 * pitch..][..pitch]);
-            // SAFETY: a Depthwise holds Avx2 only when the CPU reported it
+            // SAFETY: a Depthwise holds Avx2 or Avx512Vnni only when the CPU reported it
             // (`Isa::is_supported`), and NEON is part of the aarch64 baseline.
             unsafe { row(rows, g.stride, sc, packed, stage, out_row) };
         }
@@ -502,8 +516,9 @@ impl Depthwise {
 
 /// Writes scratch row `r` (input row `r - pad_top`, or all zero point outside the input) into
 /// `slot`: `pad_left` pixels of the zero point, the input columns the windows read, and the zero
-/// point again up to [`scratch_width`]; every code flipped (`zero_point` already is).
-fn fill_row(g: &Geometry, input: &[u8], zero_point: u8, r: usize, slot: &mut [u8]) {
+/// point again up to [`scratch_width`]; every code XORed with `flip` ([`FLIP`] or 0).
+fn fill_row(g: &Geometry, input: &[u8], zero_point: u8, flip: u8, r: usize, slot: &mut [u8]) {
+    let zero_point = zero_point ^ flip;
     let sc = stride(g.channels);
     let Some(iy) = r.checked_sub(g.pad_top).filter(|&iy| iy < g.in_height) else {
         slot.fill(zero_point);
@@ -514,7 +529,11 @@ fn fill_row(g: &Geometry, input: &[u8], zero_point: u8, r: usize, slot: &mut [u8
     let columns = g.in_width.min(scratch_width(g) - g.pad_left);
     let (data, right) = rest.split_at_mut(columns * sc);
     let src = &input[iy * g.in_width * sc..][..columns * sc];
-    flip_copy(data, src);
+    if flip == 0 {
+        data.copy_from_slice(src);
+    } else {
+        flip_copy(data, src);
+    }
     right.fill(zero_point);
 }
 

@@ -38,6 +38,9 @@
 //! - [`Isa::Avx2`]: 16 output channels x 4 pixels per tile, the weights packed as i16 pairs
 //!   of input channels `(k, k + 2)` and `(k + 1, k + 3)`, the activations zero-extended to
 //!   i16 by a mask and a shift, `VPMADDWD` (exact: no saturation can occur).
+//! - [`Isa::Avx512Vnni`]: 16 output channels x 8 pixels per tile, the weights as for
+//!   `NeonDot`, `VPDPBUSD` on the unsigned activations as they are (32 multiply-adds per
+//!   instruction).
 //!
 //! Every fast path equals the reference byte for byte on every real output channel. Tiles
 //! cover the padded output channels (`stride(M)`), so no path needs a tail over channels;
@@ -53,6 +56,8 @@ pub mod scalar;
 mod neon;
 #[cfg(target_arch = "aarch64")]
 mod neon_dot;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -171,7 +176,7 @@ const FLAG_LEFT: i32 = 1;
 const BIAS_AT: usize = 0;
 const MULTIPLIER_AT: usize = 1;
 const LEFT_AT: usize = 2;
-/// `-right` on NEON (its signed shift count), `right` on AVX2.
+/// `-right` on NEON (its signed shift count), `right` on x86_64.
 const RIGHT_AT: usize = 3;
 const ARRAYS: usize = 4;
 
@@ -185,7 +190,7 @@ pub(crate) struct Header {
 }
 
 /// The paths, fastest first.
-const PATHS: [Isa; 3] = [Isa::Avx2, Isa::NeonDot, Isa::Neon];
+const PATHS: [Isa; 4] = [Isa::Avx512Vnni, Isa::Avx2, Isa::NeonDot, Isa::Neon];
 
 /// One implementation of the pointwise convolution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -221,7 +226,7 @@ impl Pointwise {
     /// Output channels a fast path's weight panel holds (the reference has none: 0).
     fn panel_rows(&self) -> usize {
         match self.isa {
-            Isa::Neon | Isa::NeonDot | Isa::Avx2 => 16,
+            Isa::Neon | Isa::NeonDot | Isa::Avx2 | Isa::Avx512Vnni => 16,
             _ => 0,
         }
     }
@@ -244,7 +249,7 @@ impl Pointwise {
                 weights: 2 * mm * kk,
                 params: HEADER + ARRAYS * mm,
             },
-            Isa::Neon | Isa::NeonDot => PackedLen {
+            Isa::Neon | Isa::NeonDot | Isa::Avx512Vnni => PackedLen {
                 weights: mm * kk,
                 params: HEADER + ARRAYS * mm,
             },
@@ -352,7 +357,7 @@ impl Pointwise {
             body[at(BIAS_AT)] = bias;
             body[at(MULTIPLIER_AT)] = r.multiplier;
             body[at(LEFT_AT)] = r.left() as i32;
-            body[at(RIGHT_AT)] = if self.isa == Isa::Avx2 {
+            body[at(RIGHT_AT)] = if matches!(self.isa, Isa::Avx2 | Isa::Avx512Vnni) {
                 r.right() as i32
             } else {
                 -(r.right() as i32)
@@ -376,9 +381,9 @@ impl Pointwise {
                     first * kk + (i / 4) * 4 * rows + group * 16 + (i % 4 / 2) * 8 + q * 2 + i % 2;
                 weights[at] = w;
             }
-            Isa::NeonDot => {
-                // Panels of 16 rows (the last may have 8); per group of 4 input channels, for
-                // each 4 rows of the panel, the 4 rows' 4 weights, row by row.
+            Isa::NeonDot | Isa::Avx512Vnni => {
+                // Panels of 16 rows (the last may have 8); per group of 4 input channels,
+                // each row's 4 weights, row by row.
                 let first = o / 16 * 16;
                 let rows = 16.min(mm - first);
                 let r = o - first;
@@ -411,6 +416,7 @@ impl Pointwise {
                 Isa::NeonDot => 2,
                 Isa::Avx2 => 3,
                 Isa::Sse2 => 4,
+                Isa::Avx512Vnni => 5,
             }
     }
 
@@ -491,6 +497,10 @@ impl Pointwise {
             // SAFETY: a Pointwise holds Avx2 only when the CPU reported AVX2 (and FMA); the
             // buffers match the shape and the path's layout (checked above).
             Isa::Avx2 => unsafe { x86::run(shape, weights, body, header, input, output) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a Pointwise holds Avx512Vnni only when the CPU reported AVX-512 VNNI and
+            // VL; the buffers match the shape and the path's layout (checked above).
+            Isa::Avx512Vnni => unsafe { vnni::run(shape, weights, body, header, input, output) },
             _ => scalar::run(shape, weights, body, header.stage, input, output)?,
         }
         Ok(())

@@ -70,12 +70,7 @@ unsafe fn run_with<const LEFT: bool>(
     output: &mut [u8],
 ) {
     let (kk, mm) = (stride(shape.in_channels), stride(shape.out_channels));
-    let (lo, hi) = header.stage.bounds();
-    let st = Stage {
-        lo: _mm256_set1_epi32(lo),
-        hi: _mm256_set1_epi32(hi),
-        zp: _mm256_set1_epi32(i32::from(header.stage.zero_point)),
-    };
+    let st = Stage::new(header);
     let block = pixel_block(kk, PIXELS);
     let out = output.as_mut_ptr();
     let mut start = 0;
@@ -116,10 +111,23 @@ unsafe fn run_with<const LEFT: bool>(
 }
 
 /// The output stage's bounds and zero point, splat.
-struct Stage {
+pub(super) struct Stage {
     lo: __m256i,
     hi: __m256i,
     zp: __m256i,
+}
+
+impl Stage {
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn new(header: Header) -> Stage {
+        let (lo, hi) = header.stage.bounds();
+        Stage {
+            lo: _mm256_set1_epi32(lo),
+            hi: _mm256_set1_epi32(hi),
+            zp: _mm256_set1_epi32(i32::from(header.stage.zero_point)),
+        }
+    }
 }
 
 /// Where a tile's rows lie in their panel.
@@ -182,36 +190,55 @@ impl Tile {
                 }
             }
         }
-        let mut res = [[_mm256_setzero_si256(); G]; C];
-        for g in 0..G {
-            // SAFETY: the panel's params are ARRAYS arrays of `rows` i32.
-            let [mult, left, right] = unsafe {
-                [MULTIPLIER_AT, LEFT_AT, RIGHT_AT]
-                    .map(|a| _mm256_loadu_si256(p.add(a * rows + 8 * g).cast()))
-            };
-            let rq = Rescale::new(mult, left, right);
-            for c in 0..C {
-                res[c][g] = rq.apply::<LEFT>(acc[g][c], st);
-            }
+        // SAFETY: forwarded: the caller's contract.
+        unsafe { finish::<G, C, LEFT>(acc, p, rows, st, out) }
+    }
+}
+
+/// Requantizes a tile's accumulators (`acc[g][c]`: rows `8g..8g + 8` of pixel `c`) and writes
+/// each pixel's `8 * G` bytes to `out(c)`.
+///
+/// # Safety
+/// The CPU must have AVX2; `p` points at the tile's first row's bias in a panel of `rows`
+/// rows packed by [`super::Pointwise::pack`] (with `right` as a positive count); each `out(c)`
+/// points at `8G` writable bytes. When `LEFT` is false, none of the rows shifts left.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn finish<const G: usize, const C: usize, const LEFT: bool>(
+    acc: [[__m256i; C]; G],
+    p: *const i32,
+    rows: usize,
+    st: &Stage,
+    out: impl Fn(usize) -> *mut u8,
+) {
+    let mut res = [[_mm256_setzero_si256(); G]; C];
+    for g in 0..G {
+        // SAFETY: the panel's params are ARRAYS arrays of `rows` i32.
+        let [mult, left, right] = unsafe {
+            [MULTIPLIER_AT, LEFT_AT, RIGHT_AT]
+                .map(|a| _mm256_loadu_si256(p.add(a * rows + 8 * g).cast()))
+        };
+        let rq = Rescale::new(mult, left, right);
+        for c in 0..C {
+            res[c][g] = rq.apply::<LEFT>(acc[g][c], st);
         }
-        for (c, res) in res.iter().enumerate() {
-            let o = out(c);
-            if G == 2 {
-                // Lanes 0-3 of both, then 4-7 of both, as i16; in order; then as bytes.
-                let v = _mm256_packs_epi32(res[0], res[1]);
-                let v = _mm256_permute4x64_epi64::<0b1101_1000>(v);
-                let v =
-                    _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-                // SAFETY: out(c) has 16 writable bytes.
-                unsafe { _mm_storeu_si128(o.cast(), v) };
-            } else {
-                let v = _mm256_packs_epi32(res[0], res[0]);
-                let v = _mm256_permute4x64_epi64::<0b1000>(v);
-                let v = _mm256_castsi256_si128(v);
-                let v = _mm_packus_epi16(v, v);
-                // SAFETY: out(c) has 8 writable bytes.
-                unsafe { _mm_storel_epi64(o.cast(), v) };
-            }
+    }
+    for (c, res) in res.iter().enumerate() {
+        let o = out(c);
+        if G == 2 {
+            // Lanes 0-3 of both, then 4-7 of both, as i16; in order; then as bytes.
+            let v = _mm256_packs_epi32(res[0], res[1]);
+            let v = _mm256_permute4x64_epi64::<0b1101_1000>(v);
+            let v = _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+            // SAFETY: out(c) has 16 writable bytes.
+            unsafe { _mm_storeu_si128(o.cast(), v) };
+        } else {
+            let v = _mm256_packs_epi32(res[0], res[0]);
+            let v = _mm256_permute4x64_epi64::<0b1000>(v);
+            let v = _mm256_castsi256_si128(v);
+            let v = _mm_packus_epi16(v, v);
+            // SAFETY: out(c) has 8 writable bytes.
+            unsafe { _mm_storel_epi64(o.cast(), v) };
         }
     }
 }
