@@ -93,6 +93,7 @@ impl DemoArgs {
             bundle: &out("f32.nap"),
             calib: &id,
             calib_count: 100,
+            fallback: false,
             options: Options {
                 target: Target::Int8,
                 ranges: RangeMethod::Percentile,

@@ -56,13 +56,14 @@ enum Command {
     /// Quantize a float bundle from calibration images, and report how closely it follows the
     /// float bundle (top-1 agreement, pre-pool cosine, NAP and lse correlation).
     ///
-    /// int8-weights (the default): int8 storage, dequantized when the bundle loads, a quarter of
-    /// the size at float speed. int8: the whole backbone as an integer program on nap-core's
-    /// kernels (u8 activations from the frame to the pre-pool tensor, no tract), NEON with the
-    /// dot product where the CPU has it; a backbone the kernels do not cover gets the
-    /// int8-tract form, and the command says why. int8-tract: int8 pointwise convolutions in
-    /// tract, float between them. f16-weights: f16 storage, widened at load, for results equal
-    /// to float's at 42% of the size. All store the head as int8 rows. Calibrate the quantized
+    /// int8 (the default): the whole backbone as an integer program on nap-core's kernels (u8
+    /// activations from the frame to the pre-pool tensor, no tract), with NEON's dot product or
+    /// AVX-512 VNNI where the CPU has them; a quarter of the size, 0.3-0.6x float's time. A
+    /// backbone the kernels do not cover gets int8-weights by default (int8-tract with
+    /// `--precision int8`), and the command says why. int8-weights: int8 storage, dequantized
+    /// when the bundle loads, float speed. int8-tract: int8 pointwise convolutions in tract,
+    /// float between them. f16-weights: f16 storage, widened at load, for results equal to
+    /// float's at 42% of the size. All store the head as int8 rows. Calibrate the quantized
     /// bundle afterwards (`napctl calibrate`): its scores differ a little from the float
     /// bundle's.
     Quantize(quantize::QuantizeArgs),

@@ -34,11 +34,11 @@ pub struct QuantizeArgs {
     /// One weight scale per weight tensor instead.
     #[arg(long)]
     per_tensor: bool,
-    /// What to produce. int8-weights is the default until int8 is measured faster than float
-    /// on every target (BENCHMARKS.md: on aarch64 it is, on x86_64 without VNNI not yet);
-    /// measure on your board with `napctl bench --compare`.
-    #[arg(long, value_enum, default_value_t = Target::Int8Weights)]
-    precision: Target,
+    /// What to produce. Default: int8 (the integer program) where nap-core's integer kernels
+    /// cover the backbone, else int8-weights (the command says why). int8 is the faster form
+    /// on every CPU measured (BENCHMARKS.md); `napctl bench --compare` measures it on yours.
+    #[arg(long, value_enum)]
+    precision: Option<Target>,
     /// Images to compare the quantized bundle with the float one on (default: the calibration
     /// folder). Images used for calibration are left out of the comparison.
     #[arg(long)]
@@ -65,8 +65,9 @@ impl QuantizeArgs {
             bundle: &self.bundle,
             calib: &self.calib,
             calib_count: self.calib_count,
+            fallback: self.precision.is_none(),
             options: Options {
-                target: self.precision,
+                target: self.precision.unwrap_or(Target::Int8),
                 ranges: self.ranges,
                 per_channel: !self.per_tensor,
             },
@@ -89,6 +90,9 @@ pub struct Quantization<'a> {
     pub calib_count: usize,
     /// What to produce, and how.
     pub options: Options,
+    /// Whether an int8 target whose backbone the integer kernels do not cover becomes
+    /// int8-weights (the default precision) rather than int8-tract.
+    pub fallback: bool,
     /// The comparison image folder (default: the calibration folder's other images).
     pub val: Option<&'a Path>,
     /// Where the comparison's JSON goes.
@@ -117,14 +121,19 @@ pub fn quantize_bundle(q: &Quantization) -> Result<()> {
             chosen.len()
         );
     }
-    let options = q.options;
+    let mut options = q.options;
     let frames: Vec<Vec<f32>> = calib.into_iter().map(|(_, f)| f).collect();
     let bar = progress_bar(frames.len(), "calibration", Rate::Hidden);
     let quantize::Quantized {
-        bundle: quantized,
+        bundle: mut quantized,
         no_program,
     } = quantize::quantize(&float, &frames, options, || bar.inc(1))?;
     bar.finish_and_clear();
+    if q.fallback && no_program.is_some() {
+        // int8-tract is slower than float on x86_64; int8-weights keeps float's speed.
+        options.target = Target::Int8Weights;
+        quantized = quantize::quantize(&float, &frames, options, || {})?.bundle;
+    }
     write_bundle(&quantized, q.output)?;
     // The files' sizes, rather than serializing both bundles again.
     let size = |path: &Path| -> Result<u64> {
@@ -157,6 +166,10 @@ pub fn quantize_bundle(q: &Quantization) -> Result<()> {
             "  integer program        {} layers ({}), u8 NHWC pre-pool",
             program.layers.len(),
             quantize::LayerCounts::of(program)
+        ),
+        (None, Some(why)) if options.target == Target::Int8Weights => println!(
+            "  integer program        none: {why}; int8-weights instead (--precision int8 \
+             gives the int8-tract form)"
         ),
         (None, Some(why)) => {
             println!("  integer program        none: {why} (the backbone runs in tract)")

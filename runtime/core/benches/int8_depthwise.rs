@@ -1,5 +1,5 @@
 //! Int8 depthwise 3x3 (u8 NHWC, per-channel requantization, ReLU6-style clamp) on MobileNetV2
-//! 1.0 / 224 layer shapes, and the residual add: the scalar reference and the fastest path this
+//! 1.0 / 224 layer shapes, and the residual add: the scalar reference and every path this
 //! CPU runs, side by side in one run. Throughput is in output bytes.
 //!
 //! `cargo bench -p nap-core --bench int8_depthwise`
@@ -34,7 +34,7 @@ fn depthwise(c: &mut Criterion) {
         min: 0,
         max: 200,
     };
-    let paths: Vec<Depthwise> = [Isa::Scalar, Depthwise::new().isa()]
+    let paths: Vec<Depthwise> = Isa::ALL
         .into_iter()
         .filter_map(Depthwise::with_isa)
         .collect();

@@ -1,5 +1,5 @@
 //! Integer pointwise (1x1) convolution and the stem on MobileNetV2 1.0 / 224 layer shapes: the
-//! scalar reference and the fastest path this CPU runs, side by side in one run. Throughput is
+//! scalar reference and every path this CPU runs, side by side in one run. Throughput is
 //! in multiply-adds.
 //!
 //! `cargo bench -p nap-core --bench int8_pointwise`
@@ -58,7 +58,7 @@ impl Params {
 
 fn pointwise(c: &mut Criterion) {
     let mut rng = XorShift64::new(7);
-    let paths: Vec<Pointwise> = [Isa::Scalar, Pointwise::new().isa()]
+    let paths: Vec<Pointwise> = Isa::ALL
         .into_iter()
         .filter_map(Pointwise::with_isa)
         .collect();
