@@ -221,6 +221,105 @@ pub(crate) mod x86 {
         _mm256_add_epi32(_mm256_srav_epi32(x, right), round_bit)
     }
 
+    /// Steps 1-3 for eight lanes with AVX-512VL's 64-bit arithmetic shifts, the per-lane
+    /// constants derived once: steps 2 and 3 round once, as
+    /// `(x * multiplier + 2^30 + [right > 0] 2^(30 + right)) >> (31 + right)`, which equals
+    /// their two roundings exactly (floor divisions compose; the sum stays under 2^63).
+    pub struct Rounding {
+        multiplier: __m256i,
+        /// The odd lanes' multipliers in the even lanes.
+        multiplier_odd: __m256i,
+        left: __m256i,
+        /// The even and the odd lanes' addends and shifts, as 64-bit lanes.
+        add_even: __m256i,
+        add_odd: __m256i,
+        shift_even: __m256i,
+        shift_odd: __m256i,
+    }
+
+    impl Rounding {
+        /// From eight lanes of multipliers and the shifts of [`super::Requant`].
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512vl")]
+        pub fn new(multiplier: __m256i, left: __m256i, right: __m256i) -> Rounding {
+            // `right` is never negative: its halves are its even and odd lanes, zero-extended.
+            let even = _mm256_and_si256(right, _mm256_set1_epi64x(0xffff_ffff));
+            let odd = _mm256_srli_epi64::<32>(right);
+            let half = _mm256_set1_epi64x(1 << 30);
+            let add = |r: __m256i| {
+                let step3 = _mm256_sllv_epi64(half, r);
+                let none = _mm256_cmpeq_epi64(r, _mm256_setzero_si256());
+                _mm256_add_epi64(half, _mm256_andnot_si256(none, step3))
+            };
+            let shift = |r: __m256i| _mm256_add_epi64(r, _mm256_set1_epi64x(31));
+            Rounding {
+                multiplier,
+                multiplier_odd: _mm256_srli_epi64::<32>(multiplier),
+                left,
+                add_even: add(even),
+                add_odd: add(odd),
+                shift_even: shift(even),
+                shift_odd: shift(odd),
+            }
+        }
+
+        /// Steps 1-3 of eight lanes; step 1 only when `LEFT` (an identity when no lane shifts
+        /// left).
+        #[inline]
+        #[target_feature(enable = "avx512f,avx512vl")]
+        pub fn apply<const LEFT: bool>(&self, acc: __m256i) -> __m256i {
+            let x = if LEFT {
+                let shifted = _mm256_sllv_epi32(acc, self.left);
+                let kept = _mm256_cmpeq_epi32(_mm256_srav_epi32(shifted, self.left), acc);
+                let saturated =
+                    _mm256_xor_si256(_mm256_set1_epi32(i32::MAX), _mm256_srai_epi32::<31>(acc));
+                _mm256_blendv_epi8(saturated, shifted, kept)
+            } else {
+                acc
+            };
+            let even = _mm256_add_epi64(_mm256_mul_epi32(x, self.multiplier), self.add_even);
+            let even = _mm256_srav_epi64(even, self.shift_even);
+            let odd = _mm256_mul_epi32(_mm256_srli_epi64::<32>(x), self.multiplier_odd);
+            let odd = _mm256_srav_epi64(_mm256_add_epi64(odd, self.add_odd), self.shift_odd);
+            _mm256_blend_epi32::<0b1010_1010>(even, _mm256_slli_epi64::<32>(odd))
+        }
+    }
+
+    /// Step 4 on 32 lanes at once, as bytes: packing saturates to i16, the zero point adds
+    /// with saturation, packing again saturates to 0..=255, and the clamp applies to the bytes,
+    /// which equals clamping first (a saturated lane lies beyond the byte range on the side it
+    /// came from).
+    pub struct ByteStage {
+        zero_point: __m256i,
+        min: __m256i,
+        max: __m256i,
+    }
+
+    impl ByteStage {
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        pub fn new(stage: super::OutputStage) -> ByteStage {
+            ByteStage {
+                zero_point: _mm256_set1_epi16(i16::from(stage.zero_point)),
+                min: _mm256_set1_epi8(stage.min as i8),
+                max: _mm256_set1_epi8(stage.max as i8),
+            }
+        }
+
+        /// Four vectors of steps 1-3 as 32 bytes, in
+        /// `_mm256_packus_epi16(_mm256_packs_epi32(x0, x1), _mm256_packs_epi32(x2, x3))` order.
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        pub fn apply(&self, x: [__m256i; 4]) -> __m256i {
+            let ab = _mm256_adds_epi16(_mm256_packs_epi32(x[0], x[1]), self.zero_point);
+            let cd = _mm256_adds_epi16(_mm256_packs_epi32(x[2], x[3]), self.zero_point);
+            _mm256_max_epu8(
+                _mm256_min_epu8(_mm256_packus_epi16(ab, cd), self.max),
+                self.min,
+            )
+        }
+    }
+
     /// Step 4 for eight lanes, from [`super::OutputStage::bounds`] and its zero point, all
     /// splat; the results are in 0..=255.
     #[inline]

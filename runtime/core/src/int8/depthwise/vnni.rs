@@ -14,7 +14,7 @@ use core::arch::x86_64::*;
 
 use super::{LEFT, MULTIPLIER, NEG_RIGHT, Packed, QUAD, QUAD_LEN};
 use crate::int8::OutputStage;
-use crate::int8::requant::x86::{apply, stage as clamp};
+use crate::int8::requant::x86::{ByteStage, Rounding};
 
 /// Channels per step of the main loop.
 const LANES: usize = 32;
@@ -75,20 +75,11 @@ fn halves(low: &[i32], high: &[i32]) -> __m256i {
     _mm256_set_m128i(four(high), four(low))
 }
 
-/// The output stage's bounds and zero point, splat.
-struct Stage {
-    lo: __m256i,
-    hi: __m256i,
-    zp: __m256i,
-}
-
 /// A vector's channels' bias and requantization: the channels of groups `low` and `high`
 /// (of [`QUAD`] channels each) in the two halves.
 struct Numbers {
     bias: __m256i,
-    multiplier: __m256i,
-    left: __m256i,
-    right: __m256i,
+    rounding: Rounding,
 }
 
 impl Numbers {
@@ -104,24 +95,35 @@ impl Numbers {
         };
         Numbers {
             bias: halves(&bias[low * QUAD..], &bias[high * QUAD..]),
-            multiplier: field(MULTIPLIER),
-            left: field(LEFT),
-            right: _mm256_sub_epi32(_mm256_setzero_si256(), field(NEG_RIGHT)),
+            rounding: Rounding::new(
+                field(MULTIPLIER),
+                field(LEFT),
+                _mm256_sub_epi32(_mm256_setzero_si256(), field(NEG_RIGHT)),
+            ),
         }
-    }
-
-    /// Steps 1-4 of the requantization on `acc`: lanes in 0..=255.
-    #[inline]
-    #[target_feature(enable = "avx512vnni,avx512vl")]
-    fn finish(&self, acc: __m256i, st: &Stage) -> __m256i {
-        let x = apply(acc, self.multiplier, self.left, self.right);
-        clamp(x, st.lo, st.hi, st.zp)
     }
 }
 
 /// One output row; see `Depthwise::run` (`RowFn`). The scratch rows hold unflipped codes.
 #[target_feature(enable = "avx512vnni,avx512vl")]
 pub(super) fn row(
+    rows: [&[u8]; 3],
+    stride: usize,
+    sc: usize,
+    packed: &Packed<'_>,
+    stage: OutputStage,
+    out_row: &mut [u8],
+) {
+    if packed.shifts_left {
+        row_with::<true>(rows, stride, sc, packed, stage, out_row)
+    } else {
+        row_with::<false>(rows, stride, sc, packed, stage, out_row)
+    }
+}
+
+/// [`row`], with step 1 of the requantization only when `LEFT` (some channel shifts left).
+#[target_feature(enable = "avx512vnni,avx512vl")]
+fn row_with<const LEFT: bool>(
     rows: [&[u8]; 3],
     stride: usize,
     sc: usize,
@@ -138,12 +140,7 @@ pub(super) fn row(
     assert!(rows.iter().all(|r| r.len() >= reach));
     assert!(sc.is_multiple_of(8) && packed.padded >= sc);
     assert_eq!(out_row.len(), width * sc);
-    let (lo, hi) = stage.bounds();
-    let st = Stage {
-        lo: _mm256_set1_epi32(lo),
-        hi: _mm256_set1_epi32(hi),
-        zp: _mm256_set1_epi32(i32::from(stage.zero_point)),
-    };
+    let st = ByteStage::new(stage);
     let z = _mm256_setzero_si256();
     let main = sc / LANES * LANES;
     for c in (0..main).step_by(LANES) {
@@ -175,12 +172,11 @@ pub(super) fn row(
                     acc[j] = _mm256_dpbusd_epi32(acc[j], x[j], w[g][j]);
                 }
             }
-            let r: [__m256i; 4] = core::array::from_fn(|j| numbers[j].finish(acc[j], &st));
-            // Channels 0-7 | 16-23 and 8-15 | 24-31 as i16, then all 32 in order as bytes.
-            let v = _mm256_packus_epi16(
-                _mm256_packs_epi32(r[0], r[1]),
-                _mm256_packs_epi32(r[2], r[3]),
-            );
+            // Packing channels 0-7 | 16-23 and 8-15 | 24-31 as i16, then all 32 as bytes,
+            // restores their order.
+            let v = st.apply(core::array::from_fn(|j| {
+                numbers[j].rounding.apply::<LEFT>(acc[j])
+            }));
             // SAFETY: ox * sc + c + 32 <= (ox + 1) * sc <= out_row.len().
             unsafe { _mm256_storeu_si256(out_row.as_mut_ptr().add(ox * sc + c).cast(), v) };
         }
@@ -203,8 +199,8 @@ pub(super) fn row(
             acc = _mm256_dpbusd_epi32(acc, quads8(x(0), x(1), x(2), x(3)), w[0]);
             acc = _mm256_dpbusd_epi32(acc, quads8(x(4), x(5), x(6), x(7)), w[1]);
             acc = _mm256_dpbusd_epi32(acc, quads8(x(8), z, z, z), w[2]);
-            let r = numbers.finish(acc, &st);
-            let v = _mm256_packus_epi16(_mm256_packs_epi32(r, r), _mm256_setzero_si256());
+            let r = numbers.rounding.apply::<LEFT>(acc);
+            let v = st.apply([r; 4]);
             // Bytes 0-3 and 16-19 hold the eight channels.
             let v = _mm_unpacklo_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
             // SAFETY: ox * sc + c + 8 <= (ox + 1) * sc <= out_row.len().

@@ -15,8 +15,8 @@
 
 use core::arch::x86_64::*;
 
-use super::x86::{Stage, finish};
-use super::{ARRAYS, BIAS_AT, Header, Shape, pixel_block};
+use super::{ARRAYS, BIAS_AT, Header, LEFT_AT, MULTIPLIER_AT, RIGHT_AT, Shape, pixel_block};
+use crate::int8::requant::x86::{ByteStage, Rounding};
 use crate::int8::stride;
 
 /// Pixels per tile.
@@ -61,7 +61,7 @@ unsafe fn run_with<const LEFT: bool>(
     output: &mut [u8],
 ) {
     let (kk, mm) = (stride(shape.in_channels), stride(shape.out_channels));
-    let st = Stage::new(header);
+    let st = ByteStage::new(header.stage);
     let block = pixel_block(kk, PIXELS);
     let out = output.as_mut_ptr();
     let mut start = 0;
@@ -132,7 +132,7 @@ impl Tile {
     #[target_feature(enable = "avx512vnni,avx512vl")]
     unsafe fn run<const G: usize, const C: usize, const LEFT: bool>(
         &self,
-        st: &Stage,
+        st: &ByteStage,
         x: impl Fn(usize) -> *const u8,
         out: impl Fn(usize) -> *mut u8,
     ) {
@@ -158,7 +158,39 @@ impl Tile {
                 }
             }
         }
-        // SAFETY: forwarded: the caller's contract; the panel keeps `right` positive.
-        unsafe { finish::<G, C, LEFT>(acc, p, rows, st, out) }
+        let mut res = [[_mm256_setzero_si256(); G]; C];
+        for g in 0..G {
+            // SAFETY: the panel's params are ARRAYS arrays of `rows` i32.
+            let [mult, left, right] = unsafe {
+                [MULTIPLIER_AT, LEFT_AT, RIGHT_AT]
+                    .map(|a| _mm256_loadu_si256(p.add(a * rows + 8 * g).cast()))
+            };
+            let rounding = Rounding::new(mult, left, right);
+            for c in 0..C {
+                res[c][g] = rounding.apply::<LEFT>(acc[g][c]);
+            }
+        }
+        // Four vectors at a time become 32 bytes, 4 / G pixels' rows; packing leaves each
+        // pixel's 8-row groups in dwords 0, 4, 1, 5, ... of the result, which one permutation
+        // puts in order. A last group of fewer pixels repeats its last one.
+        let per = 4 / G;
+        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for first in (0..C).step_by(per) {
+            let v = st.apply(core::array::from_fn(|i| {
+                res[(first + i / G).min(C - 1)][i % G]
+            }));
+            let mut bytes = [0u8; 32];
+            // SAFETY: 32 writable bytes.
+            unsafe {
+                _mm256_storeu_si256(
+                    bytes.as_mut_ptr().cast(),
+                    _mm256_permutevar8x32_epi32(v, order),
+                )
+            };
+            for (i, pixel) in bytes.chunks_exact(8 * G).take(C - first).enumerate() {
+                // SAFETY: out(c) has 8G writable bytes.
+                unsafe { core::ptr::copy_nonoverlapping(pixel.as_ptr(), out(first + i), 8 * G) };
+            }
+        }
     }
 }
