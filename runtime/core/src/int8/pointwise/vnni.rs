@@ -15,6 +15,7 @@
 
 use core::arch::x86_64::*;
 
+use super::x86::store;
 use super::{ARRAYS, BIAS_AT, Header, LEFT_AT, MULTIPLIER_AT, RIGHT_AT, Shape, pixel_block};
 use crate::int8::requant::x86::{ByteStage, Rounding};
 use crate::int8::stride;
@@ -170,27 +171,7 @@ impl Tile {
                 res[c][g] = rounding.apply::<LEFT>(acc[g][c]);
             }
         }
-        // Four vectors at a time become 32 bytes, 4 / G pixels' rows; packing leaves each
-        // pixel's 8-row groups in dwords 0, 4, 1, 5, ... of the result, which one permutation
-        // puts in order. A last group of fewer pixels repeats its last one.
-        let per = 4 / G;
-        let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-        for first in (0..C).step_by(per) {
-            let v = st.apply(core::array::from_fn(|i| {
-                res[(first + i / G).min(C - 1)][i % G]
-            }));
-            let mut bytes = [0u8; 32];
-            // SAFETY: 32 writable bytes.
-            unsafe {
-                _mm256_storeu_si256(
-                    bytes.as_mut_ptr().cast(),
-                    _mm256_permutevar8x32_epi32(v, order),
-                )
-            };
-            for (i, pixel) in bytes.chunks_exact(8 * G).take(C - first).enumerate() {
-                // SAFETY: out(c) has 8G writable bytes.
-                unsafe { core::ptr::copy_nonoverlapping(pixel.as_ptr(), out(first + i), 8 * G) };
-            }
-        }
+        // SAFETY: forwarded: the caller's contract.
+        unsafe { store(res, st, out) }
     }
 }

@@ -26,6 +26,7 @@
 use core::arch::x86_64::*;
 
 use super::{ARRAYS, BIAS_AT, Header, LEFT_AT, MULTIPLIER_AT, RIGHT_AT, Shape, pixel_block};
+use crate::int8::requant::x86::ByteStage;
 use crate::int8::stride;
 
 /// Pixels per tile.
@@ -70,7 +71,7 @@ unsafe fn run_with<const LEFT: bool>(
     output: &mut [u8],
 ) {
     let (kk, mm) = (stride(shape.in_channels), stride(shape.out_channels));
-    let st = Stage::new(header);
+    let st = ByteStage::new(header.stage);
     let block = pixel_block(kk, PIXELS);
     let out = output.as_mut_ptr();
     let mut start = 0;
@@ -110,26 +111,6 @@ unsafe fn run_with<const LEFT: bool>(
     }
 }
 
-/// The output stage's bounds and zero point, splat.
-pub(super) struct Stage {
-    lo: __m256i,
-    hi: __m256i,
-    zp: __m256i,
-}
-
-impl Stage {
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub(super) fn new(header: Header) -> Stage {
-        let (lo, hi) = header.stage.bounds();
-        Stage {
-            lo: _mm256_set1_epi32(lo),
-            hi: _mm256_set1_epi32(hi),
-            zp: _mm256_set1_epi32(i32::from(header.stage.zero_point)),
-        }
-    }
-}
-
 /// Where a tile's rows lie in their panel.
 struct Tile {
     /// The tile's first row's weights in the panel's first group of input channels.
@@ -155,7 +136,7 @@ impl Tile {
     #[target_feature(enable = "avx2")]
     unsafe fn run<const G: usize, const C: usize, const LEFT: bool>(
         &self,
-        st: &Stage,
+        st: &ByteStage,
         x: impl Fn(usize) -> *const u8,
         out: impl Fn(usize) -> *mut u8,
     ) {
@@ -208,7 +189,7 @@ pub(super) unsafe fn finish<const G: usize, const C: usize, const LEFT: bool>(
     acc: [[__m256i; C]; G],
     p: *const i32,
     rows: usize,
-    st: &Stage,
+    st: &ByteStage,
     out: impl Fn(usize) -> *mut u8,
 ) {
     let mut res = [[_mm256_setzero_si256(); G]; C];
@@ -220,25 +201,46 @@ pub(super) unsafe fn finish<const G: usize, const C: usize, const LEFT: bool>(
         };
         let rq = Rescale::new(mult, left, right);
         for c in 0..C {
-            res[c][g] = rq.apply::<LEFT>(acc[g][c], st);
+            res[c][g] = rq.apply::<LEFT>(acc[g][c]);
         }
     }
-    for (c, res) in res.iter().enumerate() {
-        let o = out(c);
-        if G == 2 {
-            // Lanes 0-3 of both, then 4-7 of both, as i16; in order; then as bytes.
-            let v = _mm256_packs_epi32(res[0], res[1]);
-            let v = _mm256_permute4x64_epi64::<0b1101_1000>(v);
-            let v = _mm_packus_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-            // SAFETY: out(c) has 16 writable bytes.
-            unsafe { _mm_storeu_si128(o.cast(), v) };
-        } else {
-            let v = _mm256_packs_epi32(res[0], res[0]);
-            let v = _mm256_permute4x64_epi64::<0b1000>(v);
-            let v = _mm256_castsi256_si128(v);
-            let v = _mm_packus_epi16(v, v);
-            // SAFETY: out(c) has 8 writable bytes.
-            unsafe { _mm_storel_epi64(o.cast(), v) };
+    // SAFETY: forwarded: the caller's contract.
+    unsafe { store(res, st, out) }
+}
+
+/// Writes a tile's requantized rows (`res[c][g]`: rows `8g..8g + 8` of pixel `c`, before the
+/// output stage) as bytes, `8 * G` to each `out(c)`.
+///
+/// Four vectors at a time become 32 bytes, `4 / G` pixels' rows: packing leaves each pixel's
+/// groups of 4 rows in dwords 0, 4, 1, 5, ... of the result, which one permutation puts in
+/// order. A last group of fewer pixels repeats its last one.
+///
+/// # Safety
+/// The CPU must have AVX2; each `out(c)` points at `8G` writable bytes.
+#[inline]
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn store<const G: usize, const C: usize>(
+    res: [[__m256i; G]; C],
+    st: &ByteStage,
+    out: impl Fn(usize) -> *mut u8,
+) {
+    let per = 4 / G;
+    let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for first in (0..C).step_by(per) {
+        let v = st.apply(core::array::from_fn(|i| {
+            res[(first + i / G).min(C - 1)][i % G]
+        }));
+        let mut bytes = [0u8; 32];
+        // SAFETY: 32 writable bytes.
+        unsafe {
+            _mm256_storeu_si256(
+                bytes.as_mut_ptr().cast(),
+                _mm256_permutevar8x32_epi32(v, order),
+            )
+        };
+        for (i, pixel) in bytes.chunks_exact(8 * G).take(C - first).enumerate() {
+            // SAFETY: out(c) has 8G writable bytes.
+            unsafe { core::ptr::copy_nonoverlapping(pixel.as_ptr(), out(first + i), 8 * G) };
         }
     }
 }
@@ -272,11 +274,11 @@ impl Rescale {
         }
     }
 
-    /// Steps 1-4 for eight lanes, results in 0..=255; step 1 only when `LEFT` (it is an
-    /// identity when every lane's left shift is 0).
+    /// Steps 1-3 for eight lanes; step 1 only when `LEFT` (it is an identity when every
+    /// lane's left shift is 0).
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn apply<const LEFT: bool>(&self, acc: __m256i, st: &Stage) -> __m256i {
+    fn apply<const LEFT: bool>(&self, acc: __m256i) -> __m256i {
         let x = if LEFT {
             // Step 1: shift, and saturate the lanes whose shift lost bits.
             let shifted = _mm256_sllv_epi32(acc, self.left);
@@ -302,8 +304,6 @@ impl Rescale {
         let x = _mm256_blend_epi32::<0b1010_1010>(even, odd);
         // Step 3: x >> right, plus the last bit shifted out (none when right is 0).
         let round_bit = _mm256_and_si256(_mm256_srav_epi32(x, self.right_less), self.round_mask);
-        let x = _mm256_add_epi32(_mm256_srav_epi32(x, self.right), round_bit);
-        // Step 4.
-        _mm256_add_epi32(_mm256_max_epi32(_mm256_min_epi32(x, st.hi), st.lo), st.zp)
+        _mm256_add_epi32(_mm256_srav_epi32(x, self.right), round_bit)
     }
 }
