@@ -188,15 +188,21 @@ pub(crate) mod neon {
 pub(crate) mod x86 {
     use core::arch::x86_64::*;
 
+    /// Step 1 for eight lanes: shift left, and saturate the lanes whose shift lost bits.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub fn shift_left(acc: __m256i, left: __m256i) -> __m256i {
+        let shifted = _mm256_sllv_epi32(acc, left);
+        let kept = _mm256_cmpeq_epi32(_mm256_srav_epi32(shifted, left), acc);
+        let saturated = _mm256_xor_si256(_mm256_set1_epi32(i32::MAX), _mm256_srai_epi32::<31>(acc));
+        _mm256_blendv_epi8(saturated, shifted, kept)
+    }
+
     /// Steps 1-3 for eight lanes; `left` and `right` are the shifts of [`super::Requant`].
     #[inline]
     #[target_feature(enable = "avx2")]
     pub fn apply(acc: __m256i, multiplier: __m256i, left: __m256i, right: __m256i) -> __m256i {
-        // Step 1: shift, and saturate the lanes whose shift lost bits.
-        let shifted = _mm256_sllv_epi32(acc, left);
-        let kept = _mm256_cmpeq_epi32(_mm256_srav_epi32(shifted, left), acc);
-        let saturated = _mm256_xor_si256(_mm256_set1_epi32(i32::MAX), _mm256_srai_epi32::<31>(acc));
-        let x = _mm256_blendv_epi8(saturated, shifted, kept);
+        let x = shift_left(acc, left);
         // Step 2: 64-bit products of the even and the odd lanes. The multiplier is never
         // negative, so the high half fits 32 bits and a logical shift gives its bits.
         let round = _mm256_set1_epi64x(1 << 30);
@@ -269,11 +275,7 @@ pub(crate) mod x86 {
         #[target_feature(enable = "avx512f,avx512vl")]
         pub fn apply<const LEFT: bool>(&self, acc: __m256i) -> __m256i {
             let x = if LEFT {
-                let shifted = _mm256_sllv_epi32(acc, self.left);
-                let kept = _mm256_cmpeq_epi32(_mm256_srav_epi32(shifted, self.left), acc);
-                let saturated =
-                    _mm256_xor_si256(_mm256_set1_epi32(i32::MAX), _mm256_srai_epi32::<31>(acc));
-                _mm256_blendv_epi8(saturated, shifted, kept)
+                shift_left(acc, self.left)
             } else {
                 acc
             };

@@ -26,7 +26,7 @@
 use core::arch::x86_64::*;
 
 use super::{ARRAYS, BIAS_AT, Header, LEFT_AT, MULTIPLIER_AT, RIGHT_AT, Shape, pixel_block};
-use crate::int8::requant::x86::ByteStage;
+use crate::int8::requant::x86::{ByteStage, shift_left};
 use crate::int8::stride;
 
 /// Pixels per tile.
@@ -280,12 +280,7 @@ impl Rescale {
     #[target_feature(enable = "avx2")]
     fn apply<const LEFT: bool>(&self, acc: __m256i) -> __m256i {
         let x = if LEFT {
-            // Step 1: shift, and saturate the lanes whose shift lost bits.
-            let shifted = _mm256_sllv_epi32(acc, self.left);
-            let kept = _mm256_cmpeq_epi32(_mm256_srav_epi32(shifted, self.left), acc);
-            let saturated =
-                _mm256_xor_si256(_mm256_set1_epi32(i32::MAX), _mm256_srai_epi32::<31>(acc));
-            _mm256_blendv_epi8(saturated, shifted, kept)
+            shift_left(acc, self.left)
         } else {
             acc
         };
