@@ -9,9 +9,9 @@
 //! wraps as the reference's does. The activations need no flip and the bias no correction.
 //!
 //! The 256-bit form (AVX-512VL) runs as fast per multiply-add as the 512-bit one on CPUs that
-//! split 512-bit operations in two (Zen 4), and shares the AVX2 path's requantization; the 32
-//! vector registers of AVX-512 hold a tile's 16 accumulators, two weight vectors and the
-//! broadcast without spilling.
+//! split 512-bit operations in two (Zen 4); the 32 vector registers of AVX-512 hold a tile's 16
+//! accumulators, two weight vectors and the broadcast without spilling. The requantization
+//! rounds once ([`Rounding`]) and the bytes go out through the AVX2 path's store.
 
 use core::arch::x86_64::*;
 
