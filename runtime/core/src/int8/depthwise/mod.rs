@@ -382,6 +382,29 @@ fn tensor_lengths(g: &Geometry) -> Option<(usize, usize)> {
 /// The fast paths, fastest first.
 const PATHS: [Isa; 3] = [Isa::Avx512Vnni, Isa::Avx2, Isa::Neon];
 
+/// The output pixels of a fast path's row, after checking what its vector loads rely on: each
+/// scratch row holds every byte up to the last window's last column, `sc` is a multiple of
+/// `lanes` (the narrowest step the path takes), the packed arrays cover `sc` channels, and the
+/// row is whole pixels.
+#[cfg(target_arch = "x86_64")]
+fn row_width(
+    rows: &[&[u8]; 3],
+    stride: usize,
+    sc: usize,
+    lanes: usize,
+    packed: &Packed<'_>,
+    out_row: &[u8],
+) -> usize {
+    let width = out_row.len() / sc;
+    if width > 0 {
+        let reach = ((width - 1) * stride + 3) * sc;
+        assert!(rows.iter().all(|r| r.len() >= reach));
+        assert!(sc.is_multiple_of(lanes) && packed.padded >= sc);
+        assert_eq!(out_row.len(), width * sc);
+    }
+    width
+}
+
 /// One output row of a fast path: the three scratch rows its windows read (each
 /// `((out_width - 1) * stride + 3) * stride(C)` bytes), the stride,
 /// `stride(C)`, the layer, the stage, and the row (`out_width * stride(C)` bytes).

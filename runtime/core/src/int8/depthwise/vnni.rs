@@ -12,7 +12,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{LEFT, MULTIPLIER, NEG_RIGHT, Packed, QUAD, QUAD_LEN};
+use super::{LEFT, MULTIPLIER, NEG_RIGHT, Packed, QUAD, QUAD_LEN, row_width};
 use crate::int8::OutputStage;
 use crate::int8::requant::x86::{ByteStage, Rounding};
 
@@ -131,20 +131,16 @@ fn row_with<const LEFT: bool>(
     stage: OutputStage,
     out_row: &mut [u8],
 ) {
-    let width = out_row.len() / sc;
+    let width = row_width(&rows, stride, sc, 8, packed, out_row);
     if width == 0 {
         return;
     }
-    // Every byte a load below touches: the last window's last column.
-    let reach = ((width - 1) * stride + 3) * sc;
-    assert!(rows.iter().all(|r| r.len() >= reach));
-    assert!(sc.is_multiple_of(8) && packed.padded >= sc);
-    assert_eq!(out_row.len(), width * sc);
     let st = ByteStage::new(stage);
     let z = _mm256_setzero_si256();
     let main = sc / LANES * LANES;
     for c in (0..main).step_by(LANES) {
-        // SAFETY: every tap's weights hold `padded >= sc >= c + 32` entries (asserted above).
+        // SAFETY: every tap's weights hold `padded >= sc >= c + 32` entries (`row_width`
+        // asserts `padded >= sc`).
         let tap = |t: usize| unsafe { load32(packed.tap(t).as_ptr().add(c).cast()) };
         let w = [
             quads(tap(0), tap(1), tap(2), tap(3)),
@@ -156,8 +152,8 @@ fn row_with<const LEFT: bool>(
         for ox in 0..width {
             let base = ox * stride * sc + c;
             // SAFETY: tap t reads 32 bytes from base + (t % 3) sc of row t / 3, which end
-            // within `reach` (asserted above): base + 2 sc + 32 <= ((width - 1) stride + 2)
-            // sc + sc, as c + 32 <= sc.
+            // within the rows (`row_width` asserts it): base + 2 sc + 32 <= ((width - 1)
+            // stride + 2) sc + sc, as c + 32 <= sc.
             let x = |t: usize| unsafe { load32(rows[t / 3].as_ptr().add(base + t % 3 * sc)) };
             let mut acc: [__m256i; 4] = core::array::from_fn(|j| numbers[j].bias);
             for (g, x) in [

@@ -9,7 +9,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{LEFT, MULTIPLIER, NEG_RIGHT, Packed, QUAD, QUAD_LEN};
+use super::{LEFT, MULTIPLIER, NEG_RIGHT, Packed, QUAD, QUAD_LEN, row_width};
 use crate::int8::OutputStage;
 use crate::int8::requant::x86::{apply, stage as clamp};
 
@@ -82,15 +82,10 @@ pub(super) fn row(
     stage: OutputStage,
     out_row: &mut [u8],
 ) {
-    let width = out_row.len() / sc;
+    let width = row_width(&rows, stride, sc, LANES, packed, out_row);
     if width == 0 {
         return;
     }
-    // Every byte a load below touches: the last window's last column.
-    let reach = ((width - 1) * stride + 3) * sc;
-    assert!(rows.iter().all(|r| r.len() >= reach));
-    assert!(sc.is_multiple_of(LANES) && packed.padded >= sc);
-    assert_eq!(out_row.len(), width * sc);
     let (lo, hi) = stage.bounds();
     let (lo, hi, zp) = (
         _mm256_set1_epi32(lo),
@@ -100,8 +95,8 @@ pub(super) fn row(
     let zero = _mm_setzero_si128();
     for c in (0..sc).step_by(LANES) {
         let tap = |t: usize| {
-            // SAFETY: every tap's weights hold `padded >= sc` entries (asserted above), and
-            // c + 8 <= sc.
+            // SAFETY: every tap's weights hold `padded >= sc` entries (`row_width` asserts
+            // it), and c + 8 <= sc.
             unsafe { load8(packed.tap(t).as_ptr().add(c).cast()) }
         };
         let w = [
@@ -120,8 +115,8 @@ pub(super) fn row(
             let base = ox * stride * sc + c;
             let x = |t: usize| {
                 // SAFETY: tap t reads 8 bytes from base + (t % 3) sc of row t / 3, which end
-                // within `reach` (asserted above): base + 2 sc + 8 <= ((width - 1) stride + 2)
-                // sc + sc.
+                // within the rows (`row_width` asserts it): base + 2 sc + 8 <= ((width - 1)
+                // stride + 2) sc + sc.
                 unsafe { load8(rows[t / 3].as_ptr().add(base + t % 3 * sc)) }
             };
             let mut acc = bias;
