@@ -304,8 +304,20 @@ fn packed_view_is_checked_again() {
     let mut rng = Rng(7);
     let (layer, _) = random_layer(20, &mut rng);
     let (w, p) = packed_buffers(&layer);
-    assert!(Packed::new(20, &w, &p).is_ok());
+    let view = Packed::new(20, &w, &p).unwrap();
     assert_eq!(Packed::new(33, &w, &p).unwrap_err(), DepthwiseError::Packed);
+    // Viewed again from what the first check established: the same view, lengths checked.
+    let again = Packed::again(view.checked(), &w, &p).unwrap();
+    assert_eq!(again.checked(), view.checked());
+    assert!((0..20).all(|c| again.bias(c) == view.bias(c) && again.requant(c) == view.requant(c)));
+    assert_eq!(
+        Packed::again(view.checked(), &w[1..], &p).unwrap_err(),
+        DepthwiseError::Packed
+    );
+    assert_eq!(
+        Packed::again(view.checked(), &w, &p[..p.len() - 1]).unwrap_err(),
+        DepthwiseError::Packed
+    );
     assert_eq!(
         Packed::new(20, &w[1..], &p).unwrap_err(),
         DepthwiseError::Packed

@@ -41,3 +41,173 @@ impl XorShift64 {
             .collect()
     }
 }
+
+pub mod expand_depthwise {
+    //! One MobileNetV2 expansion and the depthwise convolution it feeds, with random numbers,
+    //! run either as two layers (the expanded tensor whole) or fused.
+
+    use super::XorShift64;
+    use nap_core::depthwise::{Geometry, TAPS};
+    use nap_core::int8::depthwise::{self, Depthwise, Packed};
+    use nap_core::int8::expand_depthwise::{ExpandDepthwise, Expansion};
+    use nap_core::int8::pointwise::{Layer, Pointwise, Shape};
+    use nap_core::int8::{OutputStage, Requant, fold_zero_point, stride};
+
+    /// (input channels, expanded channels, input side, stride) of every expansion + depthwise
+    /// pair of MobileNetV2 1.0 / 224, padding 1 on every side.
+    pub const BLOCKS: [(usize, usize, usize, usize); 16] = [
+        (16, 96, 112, 2),
+        (24, 144, 56, 1),
+        (24, 144, 56, 2),
+        (32, 192, 28, 1),
+        (32, 192, 28, 1),
+        (32, 192, 28, 2),
+        (64, 384, 14, 1),
+        (64, 384, 14, 1),
+        (64, 384, 14, 1),
+        (64, 384, 14, 1),
+        (96, 576, 14, 1),
+        (96, 576, 14, 1),
+        (96, 576, 14, 2),
+        (160, 960, 7, 1),
+        (160, 960, 7, 1),
+        (160, 960, 7, 1),
+    ];
+
+    /// The two layers' packed numbers and buffers.
+    pub struct Block {
+        pub shape: Shape,
+        pub g: Geometry,
+        expand_weights: Vec<i8>,
+        expand_params: Vec<i32>,
+        dw_weights: Vec<i8>,
+        dw_params: Vec<i32>,
+        pub input: Vec<u8>,
+        pub expanded: Vec<u8>,
+        pub scratch: Vec<u8>,
+        pub output: Vec<u8>,
+    }
+
+    /// ReLU6 on codes of scale 6/255: what MobileNetV2's expansions and depthwise layers end in.
+    const STAGE: OutputStage = OutputStage {
+        zero_point: 0,
+        min: 0,
+        max: 255,
+    };
+
+    impl Block {
+        /// Block `(k, m, side, s)` of [`BLOCKS`], packed for `pointwise`.
+        pub fn new(
+            (k, m, side, s): (usize, usize, usize, usize),
+            pointwise: &Pointwise,
+            rng: &mut XorShift64,
+        ) -> Block {
+            let out = side / s;
+            let g = Geometry {
+                channels: m,
+                in_height: side,
+                in_width: side,
+                stride: s,
+                pad_top: 1,
+                pad_left: 1,
+                out_height: out,
+                out_width: out,
+            };
+            let shape = Shape {
+                pixels: side * side,
+                in_channels: k,
+                out_channels: m,
+            };
+            let requant = |rng: &mut XorShift64| -> Vec<Requant> {
+                (0..m)
+                    .map(|_| {
+                        Requant::from_scale(0.002 + (rng.next_u64() % 1000) as f64 * 1e-5).unwrap()
+                    })
+                    .collect()
+            };
+            let bias = |rng: &mut XorShift64| -> Vec<i32> {
+                (0..m)
+                    .map(|_| (rng.next_u64() % 20_000) as i32 - 10_000)
+                    .collect()
+            };
+            let w = rng.codes(m * k);
+            let (b, r) = (bias(rng), requant(rng));
+            let len = pointwise.packed_len(&shape).unwrap();
+            let (mut expand_weights, mut expand_params) =
+                (vec![0; len.weights], vec![0; len.params]);
+            let layer = Layer {
+                weights: &w,
+                bias: &b,
+                requant: &r,
+                stage: STAGE,
+            };
+            pointwise
+                .pack(&shape, &layer, &mut expand_weights, &mut expand_params)
+                .unwrap();
+            let w = rng.codes(m * TAPS);
+            let mut b = bias(rng);
+            fold_zero_point(&mut b, &w, TAPS, STAGE.zero_point).unwrap();
+            let mut dw_weights = vec![0; Packed::weights_len(m).unwrap()];
+            let mut dw_params = vec![0; Packed::params_len(m).unwrap()];
+            depthwise::pack(&w, &b, &requant(rng), &mut dw_weights, &mut dw_params).unwrap();
+            Block {
+                shape,
+                g,
+                expand_weights,
+                expand_params,
+                dw_weights,
+                dw_params,
+                input: rng.bytes(shape.input_len().unwrap()),
+                expanded: vec![0; shape.output_len().unwrap()],
+                scratch: vec![0; depthwise::scratch_len(&g).unwrap()],
+                output: vec![0; stride(m) * out * out],
+            }
+        }
+
+        /// The expansion into the whole expanded tensor, then the depthwise convolution.
+        pub fn separate(&mut self, pointwise: &Pointwise, depthwise: &Depthwise) {
+            pointwise
+                .run(
+                    &self.shape,
+                    &self.expand_weights,
+                    &self.expand_params,
+                    &self.input,
+                    &mut self.expanded,
+                )
+                .unwrap();
+            let packed = Packed::new(self.g.channels, &self.dw_weights, &self.dw_params).unwrap();
+            depthwise
+                .run(
+                    &self.g,
+                    &packed,
+                    STAGE.zero_point,
+                    STAGE,
+                    &self.expanded,
+                    &mut self.scratch,
+                    &mut self.output,
+                )
+                .unwrap();
+        }
+
+        /// The two fused, row by row.
+        pub fn fused(&mut self, kernels: &ExpandDepthwise) {
+            let packed = Packed::new(self.g.channels, &self.dw_weights, &self.dw_params).unwrap();
+            let expansion = Expansion {
+                shape: self.shape,
+                weights: &self.expand_weights,
+                params: &self.expand_params,
+            };
+            kernels
+                .run(
+                    &expansion,
+                    &self.g,
+                    &packed,
+                    STAGE,
+                    &self.input,
+                    &mut self.scratch,
+                    &mut self.output,
+                )
+                .unwrap();
+        }
+    }
+}

@@ -17,6 +17,7 @@
 
 pub mod add;
 pub mod depthwise;
+pub mod expand_depthwise;
 pub mod pointwise;
 pub mod requant;
 pub mod stem;

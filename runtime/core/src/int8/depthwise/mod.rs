@@ -154,6 +154,15 @@ pub struct Packed<'a> {
     params: &'a [i32],
 }
 
+/// What [`Packed::new`] or [`pack`] established about a layer's buffers, kept so a model that
+/// makes its view on every frame need not check the same buffers again ([`Packed::again`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checked {
+    channels: usize,
+    padded: usize,
+    shifts_left: bool,
+}
+
 /// `channels` rounded up to [`BLOCK`]; `None` on overflow.
 fn padded(channels: usize) -> Option<usize> {
     channels.checked_next_multiple_of(BLOCK)
@@ -225,6 +234,38 @@ impl<'a> Packed<'a> {
             packed.shifts_left |= left > 0;
         }
         Ok(packed)
+    }
+
+    /// What this view's check established, to view the same buffers again with
+    /// [`again`](Self::again).
+    pub fn checked(&self) -> Checked {
+        Checked {
+            channels: self.channels,
+            padded: self.padded,
+            shifts_left: self.shifts_left,
+        }
+    }
+
+    /// A view of the buffers `checked` came from, checking only their lengths (O(1)). The
+    /// caller keeps those buffers unchanged: other contents would give wrong codes (never
+    /// unsafety, which rests on the lengths alone).
+    pub fn again(
+        checked: Checked,
+        weights: &'a [i8],
+        params: &'a [i32],
+    ) -> Result<Packed<'a>, DepthwiseError> {
+        let c = checked.channels;
+        if Some(weights.len()) != Self::weights_len(c) || Some(params.len()) != Self::params_len(c)
+        {
+            return Err(DepthwiseError::Packed);
+        }
+        Ok(Packed {
+            channels: c,
+            padded: checked.padded,
+            shifts_left: checked.shifts_left,
+            weights,
+            params,
+        })
     }
 
     /// Channels of the layer.
@@ -408,7 +449,7 @@ fn row_width(
 /// One output row of a fast path: the three scratch rows its windows read (each
 /// `((out_width - 1) * stride + 3) * stride(C)` bytes), the stride,
 /// `stride(C)`, the layer, the stage, and the row (`out_width * stride(C)` bytes).
-type RowFn = unsafe fn([&[u8]; 3], usize, usize, &Packed<'_>, OutputStage, &mut [u8]);
+pub(crate) type RowFn = unsafe fn([&[u8]; 3], usize, usize, &Packed<'_>, OutputStage, &mut [u8]);
 
 /// Runs int8 depthwise 3x3 convolutions with one implementation this CPU supports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -442,7 +483,7 @@ impl Depthwise {
     }
 
     /// Checks every buffer against `g` without touching one.
-    fn check(
+    pub(crate) fn check(
         g: &Geometry,
         packed: &Packed<'_>,
         stage: OutputStage,
@@ -501,7 +542,35 @@ impl Depthwise {
         output: &mut [u8],
     ) -> Result<(), DepthwiseError> {
         Self::check(g, packed, stage, input.len(), scratch.len(), output.len())?;
-        let row: Option<RowFn> = match self.isa {
+        let Some(row) = self.row_fn() else {
+            scalar::run(g, packed, input_zero_point, stage, input, output);
+            return Ok(());
+        };
+        let sc = stride(g.channels);
+        self.run_ring(
+            g,
+            row,
+            packed,
+            input_zero_point,
+            stage,
+            scratch,
+            output,
+            |iy, flip, data| {
+                let src = &input[iy * g.in_width * sc..][..data.len()];
+                if flip == 0 {
+                    data.copy_from_slice(src);
+                } else {
+                    flip_copy(data, src);
+                }
+            },
+        );
+        Ok(())
+    }
+
+    /// This path's row over the scratch ring; `None` for the reference, which reads the input
+    /// directly.
+    pub(crate) fn row_fn(&self) -> Option<RowFn> {
+        match self.isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Some(x86::row),
             #[cfg(target_arch = "x86_64")]
@@ -509,13 +578,35 @@ impl Depthwise {
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Some(neon::row),
             _ => None,
-        };
-        let Some(row) = row else {
-            scalar::run(g, packed, input_zero_point, stage, input, output);
-            return Ok(());
-        };
-        // Signed products want `x - 128`; VNNI multiplies the codes as they are.
-        let flip = if self.isa == Isa::Avx512Vnni { 0 } else { FLIP };
+        }
+    }
+
+    /// What the scratch copy XORs every code with: signed products want `x - 128`; VNNI
+    /// multiplies the codes as they are, and so does the reference's row.
+    fn flip(&self) -> u8 {
+        match self.isa {
+            Isa::Neon | Isa::Avx2 => FLIP,
+            _ => 0,
+        }
+    }
+
+    /// Runs `row` over every output row of `g` from a ring of three scratch rows, which `fill`
+    /// fills: `fill(iy, flip, data)` writes input row `iy`'s columns the windows read
+    /// (`data.len() / stride(C)` of them, from column 0), each code XORed with `flip`. The
+    /// buffers passed [`check`](Self::check) (for the input's length, its geometry's).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn run_ring(
+        &self,
+        g: &Geometry,
+        row: RowFn,
+        packed: &Packed<'_>,
+        zero_point: u8,
+        stage: OutputStage,
+        scratch: &mut [u8],
+        output: &mut [u8],
+        mut fill: impl FnMut(usize, u8, &mut [u8]),
+    ) {
+        let flip = self.flip();
         let sc = stride(g.channels);
         let pitch = scratch_width(g) * sc;
         let scratch = &mut scratch[..3 * pitch];
@@ -524,23 +615,31 @@ impl Depthwise {
             // Scratch row `r` is input row `r - pad_top`, in ring slot `r % 3`.
             while filled <= oy * g.stride + 2 {
                 let slot = &mut scratch[filled % 3 * pitch..][..pitch];
-                fill_row(g, input, input_zero_point, flip, filled, slot);
+                fill_row(g, zero_point, flip, filled, slot, &mut fill);
                 filled += 1;
             }
             let slots: &[u8] = scratch;
             let rows = [0, 1, 2].map(|ky| &slots[(oy * g.stride + ky) % 3 * pitch..][..pitch]);
             // SAFETY: a Depthwise holds Avx2 or Avx512Vnni only when the CPU reported it
-            // (`Isa::is_supported`), and NEON is part of the aarch64 baseline.
+            // (`Isa::is_supported`), and NEON is part of the aarch64 baseline; the reference's
+            // row is safe.
             unsafe { row(rows, g.stride, sc, packed, stage, out_row) };
         }
-        Ok(())
     }
 }
 
 /// Writes scratch row `r` (input row `r - pad_top`, or all zero point outside the input) into
-/// `slot`: `pad_left` pixels of the zero point, the input columns the windows read, and the zero
-/// point again up to [`scratch_width`]; every code XORed with `flip` ([`FLIP`] or 0).
-fn fill_row(g: &Geometry, input: &[u8], zero_point: u8, flip: u8, r: usize, slot: &mut [u8]) {
+/// `slot`: `pad_left` pixels of the zero point, the input columns the windows read (from
+/// `fill`, as [`Depthwise::run_ring`] says), and the zero point again up to
+/// [`scratch_width`]; every code XORed with `flip` ([`FLIP`] or 0).
+fn fill_row(
+    g: &Geometry,
+    zero_point: u8,
+    flip: u8,
+    r: usize,
+    slot: &mut [u8],
+    fill: &mut impl FnMut(usize, u8, &mut [u8]),
+) {
     let zero_point = zero_point ^ flip;
     let sc = stride(g.channels);
     let Some(iy) = r.checked_sub(g.pad_top).filter(|&iy| iy < g.in_height) else {
@@ -551,13 +650,20 @@ fn fill_row(g: &Geometry, input: &[u8], zero_point: u8, flip: u8, r: usize, slot
     left.fill(zero_point);
     let columns = g.in_width.min(scratch_width(g) - g.pad_left);
     let (data, right) = rest.split_at_mut(columns * sc);
-    let src = &input[iy * g.in_width * sc..][..columns * sc];
-    if flip == 0 {
-        data.copy_from_slice(src);
-    } else {
-        flip_copy(data, src);
-    }
+    fill(iy, flip, data);
     right.fill(zero_point);
+}
+
+/// `data[i] ^= FLIP`: a row written by another kernel, made what the fast paths' rows read.
+pub(crate) fn flip_in_place(data: &mut [u8]) {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: NEON is part of the aarch64 baseline.
+    let done = unsafe { neon::flip_in_place(data) };
+    #[cfg(not(target_arch = "aarch64"))]
+    let done = 0;
+    for code in &mut data[done..] {
+        *code ^= FLIP;
+    }
 }
 
 /// `dst[i] = src[i] ^ FLIP`; the slices have one length.

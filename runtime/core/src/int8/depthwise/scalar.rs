@@ -52,3 +52,26 @@ pub fn run(
         }
     }
 }
+
+/// One output row from three scratch rows as [`Depthwise::run_ring`](super::Depthwise) fills
+/// them (codes as they are, borders holding the zero point): the reference's row, for callers
+/// that produce the input row by row.
+pub(crate) fn row(
+    rows: [&[u8]; 3],
+    stride: usize,
+    sc: usize,
+    packed: &Packed<'_>,
+    stage: OutputStage,
+    out_row: &mut [u8],
+) {
+    for (ox, pixel) in out_row.chunks_exact_mut(sc).enumerate() {
+        for (c, out) in pixel[..packed.channels()].iter_mut().enumerate() {
+            let mut acc = packed.bias(c);
+            for t in 0..TAPS {
+                let x = rows[t / 3][(ox * stride + t % 3) * sc + c];
+                acc = acc.wrapping_add(i32::from(packed.weight(c, t)) * i32::from(x));
+            }
+            *out = requantize(acc, packed.requant(c), stage);
+        }
+    }
+}

@@ -481,6 +481,21 @@ impl Pointwise {
         output: &mut [u8],
     ) -> Result<(), PointwiseError> {
         let header = self.check(shape, weights, params, input, output)?;
+        self.run_checked(shape, weights, params, header, input, output)
+    }
+
+    /// [`run`](Self::run) on buffers already checked: `header` read from `params` by
+    /// [`header`](Self::header) for this shape (any pixel count), `input` and `output` of the
+    /// shape's lengths.
+    pub(crate) fn run_checked(
+        &self,
+        shape: &Shape,
+        weights: &[i8],
+        params: &[i32],
+        header: Header,
+        input: &[u8],
+        output: &mut [u8],
+    ) -> Result<(), PointwiseError> {
         let body = &params[HEADER..];
         match self.isa {
             #[cfg(target_arch = "aarch64")]
