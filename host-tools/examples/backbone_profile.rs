@@ -34,6 +34,7 @@ fn main() -> TractResult<()> {
         own_depthwise: !tract,
         own_pointwise: !tract,
         integer: false,
+        fuse_expansions: false,
     };
     let plan = optimized_model(&bundle.backbone, size, options)?.into_runnable()?;
     let mut state = plan.spawn()?;

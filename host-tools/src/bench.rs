@@ -182,7 +182,11 @@ pub fn compare(
             frames,
             reduce_isa: nap_core::reduce::Reducer::new().isa().name(),
             depthwise: match detector.integer_paths() {
-                Some([_, _, depthwise, _]) => format!("nap-core int8 ({})", depthwise.name()),
+                Some([_, _, depthwise, _]) => format!(
+                    "nap-core int8 ({}, {} fused with their expansion)",
+                    depthwise.name(),
+                    detector.fused_expansions()
+                ),
                 None if backbone.own_depthwise => {
                     format!("nap-core ({})", Depthwise::new().isa().name())
                 }

@@ -12,7 +12,7 @@
 use crate::backbone;
 use crate::backbone::BackboneOptions;
 use crate::bundle::{ActivationStorage, Bundle, BundleError, HeadStorage, Manifest, VimSpec};
-use crate::integer::{Activations, IntegerBackbone, ProgramError};
+use crate::integer::{self, Activations, IntegerBackbone, Program, ProgramError};
 use crate::neck::{Neck, NeckError, NeckThen};
 use nap_core::nap::{nap_f32, nap_u8};
 use nap_core::reduce::{Layout, Reducer, Shape, ShapeError};
@@ -269,6 +269,18 @@ impl HeadWeights {
     }
 }
 
+/// The integer program prepared with the fastest kernels, fused as `options` say.
+fn integer_backbone(
+    program: &Program,
+    options: BackboneOptions,
+) -> Result<IntegerBackbone, ProgramError> {
+    let fused = integer::Options {
+        fuse_min_width: options.fuse_expansions.then_some(integer::FUSE_MIN_WIDTH),
+        ..integer::Options::default()
+    };
+    IntegerBackbone::with_options(program, fused)
+}
+
 /// A deciding method that needs DICE's or ViM's statistics finds them in the bundle: refused
 /// when the detector is made, not on every frame.
 fn deciding_statistics_present(manifest: &Manifest) -> Result<(), ScoreError> {
@@ -378,7 +390,9 @@ impl Detector {
         bundle.validate()?;
         deciding_statistics_present(&bundle.manifest)?;
         let backbone = match &bundle.program {
-            Some(program) if options.integer => Backbone::Integer(IntegerBackbone::new(program)?),
+            Some(program) if options.integer => {
+                Backbone::Integer(integer_backbone(program, options)?)
+            }
             _ if bundle.backbone.is_empty() => return Err(DetectorError::NoTractBackbone),
             #[cfg(feature = "tract")]
             _ => {
@@ -411,7 +425,7 @@ impl Detector {
         let backbone = match bundle.program.take() {
             Some(program) if options.integer => {
                 bundle.backbone = Vec::new();
-                Backbone::Integer(IntegerBackbone::new(&program)?)
+                Backbone::Integer(integer_backbone(&program, options)?)
             }
             _ if bundle.backbone.is_empty() => return Err(DetectorError::NoTractBackbone),
             #[cfg(feature = "tract")]
@@ -504,6 +518,16 @@ impl Detector {
             Backbone::Integer(integer) => Some(integer.paths()),
             #[cfg(feature = "tract")]
             Backbone::Tract(_) => None,
+        }
+    }
+
+    /// How many of the integer program's expansions run fused with their depthwise
+    /// convolution (0 when tract runs the backbone).
+    pub fn fused_expansions(&self) -> usize {
+        match &self.backbone {
+            Backbone::Integer(integer) => integer.fused_expansions(),
+            #[cfg(feature = "tract")]
+            Backbone::Tract(_) => 0,
         }
     }
 

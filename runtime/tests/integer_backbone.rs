@@ -5,7 +5,7 @@
 
 use nap_core::int8::Quant;
 use nap_core::isa::Isa;
-use nap_runtime::integer::{Conv, IntegerBackbone, Layer, Op, Program, TensorShape};
+use nap_runtime::integer::{Conv, IntegerBackbone, Layer, Op, Options, Program, TensorShape};
 use proptest::prelude::*;
 
 /// A small deterministic generator, so a program is reproducible from its seed.
@@ -243,18 +243,30 @@ proptest! {
     ) {
         let program = program(seed, size, blocks);
         let input = frame(seed ^ 0x5eed, size);
-        let reference = IntegerBackbone::with_isa(&program, Isa::Scalar).unwrap();
+        let separate = |isa| Options { isa, fuse_min_width: None };
+        let reference = IntegerBackbone::with_options(&program, separate(Some(Isa::Scalar)))
+            .unwrap();
+        prop_assert_eq!(reference.fused_expansions(), 0);
         let mut ra = reference.activations();
         let want = reference.run(&mut ra, &input).unwrap().to_vec();
-        // The default choice, then each path family on its own (AVX2 where VNNI is the default).
+        // The default choice, then each path family on its own (AVX2 where VNNI is the default),
+        // with every expansion fused (these frames' rows are narrower than the default's
+        // threshold) and with none.
         let fast = IntegerBackbone::new(&program).unwrap();
         let each = Isa::ALL.into_iter().filter(|isa| isa.is_supported());
-        for backbone in [fast].into_iter().chain(each.map(|isa| {
-            IntegerBackbone::with_isa(&program, isa).unwrap()
+        let options = each.flat_map(|isa| {
+            let fused = Options { isa: Some(isa), fuse_min_width: Some(1) };
+            [fused, separate(Some(isa))]
+        });
+        for (backbone, options) in [(fast, None)].into_iter().chain(options.map(|o| {
+            (IntegerBackbone::with_options(&program, o).unwrap(), Some(o))
         })) {
+            if options.is_some_and(|o| o.fuse_min_width.is_some()) {
+                prop_assert_eq!(backbone.fused_expansions(), blocks);
+            }
             let mut fa = backbone.activations();
             let got = backbone.run(&mut fa, &input).unwrap();
-            prop_assert_eq!(got, &want[..], "paths {:?}", backbone.paths());
+            prop_assert_eq!(got, &want[..], "paths {:?}, {:?}", backbone.paths(), options);
         }
 
         // Each layer against float from the same input codes: within one code (the rounding of

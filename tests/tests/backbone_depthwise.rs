@@ -17,11 +17,13 @@ const OWN: BackboneOptions = BackboneOptions {
     own_depthwise: true,
     own_pointwise: true,
     integer: false,
+    fuse_expansions: false,
 };
 const TRACT: BackboneOptions = BackboneOptions {
     own_depthwise: false,
     own_pointwise: false,
     integer: false,
+    fuse_expansions: false,
 };
 
 /// One depthwise conv over the 3 input channels, optionally followed by Clip(0, 6).

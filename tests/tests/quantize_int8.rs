@@ -6,6 +6,7 @@ use nap_core::reduce::Layout;
 use nap_runtime::backbone::{self, BackboneOptions};
 use nap_runtime::bundle::{ActivationStorage, Bundle, Precision};
 use nap_runtime::detector::Detector;
+use nap_runtime::integer::{self, IntegerBackbone};
 use nap_runtime::preprocess::Preprocessor;
 use nap_test_support::data::shared_data_file;
 use nap_test_support::mobilenet::float_bundle;
@@ -131,6 +132,26 @@ fn integer_program_is_the_backbone(int8: &Bundle, detector: &Detector) {
     );
     assert!(detector.runs_integer_program());
     assert_eq!(detector.pre_pool_layout(), Layout::Nhwc);
+    // By default the six expansions with rows of 28 pixels or more run fused with their
+    // depthwise convolutions: the same codes as layer by layer, in less memory.
+    let fused = IntegerBackbone::new(program).unwrap();
+    let separate = integer::Options {
+        fuse_min_width: None,
+        ..integer::Options::default()
+    };
+    let separate = IntegerBackbone::with_options(program, separate).unwrap();
+    assert_eq!(fused.fused_expansions(), 6);
+    println!(
+        "activation buffers per worker: {} bytes fused, {} layer by layer",
+        fused.activation_bytes(),
+        separate.activation_bytes()
+    );
+    assert!(fused.activation_bytes() < separate.activation_bytes());
+    let (mut fa, mut sa) = (fused.activations(), separate.activations());
+    for frame in frames(int8, |i| i % 100 == 7) {
+        let codes = fused.run(&mut fa, &frame).unwrap();
+        assert_eq!(Some(codes), separate.run(&mut sa, &frame));
+    }
     let tract = BackboneOptions {
         integer: false,
         ..BackboneOptions::default()

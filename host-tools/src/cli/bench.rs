@@ -39,6 +39,11 @@ pub struct BenchArgs {
     /// runtime's choice for this CPU, nap-core on x86_64 and tract on aarch64).
     #[arg(long, value_enum)]
     pointwise: Option<Engine>,
+    /// How an int8 bundle's integer program runs an expansion (1x1) and the depthwise
+    /// convolution after it: fused row by row where the rows are wide enough (the default), or
+    /// separate, the expanded tensor written whole.
+    #[arg(long, value_enum, default_value_t = Expansions::Fused)]
+    expansions: Expansions,
     /// Another bundle to measure in the same run (e.g. the int8 bundle against its float
     /// original); repeat for several. Rounds alternate between the bundles, and the backbone
     /// time of each is given as a ratio to the first.
@@ -51,6 +56,15 @@ pub struct BenchArgs {
     /// and each frame starts at preprocessing.
     #[arg(long)]
     raw_frames: bool,
+}
+
+/// How the integer program runs expansions and their depthwise convolutions.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Expansions {
+    /// Row by row, the expanded tensor never whole.
+    Fused,
+    /// One layer after the other.
+    Separate,
 }
 
 /// Who runs a kind of convolution in the backbone.
@@ -96,6 +110,7 @@ impl BenchArgs {
                         e == Engine::Nap
                     }),
                 integer: !self.tract_int8,
+                fuse_expansions: self.expansions == Expansions::Fused,
             },
             raw_frames: self.raw_frames,
         };

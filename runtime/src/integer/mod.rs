@@ -5,7 +5,9 @@
 //! [`program`] is the backbone as data (what the bundle stores); [`IntegerBackbone`] is it
 //! prepared for one CPU: every layer's fixed-point parameters derived and its weights packed
 //! for the kernel path this CPU runs, and the activation buffers planned so tensors that are no
-//! longer read share memory.
+//! longer read share memory. An expansion whose only reader is the depthwise convolution after
+//! it runs fused with it, row by row, where its rows are wide enough to pay
+//! ([`FUSE_MIN_WIDTH`]): the block's largest tensor then never exists whole.
 
 pub mod program;
 
@@ -13,17 +15,48 @@ pub use program::{Conv, Layer, Op, Program, ProgramError, TensorShape};
 
 use nap_core::depthwise::Geometry;
 use nap_core::int8::add::{Add, AddParams};
-use nap_core::int8::depthwise::{self, Depthwise, Packed};
+use nap_core::int8::depthwise::{self, Checked, Depthwise, Packed};
+use nap_core::int8::expand_depthwise::{ExpandDepthwise, Expansion};
 use nap_core::int8::pointwise::{self, Pointwise, PointwiseError};
 use nap_core::int8::stem::{Frame, SCRATCH_LEN, Stem, StemShape};
 use nap_core::int8::{OutputStage, Quant, fold_zero_point, stride};
 use nap_core::isa::Isa;
+
+/// Narrowest input rows an expansion runs fused with its depthwise convolution at: each row
+/// passes over all the expansion's weights once, which on narrower rows costs more than writing
+/// and reading the expanded tensor whole (`cargo bench -p nap-core --bench
+/// int8_expand_depthwise`: 3-6% faster fused at 56 and 112 pixels, 2-6% slower at 14 and 7;
+/// BENCHMARKS.md).
+pub const FUSE_MIN_WIDTH: usize = 28;
+
+/// How a program is prepared.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Every kernel on this path where it has one, and on its scalar reference otherwise
+    /// (`Isa::Scalar`: the reference throughout); `None`: the fastest paths this CPU runs.
+    pub isa: Option<Isa>,
+    /// Run an expansion fused with the depthwise convolution it feeds where its rows are at
+    /// least this many pixels wide (default [`FUSE_MIN_WIDTH`]); `None`: every layer writes its
+    /// tensor.
+    pub fuse_min_width: Option<usize>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            isa: None,
+            fuse_min_width: Some(FUSE_MIN_WIDTH),
+        }
+    }
+}
 
 /// The integer backbone, ready to run: shared by every worker, immutable.
 pub struct IntegerBackbone {
     size: usize,
     input: Quant,
     steps: Vec<Step>,
+    /// The tensor each step writes.
+    step_outputs: Vec<usize>,
     /// Bytes of each tensor as it lies in its buffer (pixels times the padded channel stride).
     tensor_lens: Vec<usize>,
     /// Which buffer holds each tensor (tensor 0, the frame, has its own).
@@ -43,27 +76,45 @@ struct Kernels {
     add: Add,
 }
 
-/// One layer with everything its kernel needs.
+/// A pointwise layer with everything its kernel needs.
+struct PointwiseStep {
+    input: usize,
+    shape: pointwise::Shape,
+    weights: Vec<i8>,
+    params: Vec<i32>,
+}
+
+/// A depthwise layer with everything its kernel needs.
+struct DepthwiseStep {
+    input: usize,
+    geometry: Geometry,
+    input_zero_point: u8,
+    stage: OutputStage,
+    weights: Vec<i8>,
+    params: Vec<i32>,
+    /// `weights` and `params` passed `Packed`'s checks when they were packed.
+    checked: Checked,
+}
+
+impl DepthwiseStep {
+    /// The kernels' view of the packed layer.
+    fn packed(&self) -> Packed<'_> {
+        Packed::again(self.checked, &self.weights, &self.params)
+            .expect("the lengths the layer was packed with")
+    }
+}
+
+/// One layer, or an expansion and its depthwise convolution, with everything the kernels need.
 enum Step {
     Stem {
         shape: StemShape,
         weights: Vec<i8>,
         params: Vec<i32>,
     },
-    Pointwise {
-        input: usize,
-        shape: pointwise::Shape,
-        weights: Vec<i8>,
-        params: Vec<i32>,
-    },
-    Depthwise {
-        input: usize,
-        geometry: Geometry,
-        input_zero_point: u8,
-        stage: OutputStage,
-        weights: Vec<i8>,
-        params: Vec<i32>,
-    },
+    Pointwise(PointwiseStep),
+    Depthwise(DepthwiseStep),
+    /// The depthwise step's input is the expansion's output, which is never written.
+    ExpandDepthwise(PointwiseStep, DepthwiseStep),
     Add {
         a: usize,
         b: usize,
@@ -82,20 +133,30 @@ pub struct Activations {
 impl IntegerBackbone {
     /// Prepares `program` with the fastest kernel paths this CPU runs.
     pub fn new(program: &Program) -> Result<Self, ProgramError> {
-        Self::prepare(
-            program,
-            Kernels {
-                stem: Stem::new(),
-                pointwise: Pointwise::new(),
-                depthwise: Depthwise::new(),
-                add: Add::new(),
-            },
-        )
+        Self::with_options(program, Options::default())
     }
 
     /// Prepares `program` with every kernel on path `isa` where it has one, and on its
     /// scalar reference otherwise (`Isa::Scalar`: the reference throughout).
     pub fn with_isa(program: &Program, isa: Isa) -> Result<Self, ProgramError> {
+        let options = Options {
+            isa: Some(isa),
+            ..Options::default()
+        };
+        Self::with_options(program, options)
+    }
+
+    /// Prepares `program` as `options` say.
+    pub fn with_options(program: &Program, options: Options) -> Result<Self, ProgramError> {
+        let Some(isa) = options.isa else {
+            let kernels = Kernels {
+                stem: Stem::new(),
+                pointwise: Pointwise::new(),
+                depthwise: Depthwise::new(),
+                add: Add::new(),
+            };
+            return Self::prepare(program, kernels, options.fuse_min_width);
+        };
         let scalar = "every kernel has its scalar reference";
         Self::prepare(
             program,
@@ -113,34 +174,71 @@ impl IntegerBackbone {
                     .or(Add::with_isa(Isa::Scalar))
                     .expect(scalar),
             },
+            options.fuse_min_width,
         )
     }
 
-    fn prepare(program: &Program, kernels: Kernels) -> Result<Self, ProgramError> {
+    fn prepare(
+        program: &Program,
+        kernels: Kernels,
+        fuse_min_width: Option<usize>,
+    ) -> Result<Self, ProgramError> {
         let shapes = program.shapes()?;
-        let mut steps = Vec::with_capacity(program.layers.len());
+        let mut readers = vec![0usize; shapes.len()];
+        for layer in &program.layers {
+            for t in layer.inputs() {
+                readers[t] += 1;
+            }
+        }
+        let mut steps: Vec<Step> = Vec::with_capacity(program.layers.len());
+        // Each step's first layer and the tensor it writes.
+        let mut writes: Vec<(usize, usize)> = Vec::with_capacity(program.layers.len());
         let mut scratch_len = SCRATCH_LEN;
         for (i, layer) in program.layers.iter().enumerate() {
             let step = prepare_step(program, &shapes, layer, kernels)
                 .map_err(|reason| ProgramError::Layer { layer: i, reason })?;
-            if let Step::Depthwise { geometry, .. } = &step {
-                let need = depthwise::scratch_len(geometry).ok_or_else(|| ProgramError::Layer {
-                    layer: i,
-                    reason: "the depthwise scratch overflows".into(),
-                })?;
+            if let Step::Depthwise(d) = &step {
+                let need =
+                    depthwise::scratch_len(&d.geometry).ok_or_else(|| ProgramError::Layer {
+                        layer: i,
+                        reason: "the depthwise scratch overflows".into(),
+                    })?;
                 scratch_len = scratch_len.max(need);
             }
-            steps.push(step);
+            // The expansion before this depthwise convolution, when only it reads that tensor.
+            let fusable = |last: &Step| match (last, &step) {
+                (Step::Pointwise(p), Step::Depthwise(d)) => {
+                    d.input == i
+                        && readers[i] == 1
+                        && fuse_min_width.is_some_and(|w| d.geometry.in_width >= w)
+                        && p.shape.out_channels == d.geometry.channels
+                }
+                _ => false,
+            };
+            if steps.last().is_some_and(fusable) {
+                let Some(Step::Pointwise(p)) = steps.pop() else {
+                    unreachable!("fusable checked the last step")
+                };
+                let Step::Depthwise(d) = step else {
+                    unreachable!("fusable checked this step")
+                };
+                steps.push(Step::ExpandDepthwise(p, d));
+                writes.last_mut().expect("a step per write").1 = i + 1;
+            } else {
+                steps.push(step);
+                writes.push((i, i + 1));
+            }
         }
         let tensor_lens: Vec<usize> = shapes
             .iter()
             .map(|s| s.pixels() * stride(s.channels))
             .collect();
-        let (slot_of, slot_lens) = plan_slots(program, &tensor_lens);
+        let (slot_of, slot_lens) = plan_slots(program, &tensor_lens, &writes);
         Ok(IntegerBackbone {
             size: program.size as usize,
             input: program.input,
             steps,
+            step_outputs: writes.iter().map(|w| w.1).collect(),
             tensor_lens,
             slot_of,
             slot_lens,
@@ -164,6 +262,17 @@ impl IntegerBackbone {
             k.depthwise.isa(),
             k.add.isa(),
         ]
+    }
+
+    /// How many expansions run fused with their depthwise convolution.
+    pub fn fused_expansions(&self) -> usize {
+        let fused = |s: &&Step| matches!(s, Step::ExpandDepthwise(..));
+        self.steps.iter().filter(fused).count()
+    }
+
+    /// Bytes of activation buffers one worker holds ([`activations`](Self::activations)).
+    pub fn activation_bytes(&self) -> usize {
+        3 * self.size * self.size + self.slot_lens.iter().sum::<usize>() + self.scratch_len
     }
 
     /// Buffers for one worker.
@@ -206,13 +315,13 @@ impl IntegerBackbone {
                 *code = ((v / scale).round() + zero_point).clamp(0.0, 255.0) as u8;
             }
         }
-        for (i, step) in self.steps.iter().enumerate() {
-            let out_slot = self.slot_of[i + 1];
+        for (step, &t) in self.steps.iter().zip(&self.step_outputs) {
+            let out_slot = self.slot_of[t];
             let mut out = std::mem::take(&mut act.slots[out_slot]);
-            self.run_step(step, act, &mut out[..self.tensor_lens[i + 1]]);
+            self.run_step(step, act, &mut out[..self.tensor_lens[t]]);
             act.slots[out_slot] = out;
         }
-        let last = &act.slots[self.slot_of[self.steps.len()]];
+        let last = &act.slots[self.slot_of[self.tensor_lens.len() - 1]];
         let (c, pixels) = (self.output.channels, self.output.pixels());
         let len = pixels * c;
         if stride(c) == c {
@@ -247,36 +356,42 @@ impl IntegerBackbone {
                     .run(shape, weights, params, frame, &mut act.scratch, out)
                     .expect(sized);
             }
-            Step::Pointwise {
-                input,
-                shape,
-                weights,
-                params,
-            } => {
+            Step::Pointwise(p) => {
                 k.pointwise
-                    .run(shape, weights, params, tensor(*input), out)
+                    .run(&p.shape, &p.weights, &p.params, tensor(p.input), out)
                     .expect(sized);
             }
-            Step::Depthwise {
-                input,
-                geometry: g,
-                input_zero_point,
-                stage,
-                weights,
-                params,
-            } => {
-                let packed = Packed::new(g.channels, weights, params).expect(sized);
-                let x = &act.slots[self.slot_of[*input]][..self.tensor_lens[*input]];
+            Step::Depthwise(d) => {
+                let g = &d.geometry;
+                let packed = d.packed();
+                let x = &act.slots[self.slot_of[d.input]][..self.tensor_lens[d.input]];
                 k.depthwise
                     .run(
                         g,
                         &packed,
-                        *input_zero_point,
-                        *stage,
+                        d.input_zero_point,
+                        d.stage,
                         x,
                         &mut act.scratch,
                         out,
                     )
+                    .expect(sized);
+            }
+            Step::ExpandDepthwise(p, d) => {
+                let g = &d.geometry;
+                let packed = d.packed();
+                let expansion = Expansion {
+                    shape: p.shape,
+                    weights: &p.weights,
+                    params: &p.params,
+                };
+                let x = &act.slots[self.slot_of[p.input]][..self.tensor_lens[p.input]];
+                let fused = ExpandDepthwise {
+                    pointwise: k.pointwise,
+                    depthwise: k.depthwise,
+                };
+                fused
+                    .run(&expansion, g, &packed, d.stage, x, &mut act.scratch, out)
                     .expect(sized);
             }
             Step::Add { a, b, params } => {
@@ -343,12 +458,12 @@ fn prepare_step(
                 .pointwise
                 .pack(&shape, &params_of, &mut weights, &mut params)
                 .map_err(pw_err)?;
-            Ok(Step::Pointwise {
+            Ok(Step::Pointwise(PointwiseStep {
                 input: conv.input as usize,
                 shape,
                 weights,
                 params,
-            })
+            }))
         }
         Op::Depthwise { conv, stride, pads } => {
             let x = shapes[conv.input as usize];
@@ -379,16 +494,19 @@ fn prepare_step(
             let overflow = || "the packed depthwise parameters overflow".to_string();
             let mut weights = vec![0; Packed::weights_len(channels).ok_or_else(overflow)?];
             let mut params = vec![0; Packed::params_len(channels).ok_or_else(overflow)?];
-            depthwise::pack(&conv.weights, &bias, &requant, &mut weights, &mut params)
-                .map_err(|e| e.to_string())?;
-            Ok(Step::Depthwise {
+            let checked =
+                depthwise::pack(&conv.weights, &bias, &requant, &mut weights, &mut params)
+                    .map_err(|e| e.to_string())?
+                    .checked();
+            Ok(Step::Depthwise(DepthwiseStep {
                 input: conv.input as usize,
                 geometry,
                 input_zero_point: program.quant(conv.input as usize).zero_point,
                 stage,
                 weights,
                 params,
-            })
+                checked,
+            }))
         }
         Op::Add { a, b } => {
             let params = program::add_params(
@@ -419,9 +537,14 @@ fn fixed_point(
     Ok((requant, bias))
 }
 
-/// Assigns every tensor after the frame a buffer, reusing the buffers of tensors no later
-/// layer reads. Returns each tensor's buffer (index 0 unused) and each buffer's length.
-fn plan_slots(program: &Program, lens: &[usize]) -> (Vec<usize>, Vec<usize>) {
+/// Assigns every tensor a step writes (`writes`: each step's first layer and its tensor) a
+/// buffer, reusing the buffers of tensors no later layer reads. Returns each tensor's buffer
+/// (index 0 and tensors no step writes unused) and each buffer's length.
+fn plan_slots(
+    program: &Program,
+    lens: &[usize],
+    writes: &[(usize, usize)],
+) -> (Vec<usize>, Vec<usize>) {
     let n = lens.len();
     // The last layer that reads each tensor; the pre-pool tensor is read after them all.
     let mut last_read = vec![0; n];
@@ -434,8 +557,7 @@ fn plan_slots(program: &Program, lens: &[usize]) -> (Vec<usize>, Vec<usize>) {
     let mut slot_of = vec![0; n];
     // Each buffer's length and the last layer that reads what it holds.
     let mut slots: Vec<(usize, usize)> = Vec::new();
-    for i in 0..program.layers.len() {
-        let t = i + 1;
+    for &(i, t) in writes {
         // A buffer whose tensor no layer from `i` on reads; the smallest that fits, else the
         // largest free one (grown).
         let free = |s: &&(usize, usize)| s.1 < i;
