@@ -2,6 +2,9 @@
 //! fast path against the scalar reference byte for byte on random geometries and on the
 //! MobileNetV2 layer shapes, and refused buffers and parameters.
 
+mod common;
+
+use common::{Rng, geometry, real};
 use nap_core::depthwise::{Geometry, GeometryError, TAPS};
 use nap_core::int8::depthwise::{Depthwise, DepthwiseError, Packed, pack, scratch_len};
 use nap_core::int8::{OutputStage, Requant, fold_zero_point, stride};
@@ -24,30 +27,6 @@ fn supported() -> Vec<Depthwise> {
         )
     });
     paths
-}
-
-/// `Geometry` for padding (top, bottom, left, right), deriving the output size.
-fn geometry(
-    channels: usize,
-    (in_height, in_width): (usize, usize),
-    stride: usize,
-    (pad_top, pad_bottom, pad_left, pad_right): (usize, usize, usize, usize),
-) -> Option<Geometry> {
-    let out = |len: usize, before: usize, after: usize| {
-        (len + before + after)
-            .checked_sub(3)
-            .map(|n| n / stride + 1)
-    };
-    Some(Geometry {
-        channels,
-        in_height,
-        in_width,
-        stride,
-        pad_top,
-        pad_left,
-        out_height: out(in_height, pad_top, pad_bottom)?,
-        out_width: out(in_width, pad_left, pad_right)?,
-    })
 }
 
 /// A layer's parameters before packing: real bias (the zero point not yet folded).
@@ -87,13 +66,6 @@ fn run(d: Depthwise, g: &Geometry, layer: &Layer, stage: OutputStage, input: &[u
     )
     .unwrap();
     out
-}
-
-/// The real channels of every pixel, so padding bytes (anything) do not count.
-fn real(out: &[u8], channels: usize) -> Vec<u8> {
-    out.chunks_exact(stride(channels))
-        .flat_map(|p| p[..channels].iter().copied())
-        .collect()
 }
 
 #[test]
@@ -167,24 +139,6 @@ fn hand_computed_padding_on_every_side() {
             "{:?}",
             d.isa()
         );
-    }
-}
-
-/// A small deterministic generator for the layers' numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 16
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo + 1) as u64) as i64
     }
 }
 

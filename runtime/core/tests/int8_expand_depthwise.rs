@@ -2,6 +2,9 @@
 //! byte what the two scalar references give one after the other (random sizes, strides,
 //! paddings, zero points and clamps, MobileNetV2's shapes), and its refusals.
 
+mod common;
+
+use common::{Rng, real};
 use nap_core::depthwise::{Geometry, TAPS};
 use nap_core::int8::depthwise::{self, Depthwise, DepthwiseError, Packed};
 use nap_core::int8::expand_depthwise::{ExpandDepthwise, ExpandDepthwiseError, Expansion};
@@ -35,23 +38,7 @@ fn supported() -> Vec<ExpandDepthwise> {
     pairs
 }
 
-/// A small deterministic generator for the layers' numbers.
-struct Rng(u64);
-
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 16
-    }
-
-    /// Uniform in `lo..=hi`.
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo + 1) as u64) as i64
-    }
-
     fn weights(&mut self, n: usize) -> Vec<i8> {
         (0..n).map(|_| self.range(-127, 127) as i8).collect()
     }
@@ -210,40 +197,23 @@ impl Block {
     }
 }
 
-/// The real channels of every pixel, so padding bytes (anything) do not count.
-fn real(out: &[u8], channels: usize) -> Vec<u8> {
-    out.chunks_exact(stride(channels))
-        .flat_map(|p| p[..channels].iter().copied())
-        .collect()
-}
-
-/// `Geometry` for padding (top, bottom, left, right), deriving the output size.
+/// A geometry (see [`common::geometry`]) the depthwise kernels accept.
 fn geometry(
     channels: usize,
-    (in_height, in_width): (usize, usize),
+    size: (usize, usize),
     stride: usize,
-    (pad_top, pad_bottom, pad_left, pad_right): (usize, usize, usize, usize),
+    pads: (usize, usize, usize, usize),
 ) -> Option<Geometry> {
-    let out = |len: usize, before: usize, after: usize| {
-        (len + before + after)
-            .checked_sub(3)
-            .map(|n| n / stride + 1)
-    };
-    let g = Geometry {
-        channels,
-        in_height,
-        in_width,
-        stride,
-        pad_top,
-        pad_left,
-        out_height: out(in_height, pad_top, pad_bottom)?,
-        out_width: out(in_width, pad_left, pad_right)?,
-    };
+    let g = common::geometry(channels, size, stride, pads)?;
     let c = channels;
-    let size = c * in_height * in_width;
-    g.check(size, c * TAPS, c, c * g.out_height * g.out_width)
-        .ok()
-        .map(|_| g)
+    g.check(
+        c * g.in_height * g.in_width,
+        c * TAPS,
+        c,
+        c * g.out_height * g.out_width,
+    )
+    .ok()
+    .map(|_| g)
 }
 
 fn agrees(block: &Block) -> Result<(), TestCaseError> {
