@@ -302,17 +302,15 @@ impl IntegerBackbone {
         {
             return None;
         }
-        // `Quant::quantize`, with std's rounding (one instruction where libm's no_std one is a
-        // routine; both round half away from zero, so the codes are the same).
-        let (scale, zero_point) = (self.input.scale, f32::from(self.input.zero_point));
         let (r, g, b) = (
             &input[..plane],
             &input[plane..2 * plane],
             &input[2 * plane..],
         );
+        let quant = self.input;
         for (pixel, ((&r, &g), &b)) in act.frame.chunks_exact_mut(3).zip(r.iter().zip(g).zip(b)) {
             for (code, v) in pixel.iter_mut().zip([r, g, b]) {
-                *code = ((v / scale).round() + zero_point).clamp(0.0, 255.0) as u8;
+                *code = quant.quantize(v);
             }
         }
         for (step, &t) in self.steps.iter().zip(&self.step_outputs) {
