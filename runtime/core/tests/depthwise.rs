@@ -1,6 +1,9 @@
 //! Depthwise 3x3 convolution: hand-computed cases, every fast path against the scalar reference
 //! on random geometries (x86 here; NEON under qemu-aarch64 in CI), and refused geometries.
 
+mod common;
+
+use common::geometry;
 use nap_core::depthwise::{Clip, Depthwise, Geometry, GeometryError, TAPS};
 use nap_core::isa::Isa;
 use proptest::prelude::*;
@@ -25,30 +28,6 @@ fn supported() -> Vec<Depthwise> {
         )
     });
     paths
-}
-
-/// `Geometry` for padding (top, bottom, left, right), deriving the output size.
-fn geometry(
-    channels: usize,
-    (in_height, in_width): (usize, usize),
-    stride: usize,
-    (pad_top, pad_bottom, pad_left, pad_right): (usize, usize, usize, usize),
-) -> Option<Geometry> {
-    let out = |len: usize, before: usize, after: usize| {
-        (len + before + after)
-            .checked_sub(3)
-            .map(|n| n / stride + 1)
-    };
-    Some(Geometry {
-        channels,
-        in_height,
-        in_width,
-        stride,
-        pad_top,
-        pad_left,
-        out_height: out(in_height, pad_top, pad_bottom)?,
-        out_width: out(in_width, pad_left, pad_right)?,
-    })
 }
 
 fn run(

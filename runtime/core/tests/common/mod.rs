@@ -1,4 +1,4 @@
-//! Helpers the int8 depthwise tests share.
+//! Helpers the depthwise tests (float and int8) share.
 
 #![allow(dead_code)] // each test binary uses a different part
 
