@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::XorShift64;
+use common::{XorShift64, padded_square};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use nap_core::depthwise::{Geometry, TAPS};
+use nap_core::depthwise::TAPS;
 use nap_core::int8::add::{Add, AddParams};
 use nap_core::int8::depthwise::{Depthwise, Packed, pack, scratch_len};
 use nap_core::int8::{OutputStage, Quant, Requant, stride};
@@ -39,23 +39,11 @@ fn depthwise(c: &mut Criterion) {
         .filter_map(Depthwise::with_isa)
         .collect();
     for (channels, side, s) in LAYERS {
-        let out = side / s;
-        let g = Geometry {
-            channels,
-            in_height: side,
-            in_width: side,
-            stride: s,
-            pad_top: 1,
-            pad_left: 1,
-            out_height: out,
-            out_width: out,
-        };
+        let g = padded_square(channels, side, s);
         let weights: Vec<i8> = (0..channels * TAPS)
             .map(|_| (rng.next_u64() % 255) as i8 / 2)
             .collect();
-        let bias: Vec<i32> = (0..channels)
-            .map(|_| (rng.next_u64() % 20_000) as i32 - 10_000)
-            .collect();
+        let bias = rng.biases(channels);
         let requant = vec![Requant::from_scale(0.004).unwrap(); channels];
         let mut pw = vec![0; Packed::weights_len(channels).unwrap()];
         let mut pp = vec![0; Packed::params_len(channels).unwrap()];
@@ -63,7 +51,7 @@ fn depthwise(c: &mut Criterion) {
         let sc = stride(channels);
         let input = rng.bytes(sc * side * side);
         let mut scratch = vec![0; scratch_len(&g).unwrap()];
-        let mut output = vec![0; sc * out * out];
+        let mut output = vec![0; sc * g.out_height * g.out_width];
         let mut group = c.benchmark_group(format!("int8-depthwise-{channels}x{side}x{side}-s{s}"));
         group.throughput(Throughput::Elements(output.len() as u64));
         for d in &paths {

@@ -13,11 +13,11 @@
 #[path = "../benches/common/mod.rs"]
 mod common;
 
-use common::XorShift64;
+use common::{XorShift64, padded_square};
 use nap_core::depthwise::{Geometry, TAPS};
 use nap_core::int8::add::{Add, AddParams};
 use nap_core::int8::depthwise::{Depthwise, Packed, pack, scratch_len};
-use nap_core::int8::{OutputStage, Quant, Requant, fold_zero_point, stride};
+use nap_core::int8::{OutputStage, Quant, fold_zero_point, stride};
 use nap_core::isa::Isa;
 use std::hint::black_box;
 
@@ -73,26 +73,12 @@ fn layer(
     (c, side, s): (usize, usize, usize),
     rng: &mut XorShift64,
 ) -> (Layer, (Vec<i8>, Vec<i32>)) {
-    let out = side / s;
-    let g = Geometry {
-        channels: c,
-        in_height: side,
-        in_width: side,
-        stride: s,
-        pad_top: 1,
-        pad_left: 1,
-        out_height: out,
-        out_width: out,
-    };
+    let g = padded_square(c, side, s);
     let w = rng.codes(c * TAPS);
     let zero_point = 0;
-    let mut bias: Vec<i32> = (0..c)
-        .map(|_| (rng.next_u64() % 20_000) as i32 - 10_000)
-        .collect();
+    let mut bias = rng.biases(c);
     fold_zero_point(&mut bias, &w, TAPS, zero_point).unwrap();
-    let requant: Vec<Requant> = (0..c)
-        .map(|_| Requant::from_scale(0.002 + (rng.next_u64() % 1000) as f64 * 1e-5).unwrap())
-        .collect();
+    let requant = rng.requants(c);
     let mut weights = vec![0; Packed::weights_len(c).unwrap()];
     let mut params = vec![0; Packed::params_len(c).unwrap()];
     pack(&w, &bias, &requant, &mut weights, &mut params).unwrap();
@@ -102,7 +88,7 @@ fn layer(
         zero_point,
         input: rng.bytes(sc * side * side),
         scratch: vec![0; scratch_len(&g).unwrap()],
-        output: vec![0; sc * out * out],
+        output: vec![0; sc * g.out_height * g.out_width],
     };
     (layer, (weights, params))
 }

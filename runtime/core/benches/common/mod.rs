@@ -4,6 +4,9 @@
 
 #![allow(dead_code)] // each benchmark uses a different part
 
+use nap_core::depthwise::Geometry;
+use nap_core::int8::Requant;
+
 /// The xorshift64 generator (shifts 13, 7, 17).
 pub struct XorShift64(u64);
 
@@ -34,6 +37,20 @@ impl XorShift64 {
             .collect()
     }
 
+    /// `n` i32 biases in `-10_000..10_000`.
+    pub fn biases(&mut self, n: usize) -> Vec<i32> {
+        (0..n)
+            .map(|_| (self.next_u64() % 20_000) as i32 - 10_000)
+            .collect()
+    }
+
+    /// `n` per-channel rescales from 0.002 to 0.012.
+    pub fn requants(&mut self, n: usize) -> Vec<Requant> {
+        (0..n)
+            .map(|_| Requant::from_scale(0.002 + (self.next_u64() % 1000) as f64 * 1e-5).unwrap())
+            .collect()
+    }
+
     /// `n` values uniform in `lo..hi`, from the top 24 bits of each step (what an f32 holds).
     pub fn uniform(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
         (0..n)
@@ -42,16 +59,32 @@ impl XorShift64 {
     }
 }
 
+/// A 3x3 depthwise window over a square `side` x `side` input with padding 1 on every side,
+/// as MobileNetV2's layers have it.
+pub fn padded_square(channels: usize, side: usize, stride: usize) -> Geometry {
+    let out = side / stride;
+    Geometry {
+        channels,
+        in_height: side,
+        in_width: side,
+        stride,
+        pad_top: 1,
+        pad_left: 1,
+        out_height: out,
+        out_width: out,
+    }
+}
+
 pub mod expand_depthwise {
     //! One MobileNetV2 expansion and the depthwise convolution it feeds, with random numbers,
     //! run either as two layers (the expanded tensor whole) or fused.
 
-    use super::XorShift64;
+    use super::{XorShift64, padded_square};
     use nap_core::depthwise::{Geometry, TAPS};
     use nap_core::int8::depthwise::{self, Depthwise, Packed};
     use nap_core::int8::expand_depthwise::{ExpandDepthwise, Expansion};
     use nap_core::int8::pointwise::{Layer, Pointwise, Shape};
-    use nap_core::int8::{OutputStage, Requant, fold_zero_point, stride};
+    use nap_core::int8::{OutputStage, fold_zero_point, stride};
 
     /// (input channels, expanded channels, input side, stride) of every expansion + depthwise
     /// pair of MobileNetV2 1.0 / 224, padding 1 on every side.
@@ -102,36 +135,14 @@ pub mod expand_depthwise {
             pointwise: &Pointwise,
             rng: &mut XorShift64,
         ) -> Block {
-            let out = side / s;
-            let g = Geometry {
-                channels: m,
-                in_height: side,
-                in_width: side,
-                stride: s,
-                pad_top: 1,
-                pad_left: 1,
-                out_height: out,
-                out_width: out,
-            };
+            let g = padded_square(m, side, s);
             let shape = Shape {
                 pixels: side * side,
                 in_channels: k,
                 out_channels: m,
             };
-            let requant = |rng: &mut XorShift64| -> Vec<Requant> {
-                (0..m)
-                    .map(|_| {
-                        Requant::from_scale(0.002 + (rng.next_u64() % 1000) as f64 * 1e-5).unwrap()
-                    })
-                    .collect()
-            };
-            let bias = |rng: &mut XorShift64| -> Vec<i32> {
-                (0..m)
-                    .map(|_| (rng.next_u64() % 20_000) as i32 - 10_000)
-                    .collect()
-            };
             let w = rng.codes(m * k);
-            let (b, r) = (bias(rng), requant(rng));
+            let (b, r) = (rng.biases(m), rng.requants(m));
             let len = pointwise.packed_len(&shape).unwrap();
             let (mut expand_weights, mut expand_params) =
                 (vec![0; len.weights], vec![0; len.params]);
@@ -145,11 +156,11 @@ pub mod expand_depthwise {
                 .pack(&shape, &layer, &mut expand_weights, &mut expand_params)
                 .unwrap();
             let w = rng.codes(m * TAPS);
-            let mut b = bias(rng);
+            let mut b = rng.biases(m);
             fold_zero_point(&mut b, &w, TAPS, STAGE.zero_point).unwrap();
             let mut dw_weights = vec![0; Packed::weights_len(m).unwrap()];
             let mut dw_params = vec![0; Packed::params_len(m).unwrap()];
-            depthwise::pack(&w, &b, &requant(rng), &mut dw_weights, &mut dw_params).unwrap();
+            depthwise::pack(&w, &b, &rng.requants(m), &mut dw_weights, &mut dw_params).unwrap();
             Block {
                 shape,
                 g,
@@ -160,7 +171,7 @@ pub mod expand_depthwise {
                 input: rng.bytes(shape.input_len().unwrap()),
                 expanded: vec![0; shape.output_len().unwrap()],
                 scratch: vec![0; depthwise::scratch_len(&g).unwrap()],
-                output: vec![0; stride(m) * out * out],
+                output: vec![0; stride(m) * g.out_height * g.out_width],
             }
         }
 
